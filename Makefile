@@ -1,0 +1,47 @@
+# One entry point for developers and CI. `make test` builds everything it needs
+# (virtual environment, cluster binaries cached under ~/.cache/modelplane) and runs
+# lint, type checks, layer contracts and every test layer.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint unit integration e2e demo crds bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator engine routing autoscaler tests e2e
+	$(BIN)/mypy -p modelplane
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/modelplane cluster build
+	$(BIN)/pytest e2e
+
+test: $(STAMP)
+	$(MAKE) lint
+	$(BIN)/modelplane cluster build
+	$(BIN)/pytest tests e2e
+
+demo: $(STAMP)
+	$(BIN)/modelplane demo
+
+crds: $(STAMP)
+	$(BIN)/modelplane crds --out crds
+
+clean:
+	rm -rf $(VENV)
