@@ -1,0 +1,83 @@
+"""Signals derived from a metrics window: demand in replica units, trend, attainment.
+
+Pure helpers used by the SLO policy (and handy in the controller's explanations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from modelplane.autoscaler.types import (
+    Histogram,
+    MetricSample,
+    SizingPlan,
+    Slo,
+    merge_histograms,
+)
+
+
+def output_ratio(samples: Sequence[MetricSample], default: float) -> float:
+    """Generated tokens per arriving request over the window. Arrival-based demand is
+    leading, generation rate lags by a request's lifetime, so we scale arrivals by it."""
+    arrivals = sum(s.arrival_rate for s in samples)
+    generated = sum(s.gen_token_rate for s in samples)
+    if arrivals <= 0 or generated <= 0:
+        return default
+    return generated / arrivals
+
+
+def demand(sample: MetricSample, plan: SizingPlan, out_ratio: float) -> float:
+    """Load of one sample in replicas at 100% of the plan's per-replica capacity.
+
+    Two views, take the larger: the token work arriving (prefill + expected decode) and
+    the work in flight (running + queued sequences against the concurrency that meets
+    TPOT). The second catches what the first cannot see: a queue that is already there.
+    """
+    work = (
+        sample.arrival_rate * out_ratio / plan.decode_tokens_per_s
+        + sample.prompt_token_rate / plan.prefill_tokens_per_s
+    )
+    inflight = (sample.running + sample.waiting) / plan.max_concurrency
+    return max(work, inflight)
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def slope(ts: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of y over t (units per second); 0 with too few points."""
+    n = len(ts)
+    if n < 3:
+        return 0.0
+    mt, my = mean(ts), mean(ys)
+    var = sum((t - mt) ** 2 for t in ts)
+    if var == 0:
+        return 0.0
+    return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var
+
+
+def observed_attainment(samples: Sequence[MetricSample], slo: Slo) -> tuple[float, int] | None:
+    """Share of recent requests meeting both targets, from histogram deltas.
+
+    Histograms give marginals only, so we use the union bound (misses add up): it can
+    only under-state attainment, which errs towards capacity. Returns (attainment, n).
+    """
+    ttft = merge_histograms([s.ttft for s in samples if s.ttft is not None])
+    tpot = merge_histograms([s.tpot for s in samples if s.tpot is not None])
+    if ttft is None or tpot is None or ttft.total == 0:
+        return None
+    miss = (1 - ttft.fraction_le(slo.ttft_p95_ms / 1000)) + (
+        1 - tpot.fraction_le(slo.tpot_p95_ms / 1000)
+    )
+    return max(0.0, 1 - miss), ttft.total
+
+
+def p95_ms(samples: Sequence[MetricSample], which: str) -> float | None:
+    hists: list[Histogram] = [
+        h for s in samples if (h := (s.ttft if which == "ttft" else s.tpot)) is not None
+    ]
+    merged = merge_histograms(hists)
+    if merged is None or merged.total == 0:
+        return None
+    return merged.quantile(0.95) * 1000

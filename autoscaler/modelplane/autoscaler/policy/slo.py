@@ -1,0 +1,125 @@
+"""ModelPlane's SLO policy: capacity model + short-horizon forecast + attainment feedback.
+
+The recommendation is ``ceil(gain * max(level, forecast) / target_utilization)`` where
+
+* ``level`` is recent demand in replica units (:func:`signals.demand`: token work against
+  the sizing plan's per-replica capacity, or in-flight sequences against the concurrency
+  that meets TPOT, whichever is larger), averaged over ``level_window_s``;
+* ``forecast`` extrapolates the least-squares trend of demand over ``trend_window_s``
+  by the cold start plus one interval: a replica asked for now serves only then;
+* ``gain`` is a slow integral term on observed attainment (from the TTFT/TPOT histogram
+  deltas): it rises when the deployment misses its target and decays back when the
+  latencies sit well inside the SLO, correcting a sizing plan that is off.
+
+Scale-down uses the deployment's stabilization window (the highest recommendation in
+that window wins) and waits while a scale-up is still cold-starting, so a burst that
+provoked a scale-up cannot be followed by a scale-down before the new capacity even ran.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelplane.autoscaler.policy import signals
+from modelplane.autoscaler.policy.common import finalize, hold, missing_or_stale
+from modelplane.autoscaler.types import Decision, MetricSample, PolicyContext
+
+
+class SloPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target_utilization: float = Field(default=0.8, gt=0, le=1.0)
+    level_window_s: float = Field(default=30.0, gt=0)
+    trend_window_s: float = Field(default=180.0, gt=0)
+    interval_s: float = Field(default=10.0, gt=0, description="how often the policy runs")
+    feedback_window_s: float = Field(default=60.0, gt=0)
+    gain_step: float = Field(default=0.05, ge=0, description="gain change per decision")
+    gain_min: float = Field(default=0.9, gt=0)
+    gain_max: float = Field(default=1.5, gt=0)
+    default_output_tokens: float = Field(default=256.0, gt=0)
+    exponent: float = Field(default=4.0, gt=0, description="shape of predicted attainment")
+
+    def __call__(self, ctx: PolicyContext) -> Decision:
+        stale = missing_or_stale(ctx)
+        if stale is not None:
+            return hold(ctx, stale)
+        samples = ctx.window.samples
+        ratio = signals.output_ratio(samples, self.default_output_tokens)
+        level, forecast, trend = self._load(samples, ctx, ratio)
+        gain, observed = self._feedback(ctx)
+        base = max(level, forecast)
+        raw = math.ceil(round(gain * base / self.target_utilization, 6))
+        reason = (
+            f"demand {level:.2f} replicas (forecast {forecast:.2f} in "
+            f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min), "
+            f"gain {gain:.2f}, target util {self.target_utilization:.0%} -> {raw}"
+        )
+        if observed is not None:
+            reason += f"; observed attainment {observed:.3f} vs {ctx.slo.target_attainment}"
+        state = ctx.state
+        if raw < state.current_replicas and state.ready_replicas < state.current_replicas:
+            raw = state.current_replicas  # never cancel capacity that is still starting
+            reason += "; no scale-down while replicas are starting"
+        decision = finalize(
+            ctx,
+            raw,
+            reason,
+            predicted=None,
+            inputs={
+                "demand_replicas": level,
+                "forecast_replicas": forecast,
+                "trend_per_min": trend * 60,
+                "gain": gain,
+                "output_tokens_per_request": ratio,
+                "observed_attainment": -1.0 if observed is None else observed,
+            },
+            memo={**state.memo, "gain": gain},
+        )
+        predicted = self.predict(ctx, base, decision.desired_replicas)
+        return Decision(
+            decision.desired_replicas,
+            decision.reason + f"; predicted attainment {predicted:.3f}",
+            decision.state,
+            predicted,
+            decision.inputs,
+            decision.held,
+        )
+
+    def _load(
+        self, samples: tuple[MetricSample, ...], ctx: PolicyContext, ratio: float
+    ) -> tuple[float, float, float]:
+        now = ctx.now
+        recent = [s for s in samples if now - s.t <= self.level_window_s] or [samples[-1]]
+        level = signals.mean([signals.demand(s, ctx.plan, ratio) for s in recent])
+        trend_samples = [s for s in samples if now - s.t <= self.trend_window_s]
+        ts = [s.t for s in trend_samples]
+        ys = [signals.demand(s, ctx.plan, ratio) for s in trend_samples]
+        trend = signals.slope(ts, ys)
+        horizon = ctx.limits.cold_start_s + self.interval_s
+        # only extrapolate upwards: a falling trend is handled by the down window
+        forecast = level + max(0.0, trend) * horizon
+        return level, forecast, trend
+
+    def _feedback(self, ctx: PolicyContext) -> tuple[float, float | None]:
+        gain = float(ctx.state.memo.get("gain", 1.0))
+        recent = ctx.window.since(ctx.now - self.feedback_window_s)
+        observed = signals.observed_attainment(recent, ctx.slo)
+        if observed is None or observed[1] < 20:
+            return gain, None  # too few requests to judge a 99% target
+        att = observed[0]
+        if att < ctx.slo.target_attainment:
+            gain += self.gain_step
+        elif att >= 1 - (1 - ctx.slo.target_attainment) / 4:
+            gain -= self.gain_step / 5  # relax slowly: misses are costlier than GPUs
+        return min(self.gain_max, max(self.gain_min, gain)), att
+
+    def predict(self, ctx: PolicyContext, demand: float, replicas: int) -> float:
+        """Heuristic attainment at ``replicas`` for ``demand``: the target exactly at the
+        target utilization, approaching 1 below it and falling fast above it."""
+        if replicas <= 0:
+            return 0.0 if demand > 0 else 1.0
+        util = demand / (replicas * self.target_utilization)
+        miss = (1 - ctx.slo.target_attainment) * float(util**self.exponent)
+        return max(0.0, min(1.0, 1 - miss))
