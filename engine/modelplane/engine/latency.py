@@ -93,7 +93,16 @@ class EngineCore:
     _reserved_kv: int = 0
 
     def check(self, prompt_tokens: int, output_tokens: int) -> None:
-        """Raise :class:`RequestTooLarge` when a request can never be scheduled."""
+        """Raise :class:`RequestTooLarge` when a request can never be scheduled.
+
+        A request needs at least one prompt token and one output token (the step
+        accounting reports the first token when prefill completes).
+        """
+        if prompt_tokens < 1 or output_tokens < 1:
+            raise ValueError(
+                f"a request needs at least 1 prompt and 1 output token "
+                f"(got {prompt_tokens} and {output_tokens})"
+            )
         total = prompt_tokens + output_tokens
         if total > self.profile.max_model_len:
             raise RequestTooLarge(

@@ -1,0 +1,200 @@
+"""Check and fit latency profiles against published benchmark points.
+
+A published LLM benchmark is a *closed loop*: ``c`` clients each send a request with a
+fixed prompt length and a fixed output length (``ignore_eos``), wait for the whole
+response, and immediately send the next one; all clients start together, as
+``vllm bench serve --max-concurrency c`` and NVIDIA's genai-perf do. This module runs
+exactly that loop through :class:`~modelplane.engine.latency.EngineCore` on a virtual
+clock (no sleeping, no I/O) and reports the mean TTFT and the mean inter-token latency
+(``(e2e - ttft) / (output_tokens - 1)`` per request, the genai-perf / vLLM "TPOT"
+definition).
+
+:func:`fit` is the small search that produced the numbers in
+:mod:`modelplane.engine.profiles`; ``python -m modelplane.engine.calibration`` prints the
+fit error of every profile, or re-fits one with ``--fit NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modelplane.engine.latency import EngineCore, LatencyProfile, SeqRequest
+
+
+@dataclass(frozen=True)
+class BenchmarkPoint:
+    """One cited measurement at a fixed concurrency and fixed lengths.
+
+    Any of the three figures may be missing where the source does not give it:
+    mean inter-token latency, mean TTFT, aggregate output tokens/s of the server.
+    """
+
+    concurrency: int
+    prompt_tokens: int
+    output_tokens: int
+    itl_ms: float | None = None
+    ttft_ms: float | None = None
+    output_tok_s: float | None = None
+
+    def errors(self, m: Measured) -> dict[str, float]:
+        """Relative error (model / cited - 1) of every figure the source gives."""
+        pairs = {
+            "itl": (m.itl_ms, self.itl_ms),
+            "ttft": (m.ttft_ms, self.ttft_ms),
+            "tok/s": (m.output_tok_s, self.output_tok_s),
+        }
+        return {k: got / want - 1.0 for k, (got, want) in pairs.items() if want is not None}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the closed loop measured on the model."""
+
+    concurrency: int
+    ttft_ms: float
+    itl_ms: float
+    output_tok_s: float
+
+
+def run_closed_loop(
+    profile: LatencyProfile,
+    concurrency: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    requests_per_client: int = 4,
+) -> Measured:
+    """Run ``concurrency`` closed-loop clients on a virtual clock and average over all."""
+    core = EngineCore(profile)
+    now = 0.0
+    sent_at: dict[str, float] = {}
+    first_at: dict[str, float] = {}
+    ttfts: list[float] = []
+    itls: list[float] = []
+    issued = 0
+    total = concurrency * requests_per_client
+
+    def send() -> None:
+        nonlocal issued
+        rid = f"r{issued}"
+        issued += 1
+        sent_at[rid] = now
+        core.submit(SeqRequest(rid, prompt_tokens, output_tokens))
+
+    for _ in range(concurrency):
+        send()
+    while core.has_work():
+        out = core.step()
+        now += out.duration_s
+        for rid in out.first_token_ids:
+            first_at[rid] = now
+        for rid in out.finished_ids:
+            ttft = first_at[rid] - sent_at[rid]
+            ttfts.append(ttft)
+            if output_tokens > 1:
+                itls.append((now - first_at[rid]) / (output_tokens - 1))
+            if issued < total:
+                send()
+    mean_itl = sum(itls) / len(itls) if itls else 0.0
+    return Measured(
+        concurrency=concurrency,
+        ttft_ms=1000.0 * sum(ttfts) / len(ttfts),
+        itl_ms=1000.0 * mean_itl,
+        output_tok_s=total * output_tokens / now,
+    )
+
+
+def measure(profile: LatencyProfile, point: BenchmarkPoint, rounds: int = 4) -> Measured:
+    """Run the closed loop that ``point`` describes."""
+    return run_closed_loop(
+        profile, point.concurrency, point.prompt_tokens, point.output_tokens, rounds
+    )
+
+
+def worst_error(profile: LatencyProfile, points: Sequence[BenchmarkPoint]) -> float:
+    """Largest absolute relative error over every cited figure."""
+    errs = [abs(e) for p in points for e in p.errors(measure(profile, p)).values()]
+    return max(errs, default=0.0)
+
+
+FIT_FIELDS = (
+    "prefill_ms_per_token",
+    "step_base_ms",
+    "step_ms_per_seq",
+    "step_ms_per_seq2",
+    "kv_cache_tokens",
+    "max_prefill_tokens_per_step",
+)
+
+
+def _score(profile: LatencyProfile, points: Sequence[BenchmarkPoint]) -> float:
+    """Worst absolute log-ratio plus a little of the mean (breaks ties smoothly)."""
+    errs = [
+        abs(math.log1p(e)) for p in points for e in p.errors(measure(profile, p, 3)).values()
+    ]
+    return max(errs) + 0.1 * sum(errs) / len(errs)
+
+
+def fit(
+    start: LatencyProfile,
+    points: Sequence[BenchmarkPoint],
+    fields: Sequence[str] = FIT_FIELDS,
+    rounds: int = 40,
+) -> LatencyProfile:
+    """Multiplicative coordinate search over ``fields`` minimising the log error."""
+    best = start
+    best_score = _score(best, points)
+    factor = 1.5
+    for _ in range(rounds):
+        improved = False
+        for name in fields:
+            for mult in (factor, 1.0 / factor):
+                value = getattr(best, name) * mult
+                if isinstance(getattr(best, name), int):
+                    value = max(1, round(value))
+                cand = dataclasses.replace(best, **{name: value})
+                score = _score(cand, points)
+                if score < best_score:
+                    best, best_score, improved = cand, score, True
+        if not improved:
+            factor = math.sqrt(factor)
+            if factor < 1.001:
+                break
+    return best
+
+
+def report(profile: LatencyProfile, points: Sequence[BenchmarkPoint]) -> list[str]:
+    """Human-readable lines: cited vs model at every point."""
+    lines = []
+    for p in points:
+        m = measure(profile, p)
+        errs = ", ".join(f"{k} {100 * e:+.1f}%" for k, e in p.errors(m).items())
+        lines.append(
+            f"{profile.name:26} c={p.concurrency:<4} in/out={p.prompt_tokens}/{p.output_tokens:<4}"
+            f" model TTFT {m.ttft_ms:7.1f} ms ITL {m.itl_ms:6.2f} ms {m.output_tok_s:7.0f} tok/s"
+            f" | vs cited: {errs}"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from modelplane.engine.profiles import CITED, get_profile
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--fit", metavar="NAME", help="re-fit this profile and print it")
+    args = parser.parse_args(argv)
+    if args.fit:
+        fitted = fit(get_profile(args.fit), CITED[args.fit])
+        print({f: getattr(fitted, f) for f in FIT_FIELDS})
+        print("\n".join(report(fitted, CITED[args.fit])))
+        return 0
+    for name, points in CITED.items():
+        print("\n".join(report(get_profile(name), points)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Bring the dev cluster up, report on it and tear it down.
+
+``up`` is idempotent: a cluster whose processes are all alive and healthy is left alone;
+a half-dead one is torn down and started afresh. ``down`` stops exactly the processes
+recorded in ``<state>/pids`` (by pid, checking each pid's start time) and removes the
+state directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from modelplane.devcluster import build, components, kuberay, nodes, paths, pki, procs
+from modelplane.devcluster.components import Layout, Ports
+from modelplane.devcluster.health import Kubectl, healthy
+
+# start order; each must be healthy before the next group starts
+ORDER: tuple[str, ...] = ("etcd", "kube-apiserver", "kube-controller-manager",
+                          "kube-scheduler", "kwok")
+_ARGV: dict[str, Callable[[Layout], list[str]]] = {
+    "etcd": components.etcd, "kube-apiserver": components.apiserver,
+    "kube-controller-manager": components.controller_manager,
+    "kube-scheduler": components.scheduler, "kwok": components.kwok,
+}
+STATE_FILE = "state.json"
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be brought up; the message includes the failing log's tail."""
+
+
+@dataclass
+class Options:
+    name: str = "dev"
+    state: Path | None = None
+    cpu_nodes: int = 2
+    timeout: float = 90.0
+    log: Callable[[str], None] = field(default=print)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state or paths.cluster_dir(self.name)
+
+
+def load(state: Path) -> Layout | None:
+    try:
+        data = json.loads((state / STATE_FILE).read_text())
+        return Layout(state, Ports(**data["ports"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _pidfile(lay: Layout, component: str) -> Path:
+    return lay.state / "pids" / f"{component}.pid"
+
+
+def component_status(lay: Layout) -> dict[str, str]:
+    """Component -> "healthy" | "unhealthy" | "not running"."""
+    result = {}
+    for name in ORDER:
+        if not procs.is_running(_pidfile(lay, name)):
+            result[name] = "not running"
+        else:
+            result[name] = "healthy" if healthy(lay, name) else "unhealthy"
+    return result
+
+
+def is_up(lay: Layout | None) -> bool:
+    return lay is not None and all(v == "healthy" for v in component_status(lay).values())
+
+
+def _new_layout(state: Path) -> Layout:
+    state.mkdir(parents=True, exist_ok=True)
+    ports = Ports(*(procs.free_port() for _ in range(6)))
+    lay = Layout(state, ports)
+    meta = {"ports": asdict(ports), "kubernetes": paths.kubernetes_version(),
+            "server": lay.server}
+    (state / STATE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return lay
+
+
+def _write_credentials(lay: Layout, name: str) -> None:
+    material = pki.generate(lay.pki.root)
+    for who in pki.CLIENTS:
+        config = pki.kubeconfig(material, who, lay.server, f"modelplane-{name}")
+        pki.write_kubeconfig(lay.kubeconfig(who), config)
+
+
+def _start(lay: Layout, component: str, timeout: float) -> None:
+    procs.start(component, _ARGV[component](lay), lay.state)
+    pidfile = _pidfile(lay, component)
+
+    def ready() -> bool:
+        if not procs.is_running(pidfile):
+            raise ClusterError(f"{component} exited:\n{procs.log_tail(lay.state, component)}")
+        return healthy(lay, component)
+
+    try:
+        procs.wait_until(ready, timeout, f"{component} to become healthy")
+    except procs.WaitTimeout as exc:
+        raise ClusterError(f"{exc}\n{procs.log_tail(lay.state, component)}") from None
+
+
+def _populate(lay: Layout, opts: Options) -> None:
+    kubectl = Kubectl(lay.kubeconfig())
+    node_list = {"apiVersion": "v1", "kind": "List",
+                 "items": nodes.manifests(nodes.default_pools(opts.cpu_nodes))}
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(node_list))
+    for crd in kuberay.crd_files():
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    wait = f"--timeout={int(opts.timeout)}s"
+    kubectl("wait", "--for=condition=Established", wait, *(f"crd/{c}" for c in kuberay.CRDS))
+    kubectl("wait", "--for=condition=Ready", wait, "node", "-l", "type=kwok")
+    procs.wait_until(lambda: kubectl.run("get", "serviceaccount", "default", "-n", "default",
+                                         check=False).returncode == 0,
+                     opts.timeout, "the default ServiceAccount")
+
+
+def up(opts: Options) -> Layout:
+    """Start (or find running) the cluster; return its layout."""
+    existing = load(opts.state_dir)
+    if existing is not None and is_up(existing):
+        opts.log(f"cluster {opts.name!r} already running")
+        return existing
+    if existing is not None or opts.state_dir.exists():
+        down(opts)
+    build.ensure_built(opts.log)
+    started = time.monotonic()
+    lay = _new_layout(opts.state_dir)
+    try:
+        _write_credentials(lay, opts.name)
+        for component in ORDER:
+            _start(lay, component, opts.timeout)
+        _populate(lay, opts)
+    except BaseException:
+        opts.log(f"cluster {opts.name!r} failed to start; logs in {lay.state / 'logs'}")
+        stop_all(lay)
+        raise
+    opts.log(f"cluster {opts.name!r} up in {time.monotonic() - started:.1f}s")
+    return lay
+
+
+def stop_all(lay: Layout) -> list[str]:
+    """Stop every recorded process (reverse start order); return the names stopped."""
+    return [name for name in reversed(ORDER) if procs.stop(_pidfile(lay, name))]
+
+
+def _owned(state: Path) -> bool:
+    """Only directories this module created (or empty ones) are ever deleted."""
+    return (state / STATE_FILE).is_file() or not any(state.iterdir())
+
+
+def down(opts: Options) -> list[str]:
+    """Stop the processes and remove the state directory."""
+    state = opts.state_dir
+    if state.exists() and not _owned(state):
+        raise ClusterError(f"{state} exists but holds no {STATE_FILE}; refusing to delete it")
+    stopped: list[str] = []
+    if (state / "pids").is_dir():
+        lay = Layout(state, Ports(0, 0, 0, 0, 0, 0))
+        stopped = stop_all(lay)
+    if state.exists():
+        shutil.rmtree(state)
+    return stopped
+
+
+def env_lines(lay: Layout) -> list[str]:
+    bins = ":".join(str(d) for d in build.bin_dirs())
+    return [f"export KUBECONFIG={lay.kubeconfig()}", f'export PATH="{bins}:$PATH"']

@@ -1,0 +1,121 @@
+"""Start, watch and stop the cluster's processes by pid, and wait on conditions.
+
+Each process gets ``<state>/pids/<name>.pid`` holding its pid and its kernel start time
+(``/proc/<pid>/stat`` field 22), so ``down`` never signals a recycled pid that now
+belongs to somebody else. Processes run in their own session with output in
+``<state>/logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+class WaitTimeout(TimeoutError):
+    """A condition did not become true in time; the message says what was awaited."""
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               interval: float = 0.2) -> None:
+    """Poll ``check`` until it returns true, raising :class:`WaitTimeout` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces; everything after ')' is well formed
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def start_time(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
+def _running(pid: int, started: str | None) -> bool:
+    fields = _stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return started is None or fields[19] == started
+
+
+def read_pidfile(pidfile: Path) -> tuple[int, str | None] | None:
+    try:
+        parts = pidfile.read_text().split()
+        return int(parts[0]), parts[1] if len(parts) > 1 else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_running(pidfile: Path) -> bool:
+    entry = read_pidfile(pidfile)
+    return entry is not None and _running(*entry)
+
+
+def start(name: str, argv: Sequence[str], state: Path,
+          env: dict[str, str] | None = None) -> int:
+    """Launch ``argv`` detached, logging to ``logs/<name>.log``; record its pid."""
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    (state / "pids").mkdir(parents=True, exist_ok=True)
+    with open(state / "logs" / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=state, env=env)
+    (state / "pids" / f"{name}.pid").write_text(f"{proc.pid} {start_time(proc.pid) or ''}\n")
+    return proc.pid
+
+
+def _gone(pid: int, started: str | None) -> bool:
+    """Reap ``pid`` if it is our child, then report whether it is no longer running."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    return not _running(pid, started)
+
+
+def stop(pidfile: Path, timeout: float = 10.0) -> bool:
+    """SIGTERM the recorded process, SIGKILL after ``timeout``; True if one was stopped."""
+    entry = read_pidfile(pidfile)
+    pidfile.unlink(missing_ok=True)
+    if entry is None or not _running(*entry):
+        return False
+    pid, started = entry
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: _gone(pid, started), timeout, f"pid {pid} to exit", interval=0.1)
+    except WaitTimeout:
+        if _running(pid, started):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _gone(pid, started), 5.0, f"pid {pid} to die", interval=0.1)
+    return True
+
+
+def log_tail(state: Path, name: str, lines: int = 30) -> str:
+    path = state / "logs" / f"{name}.log"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,93 @@
+"""Failover across replicas: retry before the first byte, within deadline and budget.
+
+Connection errors and 5xx answers are retried on another replica (the scheduler
+excludes the ones already tried); 4xx answers are returned at once, never retried
+(the request itself is wrong, another replica would say the same). A timeout ends
+the request with 504 because the deadline is what ran out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from modelplane.routing.errors import RouterError, bad_gateway, gateway_timeout, unavailable
+from modelplane.routing.metrics import RouterMetrics
+from modelplane.routing.plugins.base import RequestInfo
+from modelplane.routing.state import Clock, DeploymentRuntime, EndpointState
+from modelplane.routing.upstream import Buffered, UpstreamConnectError, UpstreamTimeout
+
+T = TypeVar("T")
+Attempt = Callable[[EndpointState, float], Awaitable[T | Buffered]]
+
+
+async def with_failover(dep: DeploymentRuntime, attempt: Attempt[T], *, deadline: float,
+                        affinity: str | None, clock: Clock, metrics: RouterMetrics,
+                        hold_on_success: bool = False) -> tuple[EndpointState, T | Buffered]:
+    """Run ``attempt`` on picked replicas until one answers below 500.
+
+    With ``hold_on_success`` a non-``Buffered`` result (an open stream) keeps its
+    replica's outstanding count; the caller releases it with :func:`release`.
+    Raises :class:`RouterError` (502/503/504) when no replica answered; returns the last
+    5xx answer when every attempt got one, so the caller can pass an engine error on.
+    """
+    info = RequestInfo(now=0.0, affinity_key=affinity)
+    dep.retry_budget.deposit()
+    last: RouterError | tuple[EndpointState, Buffered] = unavailable(
+        f"deployment {dep.name} has no ready replica")
+    reason = ""
+    for n in range(dep.cfg.retry.max_attempts):
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise gateway_timeout()
+        if n and not dep.retry_budget.withdraw():
+            metrics.count(metrics.rejected, "retry_budget").inc()
+            break
+        ep = await dep.pick(info)
+        if ep is None:
+            break
+        if n:
+            metrics.count(metrics.retries, dep.name, reason).inc()
+        info.exclude.add(ep.url)
+        ep.outstanding += 1
+        try:
+            result = await attempt(ep, remaining)
+        except UpstreamTimeout:
+            ep.outstanding -= 1
+            _failed(dep, ep, metrics, "timeout")
+            raise gateway_timeout() from None
+        except UpstreamConnectError:
+            ep.outstanding -= 1
+            _failed(dep, ep, metrics, "connect")
+            last, reason = bad_gateway(), "connect"
+            continue
+        except BaseException:
+            ep.outstanding -= 1
+            raise
+        if isinstance(result, Buffered) or not hold_on_success:
+            ep.outstanding -= 1
+        if isinstance(result, Buffered) and result.status >= 500:
+            _failed(dep, ep, metrics, "5xx")
+            last, reason = (ep, result), "5xx"
+            continue
+        dep.success(ep)
+        return ep, result
+    if isinstance(last, RouterError):
+        raise last
+    return last
+
+
+def release(dep: DeploymentRuntime, ep: EndpointState, ok: bool,
+            metrics: RouterMetrics) -> None:
+    """End a held stream: drop the outstanding count and record the outcome."""
+    ep.outstanding -= 1
+    if ok:
+        dep.success(ep)
+    else:
+        _failed(dep, ep, metrics, "broken")
+
+
+def _failed(dep: DeploymentRuntime, ep: EndpointState, metrics: RouterMetrics,
+            kind: str) -> None:
+    metrics.count(metrics.upstream_errors, dep.name, kind).inc()
+    dep.failure(ep)
