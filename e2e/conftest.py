@@ -1,0 +1,94 @@
+"""e2e harness: a real local control plane (``modelplane cluster``) for the whole session.
+
+Fixtures:
+
+* ``cluster`` (session): builds the pinned binaries if needed (cached; ``make e2e`` runs
+  ``modelplane cluster build`` first), starts a private cluster in a temporary state
+  directory with its own kubeconfig, refuses anything whose server is not 127.0.0.1, and
+  tears it down at the end of the session, also when tests fail or the run is
+  interrupted (SIGINT/SIGTERM). Yields a
+  :class:`modelplane.devcluster.harness.ClusterHandle`: ``.kubeconfig``, ``.server``,
+  ``.kubectl``, ``.apply(obj_or_list, namespace=)``, ``.get_json(...)``,
+  ``.exists(...)``, ``.env()`` (for subprocesses such as the operator or helm) and
+  ``.binary("helm")``.
+* ``kubectl`` (session): ``cluster.kubectl``; ``kubectl("get", "nodes")`` returns stdout
+  (raises ``KubectlError`` on failure), ``kubectl.run(..., check=False)`` returns the
+  ``CompletedProcess``. Always passes ``--kubeconfig`` of the e2e cluster.
+* ``namespace`` (function): a fresh namespace with its default ServiceAccount ready,
+  deleted afterwards.
+
+Waiting: ``from modelplane.devcluster.harness import wait_for`` (poll a predicate with a
+timeout and a description), or ``kubectl wait``.
+
+Tests that use the cluster are marked ``@pytest.mark.cluster``. They are skipped, with
+the reason, only when the machine cannot build the binaries (no Go toolchain); with
+``$CI`` set that is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from modelplane.devcluster import build
+from modelplane.devcluster import cluster as devcluster
+from modelplane.devcluster.harness import ClusterHandle, NotLocal, assert_local_only, wait_for
+from modelplane.devcluster.health import Kubectl
+
+
+def _unavailable(reason: str) -> None:
+    message = f"cluster binaries cannot be built on this machine: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must run the cluster tests)", pytrace=False)
+    pytest.skip(message)
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # pytest then runs session teardown
+
+
+@pytest.fixture(scope="session")
+def cluster_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """State directory of the session's cluster (private, never the developer's)."""
+    return tmp_path_factory.mktemp("modelplane-cluster") / "state"
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_state: Path) -> Iterator[ClusterHandle]:
+    try:
+        build.go_executable()
+    except build.BuildUnavailable as exc:
+        _unavailable(str(exc))
+    opts = devcluster.Options(name="e2e", state=cluster_state)
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        layout = devcluster.up(opts)
+        try:
+            assert_local_only(layout.kubeconfig())
+        except NotLocal as exc:
+            pytest.exit(str(exc), returncode=2)
+        yield ClusterHandle(layout, Kubectl(layout.kubeconfig()))
+    finally:
+        devcluster.down(opts)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: ClusterHandle) -> Kubectl:
+    return cluster.kubectl
+
+
+@pytest.fixture
+def namespace(cluster: ClusterHandle) -> Iterator[str]:
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(lambda: cluster.exists("serviceaccount", "default", "-n", name),
+             30, f"default ServiceAccount in {name}")
+    yield name
+    cluster.kubectl.run("delete", "namespace", name, "--wait=false", check=False)
