@@ -185,14 +185,19 @@ def build_app(config: EngineConfig) -> web.Application:
     return app
 
 
-async def serve(config: EngineConfig, host: str, port: int) -> None:
-    """Run the server until cancelled."""
+async def start(config: EngineConfig, host: str, port: int) -> web.AppRunner:
+    """Start serving in the running loop; ``await runner.cleanup()`` stops it."""
     # handler_cancellation: a client that disconnects cancels its handler, which
     # aborts its request in the engine (aiohttp leaves this off by default).
     runner = web.AppRunner(build_app(config), access_log=None, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def serve(config: EngineConfig, host: str, port: int) -> None:
+    """Run the server until cancelled."""
+    runner = await start(config, host, port)
     try:
         await asyncio.Event().wait()
     finally:

@@ -1,0 +1,189 @@
+"""The live simulated engine over real HTTP: OpenAI client, SSE, metrics, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import openai
+import pytest
+
+from modelplane.engine.profiles import get_profile
+from modelplane.engine.server import EngineConfig, start
+
+PROFILE = get_profile("llama-3.1-8b-a100-40gb")  # ~13 ms/token: easy to see on a busy CPU
+MODEL = "sim-8b"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.05)
+
+
+async def metric(session: aiohttp.ClientSession, base: str, name: str) -> float:
+    async with session.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture
+async def base(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    cold = getattr(request, "param", 0.0)
+    port = free_port()
+    runner = await start(EngineConfig(PROFILE, MODEL, cold_start_s=cold), "127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_stream_with_openai_client(base: str) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x")
+    t0 = time.monotonic()
+    arrivals: list[float] = []
+    text = ""
+    usage = None
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hello " * 100}], max_tokens=40,
+        stream=True, stream_options={"include_usage": True},
+    )  # fmt: skip
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+            text += chunk.choices[0].delta.content
+        if chunk.usage:
+            usage = chunk.usage
+    assert usage is not None and usage.completion_tokens == 40 == len(arrivals)
+    assert usage.prompt_tokens == 150 + 4
+    assert len(text.split()) == 40
+    ttft = arrivals[0] - t0
+    itl = (arrivals[-1] - arrivals[0]) / 39
+    expected_itl = PROFILE.step_ms(1, 0) / 1000
+    # loose: a loaded 2-core CI machine may run slower, never much faster
+    assert 0.7 * expected_itl < itl < 4 * expected_itl
+    assert ttft < 2.0
+    await client.close()
+
+
+async def test_completions_and_metrics(base: str) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x")
+    results = await asyncio.gather(
+        *[client.completions.create(model=MODEL, prompt="abcd" * 50, max_tokens=10) for _ in range(5)]
+    )
+    assert all(r.usage and r.usage.completion_tokens == 10 for r in results)
+    assert [m.id for m in (await client.models.list()).data] == [MODEL]
+    await client.close()
+    async with aiohttp.ClientSession() as s:
+        assert await metric(s, base, "vllm:request_success_total") == 5
+        assert await metric(s, base, "vllm:generation_tokens_total") == 50
+        assert await metric(s, base, "vllm:prompt_tokens_total") == 250
+        assert await metric(s, base, "vllm:time_to_first_token_seconds_count") == 5
+        assert await metric(s, base, "vllm:num_requests_running") == 0
+        async with s.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+        for name in ("vllm:gpu_cache_usage_perc", "vllm:num_requests_waiting",
+                     "vllm:time_per_output_token_seconds", "vllm:e2e_request_latency_seconds"):
+            assert f'{name}' in text and f'model_name="{MODEL}"' in text
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "status"),
+    [
+        ("/v1/chat/completions", b"{not json", 400),
+        ("/v1/chat/completions", b'"a string"', 422),
+        ("/v1/chat/completions", b'{"model": "nope", "messages": [{"role":"user","content":"x"}]}', 404),
+        ("/v1/chat/completions", b'{"model": "sim-8b", "messages": []}', 400),
+        ("/v1/completions", b'{"model": "sim-8b", "prompt": "x", "max_tokens": -5}', 400),
+        ("/v1/completions", b'{"model": "sim-8b", "prompt": "x", "max_tokens": 99999999}', 400),
+        ("/v1/completions", b'{"model": "sim-8b", "prompt": "x", "max_tokens": "ten"}', 422),
+        ("/v1/completions", b'{"model": "sim-8b", "prompt": "' + b"x" * 3_000_000 + b'"}', 400),
+        ("/v1/completions", b"x" * (5 * 1024 * 1024), 413),
+        ("/v1/nothing", b"{}", 404),
+    ],
+)
+async def test_bad_input_is_an_openai_error(base: str, path: str, data: bytes, status: int) -> None:
+    async with aiohttp.ClientSession() as s, s.post(f"{base}{path}", data=data) as resp:
+        assert resp.status == status
+        body = await resp.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_client_disconnect_aborts(base: str) -> None:
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 5000, "stream": True}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{base}/v1/completions", json=body) as resp:
+            await resp.content.readline()
+            assert await metric(s, base, "vllm:num_requests_running") == 1
+        # leaving the block closes the connection mid-stream
+
+        async def idle() -> bool:
+            return await metric(s, base, "vllm:num_requests_running") == 0
+
+        await wait_for(idle)
+        assert await metric(s, base, "vllm:request_success_total") == 0
+
+
+@pytest.mark.parametrize("base", [0.5], indirect=True)
+async def test_cold_start(base: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{base}/health") as resp:
+            assert resp.status == 503
+        body = {"model": MODEL, "prompt": "x", "max_tokens": 2}
+        async with s.post(f"{base}/v1/completions", json=body) as resp:
+            assert resp.status == 503
+
+        async def ready() -> bool:
+            async with s.get(f"{base}/health") as r:
+                return r.status == 200
+
+        await wait_for(ready)
+
+
+async def test_cli_process() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelplane.cli.main", "engine", "--profile", PROFILE.name,
+         "--port", str(port), "--served-name", MODEL],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as s:
+
+            async def healthy() -> bool:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/health") as r:
+                        return r.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await wait_for(healthy, 20)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_profile_replace_keeps_api() -> None:
+    fast = dataclasses.replace(PROFILE, step_base_ms=1.0)
+    assert fast.step_ms(1, 0) < PROFILE.step_ms(1, 0)
