@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import yaml
-from pydantic import TypeAdapter
+from pydantic import SecretStr, TypeAdapter
 
 from modelplane.routing.config import ApiKey, AuthConfig, ConfigError
 from modelplane.routing.errors import RouterError, too_many
@@ -90,7 +90,7 @@ def load_keys(cfg: AuthConfig) -> list[ApiKey]:
             name, sep, key = item.partition("=")
             if not sep or not key:
                 raise ConfigError(f"{cfg.keys_env}: entries must be name=key")
-            keys.append(ApiKey(name=name.strip(), key=key.strip()))  # type: ignore[arg-type]
+            keys.append(ApiKey(name=name.strip(), key=SecretStr(key.strip())))
     return keys
 
 
@@ -112,8 +112,8 @@ class KeyRing:
             if prev is not None and _same_limits(prev, rpm, tpm):
                 new[d] = prev
                 continue
-            new[d] = KeyState(k.name, rpm and TokenBucket(rpm, self._clock),
-                              tpm and TokenBucket(tpm, self._clock))
+            new[d] = KeyState(k.name, None if rpm is None else TokenBucket(rpm, self._clock),
+                              None if tpm is None else TokenBucket(tpm, self._clock))
         self._by_digest = new
         self.enabled = cfg.configured
 

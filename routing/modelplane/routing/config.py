@@ -24,6 +24,13 @@ Positive = Annotated[float, Field(gt=0)]
 EscalationReason = Literal["error", "timeout", "length", "low_confidence"]
 
 
+ScorerName = Literal["outstanding", "queue"]
+
+
+def _default_scorers() -> dict[ScorerName, float]:
+    return {"outstanding": 1.0, "queue": 1.0}
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,8 +67,8 @@ class BalancingConfig(_Model):
     """Which picker, and scorer weights (llm-d style: scorers return 0..1)."""
 
     picker: Literal["least-outstanding", "p2c"] = "least-outstanding"
-    scorers: dict[Literal["outstanding", "queue"], Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"outstanding": 1.0, "queue": 1.0})
+    scorers: dict[ScorerName, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=_default_scorers)
     scrape_metrics: bool = True
     scrape_interval_s: Positive = 1.0
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 _LAT = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
         120)
 _ADDED = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
 _TPOT = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
+M = TypeVar("M", bound=MetricWrapperBase)
 _RVTD = ("route", "variant", "tier", "deployment")
 
 
@@ -70,7 +73,7 @@ class RouterMetrics:
         self.stream_errors = Counter(p + "stream_errors", "Streams ended by an SSE error event",
                                      ("deployment",), registry=r)
         self._series: dict[tuple[str, str, str, str], RequestSeries] = {}
-        self._counts: dict[tuple[str, ...], Counter] = {}
+        self._counts: dict[tuple[str, ...], MetricWrapperBase] = {}
 
     def series(self, route: str, variant: str, tier: str, deployment: str) -> RequestSeries:
         key = (route, variant, tier, deployment)
@@ -81,13 +84,13 @@ class RouterMetrics:
                 self.tokens_in.labels(*key), self.tokens_out.labels(*key))
         return s
 
-    def count(self, counter: Counter, *labels: str) -> Counter:
-        """A cached child of ``counter`` (any counter of this instance)."""
-        key = (counter._name, *labels)
+    def count(self, metric: M, *labels: str) -> M:
+        """A cached child of ``metric`` (any labelled metric of this instance)."""
+        key = (metric._name, *labels)
         c = self._counts.get(key)
         if c is None:
-            c = self._counts[key] = counter.labels(*labels)
-        return c
+            c = self._counts[key] = metric.labels(*labels)
+        return c  # type: ignore[return-value]
 
     def add_gauges(self, source: Callable[[], dict[str, tuple[int, int, int, int]]]) -> None:
         """Queue depth, held, ready and ejected replicas per deployment, read at scrape."""

@@ -55,7 +55,8 @@ class RetryBudget:
 
     def withdraw(self) -> bool:
         now = self._clock()
-        self._tokens = min(self._cap, self._tokens + (now - self._last) * self._cfg.min_retries_per_s)
+        refill = (now - self._last) * self._cfg.min_retries_per_s
+        self._tokens = min(self._cap, self._tokens + refill)
         self._last = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from modelplane.routing.config import TritonConfig
 from modelplane.routing.state import EndpointState
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -46,6 +47,7 @@ class UpstreamRequest:
     raw: bytes | None
     connect_timeout_s: float
     idle_timeout_s: float
+    triton: TritonConfig | None = None
 
     def data(self) -> bytes:
         if self.raw is None:
@@ -90,7 +92,7 @@ class _AiohttpStream:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamBroken(type(exc).__name__) from None
 
     def close(self) -> None:
@@ -112,7 +114,7 @@ class OpenAIBackend:
                 body = await resp.read()
                 return Buffered(resp.status, body,
                                 resp.headers.get("Content-Type", "application/json"))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout() from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamConnectError(type(exc).__name__) from None
@@ -132,7 +134,7 @@ class OpenAIBackend:
                 return Buffered(resp.status, body,
                                 resp.headers.get("Content-Type", "application/json"))
             first = await asyncio.wait_for(resp.content.readany(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if resp is not None:
                 resp.close()
             raise UpstreamTimeout() from None

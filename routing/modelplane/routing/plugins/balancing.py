@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from modelplane.routing.plugins.base import (
     E,
@@ -112,7 +113,7 @@ SCORERS: Mapping[str, type[OutstandingScorer] | type[QueueScorer]] = {
 }
 
 
-def build_scheduler(picker: str, scorer_weights: Mapping[str, float],
+def build_scheduler(picker: str, scorer_weights: Mapping[Any, float],
                     rng: random.Random) -> Scheduler:
     """Compose a scheduler by name, as the configuration names them."""
     pickers: dict[str, Picker] = {"least-outstanding": MaxScorePicker(rng),
