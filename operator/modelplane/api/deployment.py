@@ -103,7 +103,7 @@ class SLO(ApiModel):
 
     ttft_p95_ms: int = Field(ge=1, le=600_000, description="Time to first token, p95, ms.")
     tpot_p95_ms: int = Field(ge=1, le=10_000, description="Time per output token, p95, ms.")
-    e2e_p95_ms: int | None = Field(default=None, ge=1, le=3_600_000)
+    e2e_p95_ms: int | None = Field(default=None, ge=1, le=3_600_000, alias="e2eP95Ms")
     target_attainment: float = Field(default=0.99, ge=0.5, le=1.0)
 
 

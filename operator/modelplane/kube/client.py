@@ -1,0 +1,185 @@
+"""The one module that talks to the Kubernetes API (besides kopf's own watches).
+
+Credentials come from kubernetes_asyncio's loaders (kubeconfig or in-cluster service
+account); requests go over one shared aiohttp session. Every write is counted, so the
+operator benchmark can prove zero writes in steady state.
+
+Contracts: ``apply`` is server-side apply with ``force`` (idempotent create-or-update with
+deterministic names); ``get`` returns ``None`` for 404; ``delete`` treats 404 as done.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config as kconfig
+from kubernetes_asyncio.client import Configuration
+
+FIELD_MANAGER = "modelplane"
+
+# kind -> (plural, namespaced)
+KINDS: dict[str, tuple[str, bool]] = {
+    "LLMDeployment": ("llmdeployments", True),
+    "LLMRoute": ("llmroutes", True),
+    "RayService": ("rayservices", True),
+    "Deployment": ("deployments", True),
+    "Service": ("services", True),
+    "ConfigMap": ("configmaps", True),
+    "Pod": ("pods", True),
+    "Event": ("events", True),
+    "Lease": ("leases", True),
+    "EndpointSlice": ("endpointslices", True),
+    "Secret": ("secrets", True),
+    "Node": ("nodes", False),
+}
+
+
+class ApiError(Exception):
+    """A non-success answer from the API server."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"{status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (409, 429) or self.status >= 500
+
+
+def resource_path(api_version: str, kind: str, namespace: str | None = None,
+                  name: str | None = None, subresource: str | None = None) -> str:
+    plural, namespaced = KINDS[kind]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if namespaced and namespace:
+        base += f"/namespaces/{namespace}"
+    path = f"{base}/{plural}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+@dataclass
+class WriteCounter:
+    total: int = 0
+
+
+class KubeApi:
+    """Minimal async Kubernetes client: JSON in, JSON out."""
+
+    def __init__(self, host: str, session: aiohttp.ClientSession,
+                 headers: dict[str, str]) -> None:
+        self._host = host.rstrip("/")
+        self._session = session
+        self._headers = headers
+        self.writes = WriteCounter()
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None, pool: int = 64) -> KubeApi:
+        cfg = Configuration()
+        if kubeconfig is not None:
+            await kconfig.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        else:
+            try:
+                kconfig.load_incluster_config(client_configuration=cfg)
+            except kconfig.ConfigException:
+                await kconfig.load_kube_config(client_configuration=cfg)
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None
+        if ctx is not None and cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        headers = {"Accept": "application/json", "User-Agent": "modelplane-operator"}
+        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+        if token:
+            prefix = (cfg.api_key_prefix or {}).get("authorization", "")
+            headers["Authorization"] = f"{prefix} {token}".strip()
+        connector = aiohttp.TCPConnector(limit=pool, ssl=ctx if ctx is not None else False)
+        return cls(cfg.host, aiohttp.ClientSession(connector=connector), headers)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      content_type: str = "application/json",
+                      params: dict[str, str] | None = None) -> Any:
+        if method != "GET":
+            self.writes.total += 1
+        headers = {**self._headers, "Content-Type": content_type}
+        data = json.dumps(body) if body is not None else None
+        async with self._session.request(method, self._host + path, data=data,
+                                         headers=headers, params=params) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                raise ApiError(resp.status, text)
+            return json.loads(text) if text else None
+
+    async def get(self, api_version: str, kind: str, namespace: str | None,
+                  name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self.request(
+                "GET", resource_path(api_version, kind, namespace, name))
+            return result
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self.request("GET", resource_path(api_version, kind, namespace),
+                                    params=params)
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        path = resource_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"),
+                             meta["name"])
+        result: dict[str, Any] = await self.request(
+            "PATCH", path, manifest, "application/apply-patch+yaml",
+            {"fieldManager": FIELD_MANAGER, "force": "true"})
+        return result
+
+    async def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
+                           status: dict[str, Any]) -> None:
+        await self.request("PATCH", resource_path(api_version, kind, namespace, name, "status"),
+                           {"status": status}, "application/merge-patch+json")
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        result: dict[str, Any] = await self.request(
+            "POST", resource_path(manifest["apiVersion"], manifest["kind"],
+                                  meta.get("namespace")), manifest)
+        return result
+
+    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        result: dict[str, Any] = await self.request(
+            "PUT", resource_path(manifest["apiVersion"], manifest["kind"],
+                                 meta.get("namespace"), meta["name"]), manifest)
+        return result
+
+    async def delete(self, api_version: str, kind: str, namespace: str | None,
+                     name: str) -> None:
+        try:
+            await self.request("DELETE", resource_path(api_version, kind, namespace, name))
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    async def get_scale(self, api_version: str, kind: str, namespace: str,
+                        name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", resource_path(api_version, kind, namespace, name, "scale"))
+        return result
+
+    async def patch_scale(self, api_version: str, kind: str, namespace: str, name: str,
+                          replicas: int) -> None:
+        await self.request("PATCH", resource_path(api_version, kind, namespace, name, "scale"),
+                           {"spec": {"replicas": replicas}}, "application/merge-patch+json")

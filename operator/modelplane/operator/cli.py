@@ -1,0 +1,53 @@
+"""``modelplane operator``: run the operator against a cluster or the local machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from modelplane.operator.settings import LeaderElection, OperatorSettings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("operator", help="run the ModelPlane operator")
+    p.add_argument("--target", choices=["kubernetes", "local"], default="kubernetes",
+                   help="realize LLMDeployments as Kubernetes children or as local processes")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
+    p.add_argument("-n", "--namespace", action="append", default=[],
+                   help="namespace to watch (repeatable; default: all)")
+    p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--no-leader-elect", action="store_true",
+                   help="skip the Lease (single replica, or tests)")
+    p.add_argument("--lease-namespace", default=None)
+    p.add_argument("--identity", default=None, help="leader-election identity")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace) -> OperatorSettings:
+    le: dict[str, object] = {"enabled": not args.no_leader_elect}
+    if args.lease_namespace:
+        le["namespace"] = args.lease_namespace
+    if args.identity:
+        le["identity"] = args.identity
+    return OperatorSettings(
+        target=args.target, kubeconfig=args.kubeconfig, namespaces=args.namespace,
+        workers=args.workers, metrics_port=args.metrics_port,
+        leader_election=LeaderElection.model_validate(le),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf").setLevel(logging.WARNING)
+    from modelplane.operator.main import run as run_operator
+
+    try:
+        import uvloop
+
+        return uvloop.run(run_operator(_settings(args)))
+    except ImportError:
+        return asyncio.run(run_operator(_settings(args)))

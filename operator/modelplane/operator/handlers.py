@@ -1,0 +1,44 @@
+"""kopf wiring: watch events only feed the store and enqueue keys.
+
+Event handlers (not change-detecting ones) are used on purpose: kopf persists nothing
+for them (no progress annotations, no finalizers), so the operator makes no writes of
+its own in steady state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from modelplane.api.deployment import GROUP, VERSION
+from modelplane.builders.common import MANAGED_BY
+from modelplane.operator.store import Key, Store
+from modelplane.operator.workqueue import WorkQueue
+
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("ray.io", "v1", "rayservices"),
+    ("", "v1", "pods"),
+)
+
+
+def _deleted(event: dict[str, Any]) -> bool:
+    return event.get("type") == "DELETED"
+
+
+def register(registry: kopf.OperatorRegistry, store: Store, queue: WorkQueue[Key]) -> None:
+    @kopf.on.event(GROUP, VERSION, "llmdeployments", registry=registry)
+    async def deployment_event(event: dict[str, Any], **_: Any) -> None:
+        queue.add(store.put_deployment(dict(event["object"]), _deleted(event)))
+
+    for group, version, plural in CHILD_RESOURCES:
+        @kopf.on.event(group, version, plural, labels=MANAGED, registry=registry,
+                       id=f"child-{plural}")
+        async def child_event(event: dict[str, Any], **_: Any) -> None:
+            owner = store.put_child(dict(event["object"]), _deleted(event))
+            if owner is not None:
+                queue.add(owner)

@@ -1,0 +1,112 @@
+"""Build the operator's dependencies in one place and run it.
+
+Order: connect -> (optionally) win the leader Lease -> start kopf's watches, the work
+queue's workers and the periodic resync. Losing the Lease stops everything and exits
+non-zero so the Deployment restarts the pod as a follower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+import kopf
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from modelplane.kube.client import KubeApi
+from modelplane.kube.leader import LeaderElector
+from modelplane.operator import handlers
+from modelplane.operator.realizers import KubernetesRealizer, Realizer
+from modelplane.operator.reconciler import Reconciler
+from modelplane.operator.settings import OperatorSettings
+from modelplane.operator.store import Key, Store
+from modelplane.operator.workqueue import WorkQueue
+
+log = logging.getLogger("modelplane.operator")
+
+
+def kopf_settings(opts: OperatorSettings) -> kopf.OperatorSettings:
+    s = kopf.OperatorSettings()
+    s.posting.enabled = False  # we post our own Events, only on real transitions
+    s.batching.batch_window = opts.batch_window_seconds
+    s.watching.server_timeout = 300
+    s.networking.request_timeout = 60
+    return s
+
+
+def _metrics(opts: OperatorSettings, api: KubeApi, queue: WorkQueue[Key],
+             reconciler: Reconciler) -> None:
+    if opts.metrics_port is None:
+        return
+    reg = CollectorRegistry()
+    Gauge("modelplane_operator_api_writes", "write calls made", registry=reg).set_function(
+        lambda: api.writes.total)
+    Gauge("modelplane_operator_queue_depth", "keys waiting", registry=reg).set_function(
+        lambda: len(queue))
+    Gauge("modelplane_operator_reconciles", "reconciles run", registry=reg).set_function(
+        lambda: reconciler.reconciles)
+    start_http_server(opts.metrics_port, addr="127.0.0.1", registry=reg)
+
+
+async def _resync(store: Store, queue: WorkQueue[Key], every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        for key in list(store.deployments):
+            queue.add(key)
+
+
+async def _elect(opts: OperatorSettings) -> LeaderElector | None:
+    le = opts.leader_election
+    if not le.enabled:
+        return None
+    elector = LeaderElector(await KubeApi.connect(opts.kubeconfig), le.namespace, le.lease_name,
+                            le.identity, le.lease_seconds, le.renew_seconds)
+    log.info("waiting for leadership of Lease %s/%s as %s", le.namespace, le.lease_name,
+             le.identity)
+    await elector.acquire()
+    log.info("became leader as %s", le.identity)
+    return elector
+
+
+def _realizer(opts: OperatorSettings, api: KubeApi, store: Store) -> Realizer:
+    if opts.target == "local":
+        from modelplane.operator.local import LocalRealizer  # imports Ray/Triton tooling
+
+        return LocalRealizer()
+    return KubernetesRealizer(api, store)
+
+
+async def run(opts: OperatorSettings) -> int:
+    if opts.kubeconfig:
+        os.environ["KUBECONFIG"] = opts.kubeconfig  # kopf's own login reads it
+    elector = await _elect(opts)
+    api = await KubeApi.connect(opts.kubeconfig)
+    store, queue = Store(), WorkQueue[Key]()
+    reconciler = Reconciler(api, store, _realizer(opts, api, store), queue, opts.build)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, store, queue)
+    _metrics(opts, api, queue, reconciler)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(kopf.operator(
+            registry=registry, settings=kopf_settings(opts), standalone=True,
+            clusterwide=not opts.namespaces, namespaces=opts.namespaces, stop_flag=stop)),
+        asyncio.create_task(queue.run(reconciler.handle, opts.workers)),
+        asyncio.create_task(_resync(store, queue, opts.resync_seconds)),
+    ]
+    if elector is not None:
+        tasks.append(asyncio.create_task(elector.hold()))
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    lost = elector is not None and tasks[-1] in done
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    await api.close()
+    if lost:
+        log.error("lost leadership; exiting")
+    return 1

@@ -1,0 +1,92 @@
+"""Realizers turn a BuildContext into running replicas and report what they observe.
+
+:class:`KubernetesRealizer` applies child manifests (server-side apply) only where the
+cached child differs from the desired one, then reads replicas and scheduling problems
+from the cached children and pods. A local realizer (``--target local``) implements the
+same protocol with local processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from modelplane.builders import BuildContext, build_children
+from modelplane.builders.triton import HTTP_PORT
+from modelplane.kube.client import KubeApi
+from modelplane.operator.status import Observed
+from modelplane.operator.store import Key, Store
+
+
+class Realizer(Protocol):
+    async def realize(self, key: Key, ctx: BuildContext) -> Observed: ...
+
+    async def forget(self, key: Key) -> None: ...
+
+
+def is_subset(desired: Any, observed: Any) -> bool:
+    """True when every field we set has the same value in the live object."""
+    if isinstance(desired, dict):
+        return isinstance(observed, dict) and all(
+            k in observed and is_subset(v, observed[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(observed, list) and len(desired) == len(observed) and all(
+            is_subset(d, o) for d, o in zip(desired, observed, strict=True))
+    return bool(desired == observed)
+
+
+def unschedulable_message(pods: list[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
+                    and cond.get("reason") == "Unschedulable"):
+                return f"pod {pod['metadata']['name']} cannot be scheduled: {cond.get('message')}"
+    return None
+
+
+def _triton_observed(ctx: BuildContext, store: Store, key: Key) -> Observed:
+    dep = store.child(key, "Deployment", ctx.name) or {}
+    st = dep.get("status") or {}
+    return Observed(
+        replicas=int(st.get("replicas") or 0),
+        ready_replicas=int(st.get("readyReplicas") or 0),
+        endpoint=f"http://{ctx.name}.{ctx.namespace}.svc:{HTTP_PORT}",
+        unschedulable=unschedulable_message(store.pods_of(key)),
+    )
+
+
+def _ray_observed(ctx: BuildContext, store: Store, key: Key) -> Observed:
+    svc = store.child(key, "RayService", ctx.name) or {}
+    st = svc.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in st.get("conditions") or []) or st.get("serviceStatus") == "Running"
+    cluster = (st.get("activeServiceStatus") or {}).get("rayClusterStatus") or {}
+    workers = [p for p in store.pods_of(key)
+               if (p.get("metadata", {}).get("labels") or {}).get("ray.io/node-type") == "worker"]
+    running = sum(1 for p in workers if (p.get("status") or {}).get("phase") == "Running")
+    return Observed(
+        replicas=int(cluster.get("desiredWorkerReplicas") or len(workers)),
+        ready_replicas=int(cluster.get("readyWorkerReplicas") or (running if ready else 0)),
+        endpoint=f"http://{ctx.name}-serve-svc.{ctx.namespace}.svc:8000",
+        unschedulable=unschedulable_message(store.pods_of(key)),
+        runtime_ready=ready,
+    )
+
+
+class KubernetesRealizer:
+    def __init__(self, api: KubeApi, store: Store) -> None:
+        self.api, self.store = api, store
+
+    async def realize(self, key: Key, ctx: BuildContext) -> Observed:
+        for child in build_children(ctx):
+            live = self.store.child(key, child["kind"], child["metadata"]["name"])
+            if live is None or not is_subset(child, live):
+                applied = await self.api.apply(child)
+                self.store.put_child(applied, deleted=False)
+        if ctx.spec.runtime == "rayServe":
+            return _ray_observed(ctx, self.store, key)
+        return _triton_observed(ctx, self.store, key)
+
+    async def forget(self, key: Key) -> None:
+        """Children go with their owner through garbage collection."""

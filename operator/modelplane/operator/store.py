@@ -1,0 +1,77 @@
+"""In-memory view of the objects the operator watches, fed by kopf's watch events.
+
+Reconciliation reads only from here, so a reconcile of an unchanged object makes no API
+calls at all. Children are indexed by their controlling LLMDeployment (owner reference),
+pods by the ``modelplane.io/deployment`` label (KubeRay-created pods carry our template
+labels but not our owner reference).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from modelplane.builders.common import DEPLOYMENT_LABEL
+
+Key = tuple[str, str]  # (namespace, name)
+ChildKey = tuple[str, str]  # (kind, name)
+Body = dict[str, Any]
+
+
+def key_of(body: Body) -> Key:
+    meta = body["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def _version(body: Body) -> int:
+    rv = body.get("metadata", {}).get("resourceVersion", "0")
+    return int(rv) if str(rv).isdigit() else 0
+
+
+def owner_of(body: Body) -> Key | None:
+    meta = body.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "LLMDeployment" and ref.get("controller"):
+            return meta.get("namespace") or "", ref["name"]
+    label = (meta.get("labels") or {}).get(DEPLOYMENT_LABEL)
+    return (meta.get("namespace") or "", label) if label else None
+
+
+class Store:
+    def __init__(self) -> None:
+        self.deployments: dict[Key, Body] = {}
+        self.children: dict[Key, dict[ChildKey, Body]] = defaultdict(dict)
+        self.pods: dict[Key, dict[str, Body]] = defaultdict(dict)
+
+    def put_deployment(self, body: Body, deleted: bool) -> Key:
+        key = key_of(body)
+        if deleted:
+            self.deployments.pop(key, None)
+        elif _version(body) >= _version(self.deployments.get(key, {})):
+            self.deployments[key] = body
+        return key
+
+    def put_child(self, body: Body, deleted: bool) -> Key | None:
+        """Record a child; returns its owner's key (to enqueue) or None."""
+        owner = owner_of(body)
+        if owner is None:
+            return None
+        bucket = self.pods[owner] if body.get("kind") == "Pod" else self.children[owner]
+        ckey: Any = body["metadata"]["name"] if body.get("kind") == "Pod" \
+            else (body.get("kind", ""), body["metadata"]["name"])
+        if deleted:
+            bucket.pop(ckey, None)
+        elif _version(body) >= _version(bucket.get(ckey, {})):
+            bucket[ckey] = body
+        return owner
+
+    def child(self, owner: Key, kind: str, name: str) -> Body | None:
+        return self.children.get(owner, {}).get((kind, name))
+
+    def pods_of(self, owner: Key) -> list[Body]:
+        return list(self.pods.get(owner, {}).values())
+
+    def set_status(self, key: Key, status: dict[str, Any]) -> None:
+        body = self.deployments.get(key)
+        if body is not None:
+            body["status"] = {**(body.get("status") or {}), **status}
