@@ -42,9 +42,8 @@ def run(args: argparse.Namespace) -> int:
     config = EngineConfig(profile, args.served_name or profile.model, args.cold_start_s)
     print(f"engine {profile.name} serving {config.served_name!r} on {args.host}:{args.port}",
           flush=True)  # fmt: skip
-    with contextlib.suppress(KeyboardInterrupt):
-        with _event_loop_runner() as runner:
-            runner.run(serve(config, args.host, args.port))
+    with contextlib.suppress(KeyboardInterrupt), _event_loop_runner() as runner:
+        runner.run(serve(config, args.host, args.port))
     return 0
 
 

@@ -114,10 +114,14 @@ def _message_tokens(messages: object) -> int:
         elif isinstance(content, list):
             for part in content:
                 if not isinstance(part, dict) or not isinstance(part.get("text", ""), str):
-                    raise ApiError(422, f"{param}.content has an invalid part", param, "invalid_type")
+                    raise ApiError(
+                        422, f"{param}.content has an invalid part", param, "invalid_type"
+                    )
                 total += _text_tokens(part.get("text", ""))
         elif content is not None:
-            raise ApiError(422, f"{param}.content must be a string or a list", param, "invalid_type")
+            raise ApiError(
+                422, f"{param}.content must be a string or a list", param, "invalid_type"
+            )
         total += CHAT_TOKENS_PER_MESSAGE
     return total
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from modelplane.engine.latency import EngineCore, LatencyProfile, SeqRequest
-from modelplane.engine.metrics import EngineMetrics
+
+if TYPE_CHECKING:
+    from modelplane.engine.metrics import EngineMetrics
 
 MAX_LAG_S = 0.25
 _DONE = 0
@@ -80,7 +83,7 @@ class EngineRunner:
 
     async def generate(
         self, prompt_tokens: int, output_tokens: int, finish_reason: str = "length"
-    ) -> AsyncIterator[int]:
+    ) -> AsyncGenerator[int, None]:
         """Yield the number of new tokens at each step until ``output_tokens`` are out.
 
         Raises :class:`NotReady` before the cold start is over and ``RuntimeError`` if

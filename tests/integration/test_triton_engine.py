@@ -1,0 +1,135 @@
+"""The simulated engine inside a real tritonserver (nvidia-pytriton's binary, CPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from modelplane.engine.profiles import get_profile
+from modelplane.engine.triton import TritonServer, TritonSpec
+
+pytestmark = pytest.mark.triton
+PROFILE = get_profile("llama-3.1-8b-a100-40gb")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def make_server(workdir: Path) -> TritonServer:
+    http, grpc, metrics = free_ports(3)
+    spec = TritonSpec(PROFILE.name, "meta-llama/Llama-3.1-8B", workdir, http, grpc, metrics)
+    return TritonServer(spec)
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    server = make_server(tmp_path_factory.mktemp("triton"))
+    server.start()
+    try:
+        asyncio.run(server.wait_ready(90))
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_generate_and_generate_stream(triton: TritonServer) -> None:
+    base = f"{triton.spec.http_url}/v2/models/{triton.spec.model_name}"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{base}/generate", json={"text_input": "x" * 40, "max_tokens": 8}) as r:
+            assert r.status == 200
+            body = await r.json()
+        assert body["completion_tokens"] == 8 and body["prompt_tokens"] == 10
+        assert len(body["text_output"].split()) == 8
+        req = {"text_input": "hello", "max_tokens": 30, "stream": True}
+        arrivals: list[float] = []
+        async with s.post(f"{base}/generate_stream", json=req) as r:
+            assert r.status == 200
+            async for line in r.content:
+                if line.startswith(b"data: "):
+                    arrivals.append(time.monotonic())
+                    last = json.loads(line[6:])
+        assert len(arrivals) == 30 and last["completion_tokens"] == 30
+        itl = (arrivals[-1] - arrivals[0]) / 29
+        expected = PROFILE.step_ms(1, 0) / 1000
+        assert 0.7 * expected < itl < 4 * expected
+        async with s.post(f"{base}/generate", json={"max_tokens": 3}) as r:
+            assert r.status == 400
+
+
+def test_tritonclient_grpc_stream(triton: TritonServer) -> None:
+    import tritonclient.grpc as grpcclient
+
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(triton.spec.grpc_url)
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        inputs = [
+            grpcclient.InferInput("text_input", [1], "BYTES"),
+            grpcclient.InferInput("max_tokens", [1], "INT32"),
+            grpcclient.InferInput("stream", [1], "BOOL"),
+            grpcclient.InferInput("prompt_tokens", [1], "INT32"),
+        ]
+        inputs[0].set_data_from_numpy(np.array([b"hi"], dtype=np.object_))
+        inputs[1].set_data_from_numpy(np.array([12], dtype=np.int32))
+        inputs[2].set_data_from_numpy(np.array([True]))
+        inputs[3].set_data_from_numpy(np.array([500], dtype=np.int32))
+        client.async_stream_infer(triton.spec.model_name, inputs, request_id="r1")
+        texts = []
+        while True:
+            result, error = results.get(timeout=30)
+            assert error is None
+            texts.append(result.as_numpy("text_output")[0].decode())
+            assert result.as_numpy("prompt_tokens")[0] == 500
+            if result.as_numpy("completion_tokens")[0] == 12:
+                break
+        assert len(texts) == 12
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+async def test_triton_metrics(triton: TritonServer) -> None:
+    async with aiohttp.ClientSession() as s, s.get(triton.spec.metrics_url) as r:
+        text = await r.text()
+    name = triton.spec.model_name
+    assert f'nv_inference_request_success{{model="{name}",version="1"}}' in text
+    assert "nv_inference_count" in text and "nv_inference_request_duration_us" in text
+
+
+async def test_killed_server_is_not_ready(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.start()
+    try:
+        await server.wait_ready(90)
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while await server.ready():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert not server.alive()
+        server.start()  # restart on the same ports and workdir
+        await server.wait_ready(90)
+    finally:
+        server.stop()
+    assert server.pid is None
