@@ -15,8 +15,9 @@ The model (documented in docs/sizing.md):
   hold at least one sequence of the full context length.
 * Decode is memory-bandwidth bound: a step reads the weights once plus the KV cache of
   every running sequence, at 80% of peak bandwidth (or, for large batches, needs
-  2 FLOPs per parameter per sequence at 50% of dense throughput, whichever is slower), plus a fixed 0.5 ms and a per-layer
-  all-reduce cost under tensor parallelism. The largest batch whose step time stays
+  2 FLOPs per parameter per sequence at 50% of dense throughput, whichever is slower),
+  plus a fixed 0.5 ms and a per-layer all-reduce cost under tensor parallelism.
+  The largest batch whose step time stays
   within the TPOT SLO is the replica's batch.
 * Prefill is compute bound: ``2 x params x prompt tokens`` FLOPs at 50% of dense BF16
   throughput, plus one decode step, gives the TTFT estimate.

@@ -83,7 +83,7 @@ def test_replicas_propagate_to_children() -> None:
     app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
     assert app["args"]["llm_configs"][0]["deployment_config"]["num_replicas"] == 3
     assert svc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["replicas"] == 3
-    dep = [c for c in children("llama-8b-triton", replicas=2) if c["kind"] == "Deployment"][0]
+    dep = next(c for c in children("llama-8b-triton", replicas=2) if c["kind"] == "Deployment")
     assert dep["spec"]["replicas"] == 2
 
 

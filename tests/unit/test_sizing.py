@@ -29,7 +29,8 @@ def test_catalog_has_required_types_with_vendor_resources() -> None:
         gpu = get(name)
         assert gpu.memory_gb > 0 and gpu.bandwidth_gbps > 0 and gpu.bf16_tflops > 0
     assert get("MI300X").resource_name == "amd.com/gpu"
-    assert all(a.resource_name == "nvidia.com/gpu" for a in CATALOG.values() if a.vendor == "nvidia")
+    nvidia = [a for a in CATALOG.values() if a.vendor == "nvidia"]
+    assert all(a.resource_name == "nvidia.com/gpu" for a in nvidia)
     assert get("L4").node_selector() == {"nvidia.com/gpu.product": "NVIDIA-L4"}
     assert get("L4").node_selector({"x": "y"}) == {"x": "y"}
     with pytest.raises(UnknownAccelerator, match="known: H200"):

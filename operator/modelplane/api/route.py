@@ -24,12 +24,16 @@ class Variant(ApiModel):
     weight: int | None = Field(default=None, ge=0, le=100)
 
 
+def _default_triggers() -> list[EscalationTrigger]:
+    return ["error", "timeout", "length"]
+
+
 class TierPolicy(ApiModel):
     classifier: Literal["heuristic", "embedding"] = "heuristic"
     slow_share: float = Field(default=0.3, ge=0.0, le=1.0,
                               description="Target share of requests sent to the slow tier.")
-    escalate_on: list[EscalationTrigger] = Field(
-        default_factory=lambda: ["error", "timeout", "length"], max_length=4)
+    escalate_on: list[EscalationTrigger] = Field(default_factory=_default_triggers,
+                                                 max_length=4)
     fast_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
     confidence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     force_tier_header: str = Field(default="x-modelplane-tier", max_length=64,

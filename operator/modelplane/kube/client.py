@@ -87,7 +87,8 @@ class KubeApi:
             await kconfig.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         else:
             try:
-                kconfig.load_incluster_config(client_configuration=cfg)
+                kconfig.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=cfg)
             except kconfig.ConfigException:
                 await kconfig.load_kube_config(client_configuration=cfg)
         ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None
@@ -99,7 +100,7 @@ class KubeApi:
             prefix = (cfg.api_key_prefix or {}).get("authorization", "")
             headers["Authorization"] = f"{prefix} {token}".strip()
         connector = aiohttp.TCPConnector(limit=pool, ssl=ctx if ctx is not None else False)
-        return cls(cfg.host, aiohttp.ClientSession(connector=connector), headers)
+        return cls(str(cfg.host), aiohttp.ClientSession(connector=connector), headers)
 
     async def close(self) -> None:
         await self._session.close()
@@ -117,6 +118,14 @@ class KubeApi:
             if resp.status >= 400:
                 raise ApiError(resp.status, text)
             return json.loads(text) if text else None
+
+    async def raw(self, path: str) -> str:
+        """GET a non-JSON endpoint (``/metrics``, ``/version`` text)."""
+        async with self._session.get(self._host + path, headers=self._headers) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                raise ApiError(resp.status, text)
+            return text
 
     async def get(self, api_version: str, kind: str, namespace: str | None,
                   name: str) -> dict[str, Any] | None:

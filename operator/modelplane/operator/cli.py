@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="namespace to watch (repeatable; default: all)")
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--metrics-port", type=int)
+    p.add_argument("--resync-seconds", type=float, default=300.0,
+                   help="re-check every object this often (drift the watches missed)")
     p.add_argument("--no-leader-elect", action="store_true",
                    help="skip the Lease (single replica, or tests)")
     p.add_argument("--lease-namespace", default=None)
@@ -35,6 +37,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     return OperatorSettings(
         target=args.target, kubeconfig=args.kubeconfig, namespaces=args.namespace,
         workers=args.workers, metrics_port=args.metrics_port,
+        resync_seconds=args.resync_seconds,
         leader_election=LeaderElection.model_validate(le),
     )
 

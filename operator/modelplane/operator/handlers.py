@@ -26,19 +26,19 @@ CHILD_RESOURCES = (
 )
 
 
-def _deleted(event: dict[str, Any]) -> bool:
+def _deleted(event: kopf.RawEvent) -> bool:
     return event.get("type") == "DELETED"
 
 
 def register(registry: kopf.OperatorRegistry, store: Store, queue: WorkQueue[Key]) -> None:
     @kopf.on.event(GROUP, VERSION, "llmdeployments", registry=registry)
-    async def deployment_event(event: dict[str, Any], **_: Any) -> None:
+    async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
         queue.add(store.put_deployment(dict(event["object"]), _deleted(event)))
 
     for group, version, plural in CHILD_RESOURCES:
         @kopf.on.event(group, version, plural, labels=MANAGED, registry=registry,
                        id=f"child-{plural}")
-        async def child_event(event: dict[str, Any], **_: Any) -> None:
+        async def child_event(event: kopf.RawEvent, **_: Any) -> None:
             owner = store.put_child(dict(event["object"]), _deleted(event))
             if owner is not None:
                 queue.add(owner)

@@ -52,7 +52,7 @@ class WorkQueue(Generic[K]):
         """Schedule a retry with backoff; returns the delay chosen."""
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        delay = min(self.max_delay, self.base_delay * (2**n))
+        delay = float(min(self.max_delay, self.base_delay * (2.0**n)))
         self.add_after(key, delay)
         return delay
 

@@ -1,0 +1,149 @@
+"""Operator internals without a cluster: work queue, status, drift check, leader Lease."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modelplane.api.deployment import LLMDeploymentSpec
+from modelplane.kube.client import ApiError
+from modelplane.kube.leader import LeaderElector
+from modelplane.operator.realizers import is_subset, unschedulable_message
+from modelplane.operator.status import Observed, compute, differs
+from modelplane.operator.workqueue import WorkQueue
+from modelplane.sizing import plan
+
+SPEC = LLMDeploymentSpec.model_validate({
+    "model": {"name": "m", "uri": "hf://org/m", "parametersBillions": 8},
+    "runtime": "triton", "engine": "vllm", "accelerator": {"type": "H100-SXM"},
+    "replicas": 2, "slo": {"ttftP95Ms": 1000, "tpotP95Ms": 50}})
+PLAN = plan(SPEC)
+
+
+async def test_queue_dedups_and_never_runs_a_key_twice_at_once() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    running: set[str] = set()
+    seen: list[str] = []
+    overlap = False
+    gate = asyncio.Event()
+
+    async def handle(key: str) -> None:
+        nonlocal overlap
+        overlap |= key in running
+        running.add(key)
+        seen.append(key)
+        await gate.wait()
+        running.discard(key)
+
+    for _ in range(5):
+        q.add("a")
+    q.add("b")
+    task = asyncio.create_task(q.run(handle, workers=4))
+    await asyncio.wait_for(_until(lambda: len(seen) == 2), 5)
+    q.add("a")  # arrives while "a" is being handled: re-run once afterwards
+    gate.set()
+    await asyncio.wait_for(_until(lambda: seen.count("a") == 2 and not q.busy), 5)
+    task.cancel()
+    assert sorted(seen) == ["a", "a", "b"] and not overlap
+
+
+async def _until(pred: Any) -> None:
+    while not pred():
+        await asyncio.sleep(0)
+
+
+async def test_queue_backoff_grows_and_forget_resets() -> None:
+    q: WorkQueue[str] = WorkQueue(base_delay=0.5, max_delay=4)
+    assert [q.retry("k") for _ in range(5)] == [0.5, 1, 2, 4, 4]
+    q.forget("k")
+    assert q.retry("k") == 0.5
+    q.drop("k")
+
+
+def test_status_ready_and_stable_when_replicas_ready() -> None:
+    st = compute(SPEC, PLAN, Observed(2, 2, "http://x"), "sel", 3, {}, "T0")
+    ready = {c["type"]: c for c in st["conditions"]}
+    assert ready["Ready"]["status"] == "True" and ready["Ready"]["reason"] == "ReplicasReady"
+    assert ready["Progressing"]["status"] == "False"
+    assert st["replicasSummary"] == "2/2" and st["observedGeneration"] == 3
+    again = compute(SPEC, PLAN, Observed(2, 2, "http://x"), "sel", 3, st, "T1")
+    assert not differs(again, st)  # unchanged status: no write, transition time kept
+
+
+def test_status_unschedulable_is_not_ready_with_scheduler_message() -> None:
+    obs = Observed(2, 0, unschedulable="pod x cannot be scheduled: 0/5 nodes are available")
+    st = compute(SPEC, PLAN, obs, "sel", 1, {}, "T0")
+    cond = {c["type"]: c for c in st["conditions"]}
+    assert cond["Ready"]["reason"] == "Unschedulable"
+    assert "0/5 nodes" in cond["Ready"]["message"]
+    assert cond["Degraded"]["status"] == "True"
+
+
+def test_unschedulable_message_from_pod_condition() -> None:
+    pod = {"metadata": {"name": "p"}, "status": {"conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/3 nodes are available: 3 node(s) didn't match selector"}]}}
+    assert "didn't match" in (unschedulable_message([pod]) or "")
+    assert unschedulable_message([{"metadata": {"name": "q"}, "status": {}}]) is None
+
+
+def test_is_subset_ignores_server_defaults_but_sees_edits() -> None:
+    desired = {"spec": {"replicas": 2, "ports": [{"name": "http", "port": 8000}]}}
+    live = {"spec": {"replicas": 2, "ports": [{"name": "http", "port": 8000,
+                                               "protocol": "TCP"}], "extra": 1}}
+    assert is_subset(desired, live)
+    live["spec"]["replicas"] = 5
+    assert not is_subset(desired, live)
+
+
+class FakeLeaseApi:
+    """Lease storage with resourceVersion checks, like the API server."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+
+    async def get(self, *_: Any) -> dict[str, Any] | None:
+        return self.lease
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.lease is not None:
+            raise ApiError(409, "exists")
+        return self._store(body)
+
+    async def replace(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.lease is not None
+        if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+            raise ApiError(409, "conflict")
+        return self._store(body)
+
+    def _store(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        self.lease = {**body, "metadata": {**body["metadata"],
+                                           "resourceVersion": str(self.version)}}
+        return self.lease
+
+
+async def test_only_one_candidate_holds_the_lease_until_it_expires() -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    api = FakeLeaseApi()
+    a = LeaderElector(api, "ns", "lease", "a", lease_seconds=15, clock=lambda: now[0])  # type: ignore[arg-type]
+    b = LeaderElector(api, "ns", "lease", "b", lease_seconds=15, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert await a.try_acquire() is True
+    assert await b.try_acquire() is False
+    now[0] += timedelta(seconds=10)
+    assert await a.try_acquire() is True  # renewal
+    now[0] += timedelta(seconds=14)
+    assert await b.try_acquire() is False  # a renewed 14 s ago: still valid
+    now[0] += timedelta(seconds=2)
+    assert await b.try_acquire() is True  # a stopped renewing: b takes over
+    assert await a.try_acquire() is False
+
+
+@pytest.mark.parametrize("status", [409, 429, 500, 503])
+def test_retryable_api_errors(status: int) -> None:
+    assert ApiError(status, "").retryable
+    assert not ApiError(422, "").retryable
