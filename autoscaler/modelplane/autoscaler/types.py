@@ -39,11 +39,19 @@ class Slo(_Config):
 
 
 class SizingPlan(_Config):
-    """Per-replica capacity from the sizing plan (what one replica serves within SLO)."""
+    """Per-replica capacity from the sizing plan (what one replica serves within SLO).
+
+    A replica's time goes to a fixed cost per decode step (streaming the weights), a
+    marginal cost per generated token and a cost per prefilled prompt token. At the step
+    rate the TPOT target implies, ``usable_fraction`` of its time is left for the token
+    work, so ``demand = (gen/decode_tokens_per_s + prompt/prefill_tokens_per_s) /
+    usable_fraction`` replicas.
+    """
 
     max_concurrency: float = Field(gt=0, description="running sequences that still meet TPOT")
-    decode_tokens_per_s: float = Field(gt=0, description="generated tokens/s at that concurrency")
+    decode_tokens_per_s: float = Field(gt=0, description="marginal generated tokens/s")
     prefill_tokens_per_s: float = Field(gt=0, description="prompt tokens/s one replica prefills")
+    usable_fraction: float = Field(default=1.0, gt=0, le=1.0)
 
 
 class Limits(_Config):
@@ -140,6 +148,9 @@ class MetricSample:
     ttft: Histogram | None = None
     tpot: Histogram | None = None
     held: int = 0  # requests parked by the router while no replica is ready
+    # completions and their output tokens (vLLM: request_generation_tokens count/sum)
+    finish_rate: float = 0.0
+    finished_tokens_rate: float = 0.0
 
     @property
     def running(self) -> int:

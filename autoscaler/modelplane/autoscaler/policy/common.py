@@ -53,9 +53,14 @@ def stabilize(
     """Kubernetes HPA's rule: scale up to the *lowest* recommendation of the up window,
     scale down to the *highest* of the down window, so a single dip or spike is ignored."""
     keep = max(up_window_s, down_window_s)
-    hist = (*tuple(h for h in history if now - h[0] < keep), (now, raw))
+    covered = any(now - t >= down_window_s for t, _ in history)
+    hist = (*tuple(h for h in history if now - h[0] <= keep), (now, raw))
     up_floor = min(r for t, r in hist if now - t <= up_window_s)
     down_ceiling = max(r for t, r in hist if now - t <= down_window_s)
+    if not covered:
+        # a controller that just started has not seen a whole window: the count it found
+        # stands in for the history it lacks, so a restart never triggers a scale-down
+        down_ceiling = max(down_ceiling, current)
     if raw > current:
         return max(current, min(raw, up_floor)), hist
     if raw < current:

@@ -17,13 +17,14 @@ from modelplane.autoscaler.types import (
 
 
 def output_ratio(samples: Sequence[MetricSample], default: float) -> float:
-    """Generated tokens per arriving request over the window. Arrival-based demand is
-    leading, generation rate lags by a request's lifetime, so we scale arrivals by it."""
-    arrivals = sum(s.arrival_rate for s in samples)
-    generated = sum(s.gen_token_rate for s in samples)
-    if arrivals <= 0 or generated <= 0:
+    """Mean output tokens of the requests that finished in the window. Arrival-based
+    demand leads, the generation rate lags by a request's lifetime, so we scale arrivals
+    by this (and not by generated/arrived, which reads near zero after a quiet spell)."""
+    finished = sum(s.finish_rate for s in samples)
+    tokens = sum(s.finished_tokens_rate for s in samples)
+    if finished <= 0 or tokens <= 0:
         return default
-    return generated / arrivals
+    return tokens / finished
 
 
 def demand(sample: MetricSample, plan: SizingPlan, out_ratio: float) -> float:
@@ -36,7 +37,7 @@ def demand(sample: MetricSample, plan: SizingPlan, out_ratio: float) -> float:
     work = (
         sample.arrival_rate * out_ratio / plan.decode_tokens_per_s
         + sample.prompt_token_rate / plan.prefill_tokens_per_s
-    )
+    ) / plan.usable_fraction
     inflight = (sample.running + sample.waiting) / plan.max_concurrency
     return max(work, inflight)
 

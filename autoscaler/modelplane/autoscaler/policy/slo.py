@@ -32,12 +32,13 @@ class SloPolicy(BaseModel):
 
     target_utilization: float = Field(default=0.8, gt=0, le=1.0)
     level_window_s: float = Field(default=30.0, gt=0)
-    trend_window_s: float = Field(default=180.0, gt=0)
+    trend_window_s: float = Field(default=120.0, gt=0)
     interval_s: float = Field(default=10.0, gt=0, description="how often the policy runs")
-    feedback_window_s: float = Field(default=60.0, gt=0)
-    gain_step: float = Field(default=0.05, ge=0, description="gain change per decision")
-    gain_min: float = Field(default=0.9, gt=0)
+    feedback_window_s: float = Field(default=300.0, gt=0)
+    gain_step: float = Field(default=0.01, ge=0, description="gain change per decision")
+    gain_min: float = Field(default=0.8, gt=0)
     gain_max: float = Field(default=1.5, gt=0)
+    down_cooldown_s: float = Field(default=60.0, ge=0, description="between scale-downs")
     default_output_tokens: float = Field(default=256.0, gt=0)
     exponent: float = Field(default=4.0, gt=0, description="shape of predicted attainment")
 
@@ -59,9 +60,8 @@ class SloPolicy(BaseModel):
         if observed is not None:
             reason += f"; observed attainment {observed:.3f} vs {ctx.slo.target_attainment}"
         state = ctx.state
-        if raw < state.current_replicas and state.ready_replicas < state.current_replicas:
-            raw = state.current_replicas  # never cancel capacity that is still starting
-            reason += "; no scale-down while replicas are starting"
+        raw, why_not = self._down_guard(ctx, raw)
+        reason += why_not
         decision = finalize(
             ctx,
             raw,
@@ -87,6 +87,19 @@ class SloPolicy(BaseModel):
             decision.held,
         )
 
+    def _down_guard(self, ctx: PolicyContext, raw: int) -> tuple[int, str]:
+        """Scale-downs are where autoscalers flap: never cancel capacity that is still
+        starting, and leave a cooldown between steps so each one is observed first."""
+        state = ctx.state
+        if raw >= state.current_replicas:
+            return raw, ""
+        if state.ready_replicas < state.current_replicas:
+            return state.current_replicas, "; no scale-down while replicas are starting"
+        last = state.last_scale_down_at
+        if last is not None and ctx.now - last < self.down_cooldown_s:
+            return state.current_replicas, f"; scale-down cooldown ({self.down_cooldown_s:.0f}s)"
+        return raw, ""
+
     def _load(
         self, samples: tuple[MetricSample, ...], ctx: PolicyContext, ratio: float
     ) -> tuple[float, float, float]:
@@ -96,7 +109,9 @@ class SloPolicy(BaseModel):
         trend_samples = [s for s in samples if now - s.t <= self.trend_window_s]
         ts = [s.t for s in trend_samples]
         ys = [signals.demand(s, ctx.plan, ratio) for s in trend_samples]
-        trend = signals.slope(ts, ys)
+        # a trend fitted on a few seconds of a fresh window is noise, not a forecast
+        span = ts[-1] - ts[0] if ts else 0.0
+        trend = signals.slope(ts, ys) if span >= self.trend_window_s / 2 else 0.0
         horizon = ctx.limits.cold_start_s + self.interval_s
         # only extrapolate upwards: a falling trend is handled by the down window
         forecast = level + max(0.0, trend) * horizon
@@ -109,10 +124,18 @@ class SloPolicy(BaseModel):
         if observed is None or observed[1] < 20:
             return gain, None  # too few requests to judge a 99% target
         att = observed[0]
-        if att < ctx.slo.target_attainment:
+        last_up = ctx.state.last_scale_up_at
+        settled = last_up is None or (
+            ctx.now - last_up >= ctx.limits.cold_start_s + self.feedback_window_s
+        )
+        # anti-windup: misses while new capacity is still arriving are lag, not a wrong
+        # capacity model; integrating them would over-provision long after the burst
+        # integral action with a dead band: below target push capacity up; only well
+        # above it (half the error budget unused) hand capacity back, more slowly
+        if att < ctx.slo.target_attainment and settled:
             gain += self.gain_step
-        elif att >= 1 - (1 - ctx.slo.target_attainment) / 4:
-            gain -= self.gain_step / 5  # relax slowly: misses are costlier than GPUs
+        elif att >= 1 - (1 - ctx.slo.target_attainment) / 2:
+            gain -= self.gain_step / 2
         return min(self.gain_max, max(self.gain_min, gain)), att
 
     def predict(self, ctx: PolicyContext, demand: float, replicas: int) -> float:

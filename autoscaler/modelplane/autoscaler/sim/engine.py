@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from modelplane.autoscaler.sim.results import SimResult, TimelinePoint
 from modelplane.autoscaler.sim.trace import TraceRequest
@@ -79,6 +80,8 @@ class _Interval:
     arrivals: int = 0
     prompt_tokens: int = 0
     gen_tokens: int = 0
+    finished: int = 0
+    finished_tokens: int = 0
     ttft: list[int] = field(default_factory=lambda: [0] * (len(TTFT_BUCKETS_S) + 1))
     tpot: list[int] = field(default_factory=lambda: [0] * (len(TPOT_BUCKETS_S) + 1))
 
@@ -145,7 +148,7 @@ class Simulation:
 
     def _handle(self, kind: int, payload: object, t: float) -> None:
         if kind == _STEP:
-            rep, outcome = payload  # type: ignore[misc]
+            rep, outcome = cast(tuple[_Replica, StepOutcome], payload)
             self._step_end(rep, outcome, t)
         elif kind == _READY:
             self._ready(payload, t)  # type: ignore[arg-type]
@@ -167,7 +170,9 @@ class Simulation:
     def _dispatch(self, idx: int, t: float) -> bool:
         best: _Replica | None = None
         for rep in self.replicas:
-            if rep.ready and not rep.draining and (best is None or rep.outstanding < best.outstanding):
+            if not rep.ready or rep.draining:
+                continue
+            if best is None or rep.outstanding < best.outstanding:
                 best = rep
         if best is None:
             return False
@@ -197,6 +202,8 @@ class Simulation:
             out = trace[idx].output_tokens
             tpot = (t - self.first[idx]) / (out - 1) if out > 1 else 0.0
             iv.tpot[bisect_left(TPOT_BUCKETS_S, tpot)] += 1
+            iv.finished += 1
+            iv.finished_tokens += out
             rep.outstanding -= 1
             self.done += 1
         if rep.core.has_work():
@@ -255,6 +262,8 @@ class Simulation:
             ttft=Histogram(TTFT_BUCKETS_S, tuple(iv.ttft)),
             tpot=Histogram(TPOT_BUCKETS_S, tuple(iv.tpot)),
             held=len(self.held),
+            finish_rate=iv.finished / dt,
+            finished_tokens_rate=iv.finished_tokens / dt,
         )
         self.iv = _Interval()
         self.window.append(sample)

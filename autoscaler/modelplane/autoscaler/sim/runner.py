@@ -35,7 +35,9 @@ class Scenario(BaseModel):
     limits: Limits
     sample_s: float = Field(default=2.0, gt=0)
     window_s: float = Field(default=300.0, gt=0)
-    initial_replicas: int = Field(default=1, ge=0)
+    initial_replicas: int | None = Field(
+        default=None, ge=0, description="None: the oracle's first bucket (a warm start)"
+    )
     oracle_bucket_s: float = Field(default=60.0, gt=0)
 
 
@@ -67,15 +69,23 @@ class Runner:
             interval_s=interval_s,
             sample_s=s.sample_s,
             window_s=s.window_s,
-            initial_replicas=s.initial_replicas if initial is None else initial,
+            initial_replicas=self.initial() if initial is None else initial,
         )
+
+    def initial(self) -> int:
+        """Every policy starts from the same count, so none pays for a cold first minute
+        that is an artefact of starting the replay mid-traffic."""
+        if self.scenario.initial_replicas is not None:
+            return self.scenario.initial_replicas
+        first = self.oracle().replicas[:1]
+        return max(1, first[0]) if first else 1
 
     def oracle(self) -> OracleSchedule:
         if self._oracle is None:
             self._oracle = oracle_schedule(
                 self.trace,
                 self.profile,
-                self.settings(10.0),
+                self.settings(10.0, initial=1),
                 bucket_s=self.scenario.oracle_bucket_s,
             )
         return self._oracle

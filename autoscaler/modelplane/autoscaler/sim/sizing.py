@@ -58,18 +58,33 @@ def plan_from_profile(
     *,
     prompt_tokens: float,
     output_tokens: float,
-    tpot_budget: float = 0.6,
+    tpot_budget: float = 0.7,
 ) -> SizingPlan:
-    """Largest batch whose decode step fits ``tpot_budget`` of the TPOT target (the rest
-    is left for prefill chunks sharing the steps), bounded by max_num_seqs and KV cache."""
-    limit_ms = slo.tpot_p95_ms * tpot_budget
+    """Capacity of one replica when its *mean* TPOT is ``tpot_budget`` of the p95 target.
+
+    At that TPOT a replica runs ``1/T`` steps a second; each costs ``step_base_ms`` of
+    weight streaming whatever the batch, so ``1 - step_base_ms/T`` of its time is left
+    for per-token work: ``step_ms_per_seq`` (+ the quadratic term at half the maximum
+    batch) per generated token and ``prefill_ms_per_token`` per prompt token. Prefill
+    shares steps with decode (chunked prefill), which is why it eats into TPOT.
+    """
+    tpot_ms = slo.tpot_p95_ms * tpot_budget
+    usable = 1 - profile.step_base_ms / tpot_ms
+    if usable <= 0.05:
+        raise ValueError(
+            f"TPOT target {slo.tpot_p95_ms} ms is below what profile {profile.name!r} "
+            f"can do (one step costs at least {profile.step_base_ms} ms)"
+        )
     kv_bound = int(profile.kv_cache_tokens // max(1.0, prompt_tokens + output_tokens))
     n_max = 1
     for n in range(1, max(1, min(profile.max_num_seqs, kv_bound)) + 1):
-        if profile.step_ms(n, 0) <= limit_ms:
+        if profile.step_ms(n, 0) <= tpot_ms:
             n_max = n
-    decode = n_max / (profile.step_ms(n_max, 0) / 1000)
+    per_token_ms = profile.step_ms_per_seq + profile.step_ms_per_seq2 * n_max / 2
     prefill = 1000 / profile.prefill_ms_per_token if profile.prefill_ms_per_token > 0 else 1e9
     return SizingPlan(
-        max_concurrency=n_max, decode_tokens_per_s=decode, prefill_tokens_per_s=prefill
+        max_concurrency=n_max,
+        decode_tokens_per_s=1000 / per_token_ms,
+        prefill_tokens_per_s=prefill,
+        usable_fraction=usable,
     )

@@ -17,7 +17,7 @@ import csv
 import json
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -133,7 +133,9 @@ def scale_rate(trace: Sequence[TraceRequest], factor: float) -> Trace:
     """Compress inter-arrival times by ``factor`` (2.0 = twice the request rate)."""
     if factor <= 0 or not math.isfinite(factor):
         raise ValueError(f"rate scale must be a positive number, got {factor}")
-    return tuple(TraceRequest(r.arrival_s / factor, r.prompt_tokens, r.output_tokens) for r in trace)
+    return tuple(
+        TraceRequest(r.arrival_s / factor, r.prompt_tokens, r.output_tokens) for r in trace
+    )
 
 
 def _shape(rng: random.Random, prompt_mean: int, output_mean: int) -> tuple[int, int]:
@@ -144,11 +146,10 @@ def _shape(rng: random.Random, prompt_mean: int, output_mean: int) -> tuple[int,
 
 
 def _thinned(
-    rate_at: object, peak: float, duration_s: float, seed: int, prompt_mean: int, output_mean: int
+    rate_at: Callable[[float], float], peak: float, duration_s: float, seed: int, prompt_mean: int, output_mean: int
 ) -> Trace:
     """Non-homogeneous Poisson arrivals by thinning (Lewis & Shedler)."""
     rng = random.Random(seed)
-    assert callable(rate_at)
     out, t = [], 0.0
     while True:
         t += rng.expovariate(peak)
@@ -195,4 +196,5 @@ def diurnal(
     def rate_at(t: float) -> float:
         return mean_rate * (1 + amplitude * math.sin(2 * math.pi * t / period_s))
 
-    return _thinned(rate_at, mean_rate * (1 + amplitude), duration_s, seed, prompt_mean, output_mean)
+    peak = mean_rate * (1 + amplitude)
+    return _thinned(rate_at, peak, duration_s, seed, prompt_mean, output_mean)
