@@ -146,7 +146,12 @@ def _shape(rng: random.Random, prompt_mean: int, output_mean: int) -> tuple[int,
 
 
 def _thinned(
-    rate_at: Callable[[float], float], peak: float, duration_s: float, seed: int, prompt_mean: int, output_mean: int
+    rate_at: Callable[[float], float],
+    peak: float,
+    duration_s: float,
+    seed: int,
+    prompt_mean: int,
+    output_mean: int,
 ) -> Trace:
     """Non-homogeneous Poisson arrivals by thinning (Lewis & Shedler)."""
     rng = random.Random(seed)
