@@ -1,0 +1,125 @@
+"""``modelplane sim``: replay a trace through simulated replicas under a scaling policy.
+
+Examples::
+
+    modelplane sim --trace ../shared/traces/azure-llm-2023-conv.csv --rate-scale 1.5 \\
+        --policy slo --json
+    modelplane sim --trace ... --compare --plot docs/img/autoscaler-azure.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelplane.autoscaler.policy import POLICIES
+from modelplane.autoscaler.sim.compare import compare, table
+from modelplane.autoscaler.sim.runner import Run, Runner, Scenario
+from modelplane.autoscaler.sim.trace import TraceError, load_trace, scale_rate
+from modelplane.autoscaler.types import Limits, Slo
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("sim", help="simulate autoscaling policies on a request trace")
+    p.add_argument("--trace", required=True, help="CSV (Azure format) or JSONL trace")
+    p.add_argument("--profile", default="llama-3.1-70b-a100x2-est", help="engine profile")
+    p.add_argument("--slo-ttft-ms", type=float, default=2500.0)
+    p.add_argument("--slo-tpot-ms", type=float, default=100.0)
+    p.add_argument("--target-attainment", type=float, default=0.99)
+    p.add_argument("--rate-scale", type=float, default=1.0, help="compress inter-arrival times")
+    p.add_argument("--cold-start-s", type=float, default=60.0)
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int, default=32)
+    p.add_argument("--scale-down-window-s", type=float, default=120.0)
+    p.add_argument("--policy", choices=sorted(POLICIES), default="slo")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KNOB=VALUE",
+        help="policy knob, e.g. --set target=12 (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--compare", action="store_true", help="run all policies, print a table")
+    p.add_argument("--no-tune", action="store_true", help="with --compare: default baselines")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--plot", type=Path, help="write a PNG (load, replicas, TTFT p95)")
+    p.set_defaults(func=main)
+
+
+def _knobs(items: list[str]) -> dict[str, Any]:
+    knobs: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KNOB=VALUE, got {item!r}")
+        try:
+            knobs[key] = int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            knobs[key] = raw
+    return knobs
+
+
+def build_runner(args: argparse.Namespace) -> Runner:
+    trace = scale_rate(load_trace(args.trace), args.rate_scale)
+    scenario = Scenario(
+        profile=args.profile,
+        slo=Slo(
+            ttft_p95_ms=args.slo_ttft_ms,
+            tpot_p95_ms=args.slo_tpot_ms,
+            target_attainment=args.target_attainment,
+        ),
+        limits=Limits(
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            cold_start_s=args.cold_start_s,
+            scale_down_stabilization_s=args.scale_down_window_s,
+        ),
+    )
+    return Runner(trace, scenario)
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    try:
+        runner = build_runner(args)
+        knobs = _knobs(args.set)
+        if args.compare:
+            runs, swept = compare(runner, slo_knobs=knobs, tune=not args.no_tune)
+        else:
+            runs, swept = [runner.run(args.policy, knobs)], {}
+    except (TraceError, ValueError, ValidationError) as exc:
+        print(f"modelplane sim: {exc}", file=sys.stderr)
+        return 2
+    _report(args, runner, runs, swept)
+    print(f"# simulated in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _report(
+    args: argparse.Namespace, runner: Runner, runs: list[Run], swept: dict[str, list[Run]]
+) -> None:
+    if args.json:
+        out: Any = [r.summary for r in runs] if args.compare else runs[0].summary
+        if swept:
+            out = {"table": out, "sweeps": {k: [r.summary for r in v] for k, v in swept.items()}}
+        print(json.dumps(out, indent=2))
+    else:
+        print(table(runs))
+        for name, sweep_runs in swept.items():
+            print(f"\n{name} sweep (tuning):\n{table(sweep_runs)}")
+    if args.plot is not None:
+        from modelplane.autoscaler.sim.plot import plot_runs
+
+        oracle = runner.oracle()
+        shown = [r.result for r in runs if r.result.policy != "fixed"]
+        plot_runs(
+            shown,
+            args.plot,
+            title=f"{Path(args.trace).name} x{args.rate_scale:g}, {args.profile}, "
+            f"SLO TTFT {args.slo_ttft_ms:g} ms / TPOT {args.slo_tpot_ms:g} ms",
+            ttft_slo_ms=args.slo_ttft_ms,
+            oracle=(oracle.bucket_s, oracle.replicas),
+        )
