@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/modelplane demo
 
 crds: $(STAMP)
-	$(BIN)/modelplane crds --out crds
+	$(BIN)/modelplane crds --out crds --out charts/modelplane/crds
 
 clean:
 	rm -rf $(VENV)

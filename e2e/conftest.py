@@ -30,9 +30,10 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,34 @@ def namespace(cluster: ClusterHandle) -> Iterator[str]:
              30, f"default ServiceAccount in {name}")
     yield name
     cluster.kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- ModelPlane installed by its chart, operator processes under its ServiceAccount ---
+
+@pytest.fixture(scope="session")
+def installed(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Chart installed (CRDs, RBAC); returns the operator ServiceAccount's kubeconfig."""
+    from mp_install import helm_install, service_account_kubeconfig
+
+    helm_install(cluster)
+    return service_account_kubeconfig(cluster, tmp_path_factory.mktemp("sa") / "kubeconfig")
+
+
+@pytest.fixture
+def operator_factory(installed: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Make operator processes (stopped at teardown, by pid, also on failure)."""
+    from mp_install import OperatorProcess
+
+    from modelplane.devcluster.procs import free_port
+
+    made: list[OperatorProcess] = []
+
+    def make(identity: str = "op-a", *extra: str) -> OperatorProcess:
+        proc = OperatorProcess(installed, tmp_path / f"{identity}.log", identity, free_port(),
+                               list(extra))
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.stop()

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import load_bad_cases
+from tests.data.badcases import load_bad_cases
 from modelplane.api.crd import all_crds, to_yaml
+from modelplane.api.errors import InvalidObject
 from modelplane.builders import BuildSettings
 from modelplane.cli.render import render_object
-from modelplane.api.errors import InvalidObject
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,10 +26,11 @@ def test_import_operator_is_stdlib_from_repo_root() -> None:
     assert out.strip().endswith("operator.py")
 
 
-def test_committed_crds_are_fresh() -> None:
+@pytest.mark.parametrize("out", ["crds", "charts/modelplane/crds"])
+def test_committed_crds_are_fresh(out: str) -> None:
     for name, obj in all_crds().items():
-        committed = (ROOT / "crds" / name).read_text()
-        assert committed == to_yaml(obj), f"crds/{name} is stale: run `make crds`"
+        committed = (ROOT / out / name).read_text()
+        assert committed == to_yaml(obj), f"{out}/{name} is stale: run `make crds`"
 
 
 def _walk(node: Any, path: str = "") -> list[str]:

@@ -18,11 +18,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="namespace to watch (repeatable; default: all)")
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--metrics-port", type=int)
+    p.add_argument("--metrics-host", default="127.0.0.1")
     p.add_argument("--resync-seconds", type=float, default=300.0,
                    help="re-check every object this often (drift the watches missed)")
     p.add_argument("--no-leader-elect", action="store_true",
                    help="skip the Lease (single replica, or tests)")
     p.add_argument("--lease-namespace", default=None)
+    p.add_argument("--lease-name", default=None)
     p.add_argument("--identity", default=None, help="leader-election identity")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
@@ -32,11 +34,13 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     le: dict[str, object] = {"enabled": not args.no_leader_elect}
     if args.lease_namespace:
         le["namespace"] = args.lease_namespace
+    if args.lease_name:
+        le["lease_name"] = args.lease_name
     if args.identity:
         le["identity"] = args.identity
     return OperatorSettings(
         target=args.target, kubeconfig=args.kubeconfig, namespaces=args.namespace,
-        workers=args.workers, metrics_port=args.metrics_port,
+        workers=args.workers, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         resync_seconds=args.resync_seconds,
         leader_election=LeaderElection.model_validate(le),
     )

@@ -47,7 +47,7 @@ def _metrics(opts: OperatorSettings, api: KubeApi, queue: WorkQueue[Key],
         lambda: len(queue))
     Gauge("modelplane_operator_reconciles", "reconciles run", registry=reg).set_function(
         lambda: reconciler.reconciles)
-    start_http_server(opts.metrics_port, addr="127.0.0.1", registry=reg)
+    start_http_server(opts.metrics_port, addr=opts.metrics_host, registry=reg)
 
 
 async def _resync(store: Store, queue: WorkQueue[Key], every: float) -> None:

@@ -32,6 +32,7 @@ class OperatorSettings(BaseModel):
     workers: int = Field(default=16, ge=1, le=256)
     resync_seconds: float = Field(default=300.0, ge=1.0)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     batch_window_seconds: float = Field(default=0.02, ge=0.0, le=5.0)
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     build: BuildSettings = Field(default_factory=BuildSettings)

@@ -1,0 +1,39 @@
+"""The shared bad-manifest table (``bad_manifests.yaml``), expanded into test cases."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BAD_MANIFESTS = Path(__file__).parent / "bad_manifests.yaml"
+
+
+def _set(obj: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        obj = obj.setdefault(p, {})
+    obj[leaf] = value
+
+
+def _unset(obj: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        obj = obj[p]
+    del obj[leaf]
+
+
+def load_bad_cases() -> list[tuple[str, dict[str, Any], str]]:
+    """(case name, manifest, expected message) for every row of the shared table."""
+    table = yaml.safe_load(BAD_MANIFESTS.read_text())
+    out = []
+    for case in table["cases"]:
+        doc = copy.deepcopy(table["bases"][case["base"]])
+        for path in case.get("unset", []):
+            _unset(doc, path)
+        for path, value in (case.get("set") or {}).items():
+            _set(doc, path, value)
+        out.append((case["name"], doc, case["expect"]))
+    return out
