@@ -22,9 +22,13 @@ def output_ratio(samples: Sequence[MetricSample], default: float) -> float:
     by this (and not by generated/arrived, which reads near zero after a quiet spell)."""
     finished = sum(s.finish_rate for s in samples)
     tokens = sum(s.finished_tokens_rate for s in samples)
-    if finished <= 0 or tokens <= 0:
+    if finished <= 0:
         return default
-    return tokens / finished
+    if tokens <= 0:
+        # engines without vLLM's request_generation_tokens histogram: tokens generated
+        # per finished request over the window is the same mean in steady state
+        tokens = sum(s.gen_token_rate for s in samples)
+    return tokens / finished if tokens > 0 else default
 
 
 def demand(sample: MetricSample, plan: SizingPlan, out_ratio: float) -> float:

@@ -1,0 +1,140 @@
+"""``modelplane autoscaler``: the live loop, advisory (dry-run) by default.
+
+Without a kube writer the decisions are printed, one JSON line each, and nothing is
+changed: the advisory mode people ask autoscalers for (dynamo PR #8114). The operator
+wires the Kubernetes writer through :data:`WRITER_FACTORY_HOOK`::
+
+    from modelplane.autoscaler import cli
+    cli.WRITER_FACTORY_HOOK.append(lambda args: KubeScaleWriter(...))
+
+Targets come from a YAML/JSON file (a list of :class:`ScaleTarget` documents) or from
+flags for a single deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from modelplane.autoscaler.controller import Controller, MetricsSource, ScaleTarget, ScaleWriter
+from modelplane.autoscaler.types import Limits, SizingPlan, Slo
+
+# The operator appends a factory (args -> ScaleWriter) here; the last one wins.
+WRITER_FACTORY_HOOK: list[Callable[[argparse.Namespace], ScaleWriter]] = []
+
+
+class AdvisoryWriter:
+    """Prints decisions; ``spec`` replicas follow the advice so the loop stays coherent."""
+
+    def __init__(self, replicas: int, out: Any = None) -> None:
+        self.replicas: dict[tuple[str, str], int] = {}
+        self.default, self.out = replicas, out or sys.stdout
+
+    def _emit(self, **fields: Any) -> None:
+        print(json.dumps({"time": round(time.time(), 3), **fields}), file=self.out, flush=True)
+
+    async def get_scale(self, ns: str, name: str) -> tuple[int, int]:
+        n = self.replicas.get((ns, name), self.default)
+        return n, n
+
+    async def set_scale(self, ns: str, name: str, replicas: int, reason: str) -> None:
+        self.replicas[(ns, name)] = replicas
+        self._emit(event="advice", deployment=f"{ns}/{name}", replicas=replicas, reason=reason)
+
+    async def record_status(self, ns: str, name: str, observed: dict[str, Any]) -> None:
+        self._emit(event="observed", deployment=f"{ns}/{name}", **observed)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("autoscaler", help="run the SLO autoscaler (advisory by default)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prometheus-url", help="Prometheus base URL (HTTP API)")
+    src.add_argument("--scrape", nargs="+", metavar="URL", help="engine /metrics URLs")
+    p.add_argument("--targets", type=Path, help="YAML/JSON list of ScaleTarget documents")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--name", default="llm")
+    p.add_argument("--slo-ttft-ms", type=float, default=2500.0)
+    p.add_argument("--slo-tpot-ms", type=float, default=100.0)
+    p.add_argument("--max-concurrency", type=float, default=32.0)
+    p.add_argument("--decode-tokens-per-s", type=float, default=1000.0)
+    p.add_argument("--prefill-tokens-per-s", type=float, default=5000.0)
+    p.add_argument("--usable-fraction", type=float, default=1.0)
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int, default=16)
+    p.add_argument("--cold-start-s", type=float, default=60.0)
+    p.add_argument("--replicas", type=int, default=1, help="advisory mode: starting count")
+    p.add_argument("--interval-s", type=float, default=10.0)
+    p.add_argument("--once", action="store_true", help="one round, then exit")
+    p.set_defaults(func=main)
+
+
+def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
+    if args.targets is not None:
+        docs = yaml.safe_load(args.targets.read_text())
+        if not isinstance(docs, list):
+            raise ValueError(
+                f"{args.targets}: expected a list of targets, got {type(docs).__name__}"
+            )
+        return [ScaleTarget.model_validate(d) for d in docs]
+    return [
+        ScaleTarget(
+            namespace=args.namespace,
+            name=args.name,
+            slo=Slo(ttft_p95_ms=args.slo_ttft_ms, tpot_p95_ms=args.slo_tpot_ms),
+            plan=SizingPlan(
+                max_concurrency=args.max_concurrency,
+                decode_tokens_per_s=args.decode_tokens_per_s,
+                prefill_tokens_per_s=args.prefill_tokens_per_s,
+                usable_fraction=args.usable_fraction,
+            ),
+            limits=Limits(
+                min_replicas=args.min_replicas,
+                max_replicas=args.max_replicas,
+                cold_start_s=args.cold_start_s,
+            ),
+            endpoints=tuple(args.scrape or ()),
+        )
+    ]
+
+
+async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
+    import aiohttp
+
+    from modelplane.autoscaler.sources import PrometheusSource, ScrapeSource
+
+    writer = WRITER_FACTORY_HOOK[-1](args) if WRITER_FACTORY_HOOK else AdvisoryWriter(args.replicas)
+    async with aiohttp.ClientSession() as session:
+        source: MetricsSource = (
+            PrometheusSource(session, args.prometheus_url, window_s=max(30.0, 3 * args.interval_s))
+            if args.prometheus_url
+            else ScrapeSource(session)
+        )
+        ctl = Controller(targets, source, writer, clock=time.time, interval_s=args.interval_s)
+        if args.once:
+            await ctl.step()
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await ctl.run(stop)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        targets = load_targets(args)
+    except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+        print(f"modelplane autoscaler: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(args, targets))
+    return 0
