@@ -41,15 +41,22 @@ def to_triton(body: dict[str, Any], cfg: TritonConfig, stream: bool) -> dict[str
         prompt = "\n".join([*lines, "assistant:"])
     else:
         prompt, _turns = prompt_text(body)
-    params: dict[str, Any] = {"stream": stream}
-    for name in ("temperature", "top_p", "seed"):
-        if body.get(name) is not None:
-            params[name] = body[name]
-    out: dict[str, Any] = {cfg.input_field: prompt, "parameters": params}
+    # ``stream`` is an input tensor (TensorRT-LLM's convention, which the simulated
+    # engine's Triton model follows); sampling settings travel as request parameters.
+    out: dict[str, Any] = {cfg.input_field: prompt, "stream": stream}
+    params = {n: body[n] for n in ("temperature", "top_p", "seed") if body.get(n) is not None}
+    if params:
+        out["parameters"] = params
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if limit is not None:
         out[cfg.max_tokens_param] = limit
     return out
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return str(value)
 
 
 def _content(content: object) -> str:
@@ -58,20 +65,33 @@ def _content(content: object) -> str:
     return content if isinstance(content, str) else ""
 
 
-def to_openai(text: str, body: dict[str, Any], chat: bool, rid: str) -> dict[str, Any]:
-    tokens = len(text.split())
+def to_openai(text: str, body: dict[str, Any], chat: bool, rid: str,
+              counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OpenAI answer; token counts from Triton's outputs when it reports them."""
+    counts = counts or {}
+    reported = counts.get("completion_tokens")
+    tokens = _int(reported) if reported is not None else len(text.split())
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     finish = "length" if isinstance(limit, int) and tokens >= limit else "stop"
     choice: dict[str, Any] = ({"index": 0, "message": {"role": "assistant", "content": text},
                                "finish_reason": finish, "logprobs": None} if chat else
                               {"index": 0, "text": text, "finish_reason": finish,
                                "logprobs": None})
-    prompt_tokens = len(prompt_text(body)[0].split())
+    reported_prompt = counts.get("prompt_tokens")
+    prompt_tokens = (_int(reported_prompt) if reported_prompt is not None
+                     else len(prompt_text(body)[0].split()))
     return {"id": ("chatcmpl-" if chat else "cmpl-") + rid, "created": int(time.time()),
             "object": "chat.completion" if chat else "text_completion",
             "model": body.get("model", ""), "choices": [choice],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
                       "total_tokens": prompt_tokens + tokens}}
+
+
+def _int(value: object) -> int:
+    """Triton JSON outputs may come as scalars or one-element lists."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    return int(value) if isinstance(value, int | float) else 0
 
 
 def _error_from_triton(status: int, raw: bytes) -> Buffered:
@@ -113,7 +133,7 @@ class _TritonStream:
                 parsed = orjson.loads(line[5:].strip())
                 if "error" in parsed:
                     raise UpstreamBroken("triton stream error")
-                out.append(self._chunk(str(parsed.get(self._field, "")), None))
+                out.append(self._chunk(_text(parsed.get(self._field, "")), None))
         return b"".join(out)
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -158,12 +178,13 @@ class TritonBackend:
         if status != 200:
             return _error_from_triton(status, raw)
         try:
-            text = str(orjson.loads(raw).get(self._cfg(req).output_field, ""))
+            parsed = orjson.loads(raw)
+            text = _text(parsed.get(self._cfg(req).output_field, ""))
         except (orjson.JSONDecodeError, AttributeError):
             return Buffered(502, error_body("malformed Triton answer", "api_error", None, None,
                                             ""), "application/json")
         chat = req.path.endswith("chat/completions")
-        answer = to_openai(text, req.body, chat, str(id(req)))
+        answer = to_openai(text, req.body, chat, str(id(req)), parsed)
         return Buffered(200, orjson.dumps(answer), "application/json")
 
     async def open_stream(self, ep: EndpointState, req: UpstreamRequest,
