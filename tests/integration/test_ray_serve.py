@@ -1,0 +1,160 @@
+"""The simulated engine as a real Ray Serve application on a local (CPU-only) Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import openai
+import pytest
+
+from modelplane.engine.profiles import get_profile
+
+pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray")
+serve = pytest.importorskip("ray.serve")
+
+PROFILE = get_profile("llama-3.1-8b-a100-40gb")
+MODEL = "sim-8b"
+APP = "sim"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    from modelplane.engine.serve_app import build_app
+
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        args = {"profile": PROFILE.name, "served_name": MODEL, "num_replicas": 2}
+        serve.run(build_app(args), name=APP, route_prefix="/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+async def engine_pids() -> set[int]:
+    handle = serve.get_deployment_handle("SimEngine", APP)
+    return set(await handle.broadcast("pid").results_async())
+
+
+async def scrape(base: str, name: str) -> float:
+    async with aiohttp.ClientSession() as s, s.get(f"{base}/metrics") as r:
+        text = await r.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{")
+    )
+
+
+async def test_replicas_follow_args(base: str) -> None:
+    assert len(await engine_pids()) == 2
+
+
+async def test_stream_with_openai_client(base: str) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+    t0 = time.monotonic()
+    arrivals: list[float] = []
+    usage = None
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi " * 40}], max_tokens=40,
+        stream=True, stream_options={"include_usage": True},
+    )  # fmt: skip
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+        if chunk.usage:
+            usage = chunk.usage
+    await client.close()
+    assert usage is not None and usage.completion_tokens == 40 == len(arrivals)
+    itl = (arrivals[-1] - arrivals[0]) / 39
+    expected = PROFILE.step_ms(1, 0) / 1000
+    assert 0.5 * expected < itl < 5 * expected  # loose: Ray adds per-chunk overhead
+    assert arrivals[0] - t0 < 5.0
+
+
+async def test_metrics_and_gauges(base: str) -> None:
+    before = await scrape(base, "vllm:request_success_total")
+    async with aiohttp.ClientSession() as s:
+        long_req = {"model": MODEL, "prompt": "x", "max_tokens": 400}
+        task = asyncio.create_task(s.post(f"{base}/v1/completions", json=long_req))
+        deadline = time.monotonic() + 20
+        while await scrape(base, "vllm:num_requests_running") < 1:
+            assert time.monotonic() < deadline, "running gauge never rose"
+            await asyncio.sleep(0.1)
+        resp = await task
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["usage"]["completion_tokens"] == 400
+    assert await scrape(base, "vllm:request_success_total") == before + 1
+    assert await scrape(base, "vllm:gpu_cache_usage_perc") == 0
+    assert await scrape(base, "vllm:time_to_first_token_seconds_count") >= 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"{oops", 400), (b'{"model": "other", "prompt": "x"}', 404),
+     (b'{"model": "sim-8b", "prompt": "x", "max_tokens": -1}', 400),
+     (b'{"model": "sim-8b", "prompt": "x", "max_tokens": 10000000}', 400)],
+)  # fmt: skip
+async def test_bad_input(base: str, body: bytes, status: int) -> None:
+    async with aiohttp.ClientSession() as s, s.post(f"{base}/v1/completions", data=body) as r:
+        assert r.status == status
+        assert set((await r.json())["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_kill_replica_under_load(base: str) -> None:
+    pids = await engine_pids()
+    victim = sorted(pids)[0]
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 150}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as s:
+
+        async def one() -> tuple[int, dict[str, object]]:
+            async with s.post(f"{base}/v1/completions", json=body) as r:
+                return r.status, await r.json()
+
+        tasks = [asyncio.create_task(one()) for _ in range(12)]
+        deadline = time.monotonic() + 20
+        while await scrape(base, "vllm:num_requests_running") < 4:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        os.kill(victim, signal.SIGKILL)
+        results = await asyncio.gather(*tasks)
+    statuses = [status for status, _ in results]
+    print("statuses after replica kill:", sorted(statuses))
+    assert set(statuses) <= {200, 503}, statuses
+    for status, payload in results:
+        if status == 503:
+            assert "error" in payload
+        else:
+            assert payload["usage"] == {"prompt_tokens": 1, "completion_tokens": 150,
+                                        "total_tokens": 151}  # fmt: skip
+    deadline = time.monotonic() + 90
+    while True:  # Ray restarts the replica
+        try:
+            now = await engine_pids()
+        except Exception:
+            now = set()
+        if len(now) == 2 and victim not in now:
+            break
+        assert time.monotonic() < deadline, f"replica not restarted: {now}"
+        await asyncio.sleep(0.5)
+    async with aiohttp.ClientSession(timeout=timeout) as s:
+        for _ in range(4):
+            async with s.post(f"{base}/v1/completions", json={**body, "max_tokens": 3}) as r:
+                assert r.status == 200
