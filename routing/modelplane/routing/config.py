@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from modelplane.catalog import CATALOG
+
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:/@-]+$")]
 Positive = Annotated[float, Field(gt=0)]
 EscalationReason = Literal["error", "timeout", "length", "low_confidence"]
@@ -113,6 +115,13 @@ class DeploymentConfig(_Model):
     @property
     def upstream_model(self) -> str:
         return self.served_model or self.name
+
+    @model_validator(mode="after")
+    def _known_gpu(self) -> DeploymentConfig:
+        if self.gpu_type is not None and self.gpu_type not in CATALOG:
+            raise ValueError(f"deployment {self.name!r}: unknown gpu_type {self.gpu_type!r}; "
+                             f"known: {', '.join(CATALOG)}")
+        return self
 
 
 class TierConfig(_Model):

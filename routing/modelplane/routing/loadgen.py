@@ -107,7 +107,7 @@ class Pool:
         self._host, self._port = host, port
         self._idle: list[_Conn] = []
 
-    async def call(self, data: bytes, timeout: float) -> Sample:
+    async def call(self, data: bytes, limit_s: float) -> Sample:
         conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
             try:
@@ -116,7 +116,7 @@ class Pool:
             except OSError:
                 return Sample(False)
         try:
-            sample = await asyncio.wait_for(conn.send(data), timeout)
+            sample = await asyncio.wait_for(conn.send(data), limit_s)
         except TimeoutError:
             sample = Sample(False)
             assert conn.transport is not None
