@@ -39,6 +39,13 @@ class SloPolicy(BaseModel):
     gain_min: float = Field(default=0.8, gt=0)
     gain_max: float = Field(default=1.5, gt=0)
     down_cooldown_s: float = Field(default=60.0, ge=0, description="between scale-downs")
+    up_headroom: float = Field(
+        default=0.0, ge=0, description="extra share added when scaling up, so a ramp is one step"
+    )
+    down_min_step: int = Field(default=1, ge=1, description="smallest scale-down worth doing")
+    up_tolerance: float = Field(
+        default=0.05, ge=0, description="need must exceed current by this share to scale up"
+    )
     default_output_tokens: float = Field(default=256.0, gt=0)
     exponent: float = Field(default=4.0, gt=0, description="shape of predicted attainment")
 
@@ -51,7 +58,13 @@ class SloPolicy(BaseModel):
         level, forecast, trend = self._load(samples, ctx, ratio)
         gain, observed = self._feedback(ctx)
         base = max(level, forecast)
-        raw = math.ceil(round(gain * base / self.target_utilization, 6))
+        need = gain * base / self.target_utilization
+        raw = math.ceil(round(need, 6))
+        current = ctx.state.current_replicas
+        if raw > current and need <= current * (1 + self.up_tolerance):
+            raw = current  # a rounding hair above the count is noise, not demand
+        elif raw > current:
+            raw = math.ceil(round(need * (1 + self.up_headroom), 6))
         reason = (
             f"demand {level:.2f} replicas (forecast {forecast:.2f} in "
             f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min), "
@@ -95,6 +108,8 @@ class SloPolicy(BaseModel):
             return raw, ""
         if state.ready_replicas < state.current_replicas:
             return state.current_replicas, "; no scale-down while replicas are starting"
+        if state.current_replicas - raw < self.down_min_step:
+            return state.current_replicas, f"; scale-down below step {self.down_min_step}"
         last = state.last_scale_down_at
         if last is not None and ctx.now - last < self.down_cooldown_s:
             return state.current_replicas, f"; scale-down cooldown ({self.down_cooldown_s:.0f}s)"

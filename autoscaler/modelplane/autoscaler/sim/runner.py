@@ -6,6 +6,7 @@ benchmark and the tests build runs the same way and bad values are reported as s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,12 +74,14 @@ class Runner:
         )
 
     def initial(self) -> int:
-        """Every policy starts from the same count, so none pays for a cold first minute
-        that is an artefact of starting the replay mid-traffic."""
+        """Every policy starts from the same count: the most the oracle needs before any
+        policy could have added a replica (one cold start plus a bucket). Starting the
+        replay mid-traffic with less would charge every policy for an artefact."""
         if self.scenario.initial_replicas is not None:
             return self.scenario.initial_replicas
-        first = self.oracle().replicas[:1]
-        return max(1, first[0]) if first else 1
+        sched = self.oracle()
+        reach = math.ceil(self.scenario.limits.cold_start_s / sched.bucket_s) + 1
+        return max(1, *sched.replicas[:reach])
 
     def oracle(self) -> OracleSchedule:
         if self._oracle is None:

@@ -1,0 +1,152 @@
+"""Properties of the SLO policy on an injected clock (checklist item 11)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from pydantic import ValidationError
+from test_autoscaler_support import LIMITS, ctx, drive, sample, window
+
+from modelplane.autoscaler.policy import SloPolicy, make_policy
+from modelplane.autoscaler.types import Decision, Limits, MetricsWindow, ScalerState
+
+POLICY = SloPolicy(target_utilization=0.8)
+
+
+def changes(decisions: list[Decision]) -> int:
+    counts = [d.desired_replicas for d in decisions]
+    return sum(1 for a, b in zip(counts, counts[1:], strict=False) if a != b)
+
+
+def reversals(decisions: list[Decision]) -> int:
+    """Up then down (or down then up): the signature of flapping."""
+    counts = [d.desired_replicas for d in decisions]
+    steps = [b - a for a, b in zip(counts, counts[1:], strict=False) if b != a]
+    return sum(1 for a, b in zip(steps, steps[1:], strict=False) if (a > 0) != (b > 0))
+
+
+def test_bounds_respected() -> None:
+    limits = Limits(min_replicas=2, max_replicas=6, cold_start_s=60)
+    high = drive(POLICY, lambda t: 50.0, start=3, seconds=300, limits=limits)
+    low = drive(POLICY, lambda t: 0.1, start=3, seconds=900, limits=limits)
+    assert max(d.desired_replicas for d in high) == 6
+    assert min(d.desired_replicas for d in low) == 2
+
+
+def test_no_flapping_on_steady_load() -> None:
+    # +-8% deterministic jitter around 4 replicas of demand
+    jitter = lambda t: 4.0 * (1 + 0.08 * math.sin(t / 7.3))  # noqa: E731
+    decisions = drive(POLICY, jitter, start=5, seconds=3600)
+    assert reversals(decisions) == 0
+    assert changes(decisions) <= 2  # the feedback may settle the count once, then it stays
+    assert changes(decisions[len(decisions) // 2 :]) == 0
+
+
+def test_hold_on_stale_metrics() -> None:
+    now = 5000.0
+    stale = window(now - 120, lambda t: 10.0)  # newest sample two minutes old
+    d = POLICY(ctx(stale, ScalerState(3, 3), now))
+    assert d.held and d.desired_replicas == 3
+    assert "old" in d.reason
+
+
+def test_hold_on_missing_metrics() -> None:
+    d = POLICY(ctx(MetricsWindow(()), ScalerState(3, 3), 100.0))
+    assert d.held and d.desired_replicas == 3 and "no metrics" in d.reason
+
+
+def test_scale_up_on_a_step() -> None:
+    decisions = drive(POLICY, lambda t: 2.0 if t < 1300 else 8.0, start=3, seconds=400)
+    after = [d for i, d in enumerate(decisions) if 1000 + 10 * i >= 1300]
+    assert after[2].desired_replicas >= math.ceil(8 / 0.8) - 1  # within two intervals
+    assert max(d.desired_replicas for d in after) >= 10
+
+
+def test_scale_down_only_after_the_stabilization_window() -> None:
+    drop_at = 1400.0
+    fixed_gain = SloPolicy(target_utilization=0.8, gain_step=0)  # isolate the window rule
+    decisions = drive(fixed_gain, lambda t: 8.0 if t < drop_at else 2.0, start=10, seconds=900)
+    times = [1000 + 10 * i for i in range(len(decisions))]
+    first_down = next(t for t, d in zip(times, decisions) if d.desired_replicas < 10)
+    assert first_down - drop_at >= LIMITS.scale_down_stabilization_s - 10
+    assert decisions[-1].desired_replicas < 5
+
+
+def test_scale_to_zero_after_idle_only_from_one() -> None:
+    limits = Limits(min_replicas=0, max_replicas=8, cold_start_s=60,
+                    scale_down_stabilization_s=60, scale_to_zero_after_s=300)  # fmt: skip
+    decisions = drive(POLICY, lambda t: 0.0, start=3, seconds=1200, limits=limits)
+    counts = [d.desired_replicas for d in decisions]
+    assert counts[-1] == 0
+    first_zero = counts.index(0)
+    assert counts[first_zero - 1] == 1  # 3 -> ... -> 1 -> 0, never straight to zero
+    assert first_zero * 10 >= 300
+
+
+def test_not_zero_before_idle_period() -> None:
+    limits = Limits(min_replicas=0, max_replicas=8, scale_to_zero_after_s=600)
+    decisions = drive(POLICY, lambda t: 0.0, start=1, seconds=500, limits=limits)
+    assert all(d.desired_replicas == 1 for d in decisions)
+
+
+def test_activation_from_zero_when_requests_are_held() -> None:
+    limits = Limits(min_replicas=0, max_replicas=8, scale_to_zero_after_s=300)
+    now = 2000.0
+    samples = tuple(replace(sample(now - 4 + i * 2, load=0.0, replicas=0), held=2) for i in range(3))
+    d = POLICY(ctx(MetricsWindow(samples), ScalerState(0, 0), now, limits=limits))
+    assert d.desired_replicas == 1 and "activate" in d.reason
+
+
+def test_forecast_looks_ahead_by_the_cold_start() -> None:
+    ramp = lambda t: max(0.5, (t - 700) / 60)  # +1 replica of demand per minute  # noqa: E731
+    now = 1000.0
+    win = window(now, ramp)
+    short = POLICY(ctx(win, ScalerState(5, 5), now, limits=replace_limits(cold=0)))
+    long = POLICY(ctx(win, ScalerState(5, 5), now, limits=replace_limits(cold=180)))
+    assert long.desired_replicas > short.desired_replicas
+    assert long.inputs["forecast_replicas"] > long.inputs["demand_replicas"]
+
+
+def test_no_scale_down_while_replicas_are_starting() -> None:
+    now = 3000.0
+    low = window(now, lambda t: 1.0)
+    state = ScalerState(8, 5, last_scale_up_at=now - 30, history=((now - 600, 8),))
+    d = POLICY(ctx(low, state, now))
+    assert d.desired_replicas == 8 and "starting" in d.reason
+
+
+def test_decision_explains_inputs_and_predicts_attainment() -> None:
+    now = 1000.0
+    d = POLICY(ctx(window(now, lambda t: 4.0), ScalerState(5, 5), now))
+    assert "demand" in d.reason and "predicted attainment" in d.reason
+    assert d.predicted_attainment is not None and 0 <= d.predicted_attainment <= 1
+    assert {"demand_replicas", "forecast_replicas", "gain"} <= set(d.inputs)
+
+
+def test_feedback_raises_gain_on_missed_attainment() -> None:
+    now = 5000.0
+    bad = [replace(s, tpot=replace(s.tpot, counts=(0,) * 12 + (s.tpot.counts[0],) + (0,) * 7))
+           for s in window(now, lambda t: 4.0).samples]  # fmt: skip
+    d = POLICY(ctx(MetricsWindow(tuple(bad)), ScalerState(5, 5), now))
+    assert d.state.memo["gain"] > 1.0
+
+
+def test_policy_is_pure() -> None:
+    now = 1000.0
+    c = ctx(window(now, lambda t: 3.0), ScalerState(4, 4), now)
+    assert POLICY(c) == POLICY(c)
+
+
+def test_config_errors_show_the_bad_value() -> None:
+    with pytest.raises(ValidationError, match="1.5"):
+        SloPolicy(target_utilization=1.5)
+    with pytest.raises(ValidationError, match=r"min_replicas \(5\) exceeds max_replicas \(2\)"):
+        Limits(min_replicas=5, max_replicas=2)
+    with pytest.raises(ValueError, match="unknown policy 'nope'"):
+        make_policy("nope")
+
+
+def replace_limits(*, cold: float) -> Limits:
+    return LIMITS.model_copy(update={"cold_start_s": cold})
