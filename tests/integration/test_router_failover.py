@@ -30,9 +30,9 @@ async def _post(url: str, body: dict[str, object], **headers: str) -> tuple[int,
 
 
 async def test_dead_replica_before_response_fails_over() -> None:
-    async with stub(name="alive") as (s, good):
+    async with stub(name="alive") as (_s, good):
         cfg = simple_config({"d": [_dead_url(), good]}, {"m": {"d": 1}})
-        async with router(cfg) as (r, url):
+        async with router(cfg) as (_r, url):
             for _ in range(10):
                 status, body = await _post(url, CHAT)
                 assert status == 200 and b"alive" in body
@@ -68,10 +68,10 @@ async def test_all_replicas_down_is_502_with_openai_body() -> None:
 
 
 async def test_engine_5xx_with_openai_body_passes_through_after_retries() -> None:
-    async with stub(name="x", fail_status=500) as (s, backend):
-        async with router(simple_config({"d": [backend]}, {"m": {"d": 1}})) as (_r, url):
-            status, body = await _post(url, CHAT)
-            assert status == 500 and orjson.loads(body)["error"]["message"] == "x failed"
+    async with stub(name="x", fail_status=500) as (_s, backend), \
+            router(simple_config({"d": [backend]}, {"m": {"d": 1}})) as (_r, url):
+        status, body = await _post(url, CHAT)
+        assert status == 500 and orjson.loads(body)["error"]["message"] == "x failed"
 
 
 async def test_timeout_is_504() -> None:
@@ -90,15 +90,15 @@ async def _stream(url: str, max_tokens: int = 6) -> tuple[int, bytes]:
 
 
 async def test_backend_dying_mid_stream_gives_an_sse_error_event() -> None:
-    async with stub(name="crash", die_after_chunks=2, itl_s=0.01) as (_s, backend):
-        async with router(simple_config({"d": [backend]}, {"m": {"d": 1}})) as (r, url):
-            status, raw = await _stream(url)
-            assert status == 200
-            events = [e for e in raw.decode().split("\n\n") if e.startswith("data: ")]
-            assert len(events) == 4  # two tokens, the error, [DONE]
-            err = orjson.loads(events[2][6:])["error"]
-            assert err["code"] == "upstream_stream_broken"
-            assert events[3] == "data: [DONE]"
+    async with stub(name="crash", die_after_chunks=2, itl_s=0.01) as (_s, backend), \
+            router(simple_config({"d": [backend]}, {"m": {"d": 1}})) as (_r, url):
+        status, raw = await _stream(url)
+        assert status == 200
+        events = [e for e in raw.decode().split("\n\n") if e.startswith("data: ")]
+        assert len(events) == 4  # two tokens, the error, [DONE]
+        err = orjson.loads(events[2][6:])["error"]
+        assert err["code"] == "upstream_stream_broken"
+        assert events[3] == "data: [DONE]"
 
 
 async def test_stream_fails_over_before_the_first_byte() -> None:

@@ -97,7 +97,7 @@ async def test_openai_client_through_router_to_simulated_engine(engine: str) -> 
     cfg = simple_config({"eng": [engine]}, {"chat": {"eng": 1}})
     cfg["deployments"][0]["served_model"] = "llama"
     cfg["deployments"][0]["balancing"]["scrape_metrics"] = True
-    async with router(cfg) as (r, url):
+    async with router(cfg) as (_r, url):
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
         chat = await client.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "hello"}], max_tokens=5)
