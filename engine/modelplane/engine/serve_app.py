@@ -105,7 +105,11 @@ class _Ingress:
         self._checker = EngineCore(self.profile)
 
     async def __call__(self, request: Request) -> Response:
-        path = request.url.path.rstrip("/")
+        path = request.url.path
+        root = str(request.scope.get("root_path") or "")
+        if root and path.startswith(root):  # served under a route prefix
+            path = path[len(root) :]
+        path = path.rstrip("/")
         try:
             if request.method == "POST" and path in ROUTES:
                 return await self._generate(request, ROUTES[path])

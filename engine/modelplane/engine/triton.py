@@ -56,7 +56,7 @@ output [
   {{ name: "completion_tokens", data_type: TYPE_INT32, dims: [ 1 ] }},
   {{ name: "prompt_tokens", data_type: TYPE_INT32, dims: [ 1 ] }}
 ]
-instance_group [ {{ count: 1, kind: KIND_CPU }} ]
+instance_group [ {{ count: {instances}, kind: KIND_CPU }} ]
 parameters {{ key: "profile", value: {{ string_value: "{profile}" }} }}
 parameters {{ key: "cold_start_s", value: {{ string_value: "{cold}" }} }}
 """
@@ -114,6 +114,7 @@ class TritonSpec:
     grpc_port: int
     metrics_port: int
     cold_start_s: float = 0.0
+    instances: int = 1  # Triton model instances, each its own simulated engine
 
     @property
     def model_name(self) -> str:
@@ -145,7 +146,12 @@ def write_model_repository(spec: TritonSpec, dist: TritonDistribution) -> Path:
     model = repo / spec.model_name
     (model / "1").mkdir(parents=True, exist_ok=True)
     (model / "config.pbtxt").write_text(
-        _CONFIG.format(name=spec.model_name, profile=spec.profile, cold=spec.cold_start_s)
+        _CONFIG.format(
+            name=spec.model_name,
+            profile=spec.profile,
+            cold=spec.cold_start_s,
+            instances=spec.instances,
+        )
     )
     (model / "1" / "model.py").write_text(_SHIM.format(paths=_python_paths()))
     return repo

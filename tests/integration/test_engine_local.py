@@ -1,0 +1,90 @@
+"""The local runtime manager behind ``modelplane operator --target local``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+
+from modelplane.engine.local import LocalRuntimes, LocalSpec, LocalStatus, free_port
+
+PROFILE = "llama-3.1-8b-a100-40gb"
+
+
+async def until(
+    probe: Callable[[], Awaitable[LocalStatus | None]],
+    cond: Callable[[LocalStatus], bool],
+    limit_s: float = 90,
+) -> LocalStatus:
+    deadline = time.monotonic() + limit_s
+    while True:
+        status = await probe()
+        if status is not None and cond(status):
+            return status
+        assert time.monotonic() < deadline, f"condition not met; last status {status}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.triton
+async def test_triton_local_target(tmp_path: Path) -> None:
+    local = LocalRuntimes(tmp_path)
+    key = "default/llama"
+    try:
+        await local.apply(LocalSpec(key, "triton", PROFILE, "llama-8b"))
+        status = await until(lambda: local.status(key), lambda s: s.ready)
+        assert status.replicas == 1 and status.endpoint.startswith("http://127.0.0.1:")
+        url = f"{status.endpoint}/v2/models/{status.model_name}/generate"
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url, json={"text_input": "hi", "max_tokens": 4}) as r:
+                assert r.status == 200 and (await r.json())["completion_tokens"] == 4
+
+        server = local._entries[key].triton
+        assert server is not None and server.proc is not None
+        os.kill(server.proc.pid, signal.SIGKILL)
+        await asyncio.to_thread(server.proc.wait)
+        status = await local.status(key)
+        assert status is not None and not status.ready and status.restarts == 1
+        status = await until(lambda: local.status(key), lambda s: s.ready)
+
+        await local.apply(LocalSpec(key, "triton", PROFILE, "llama-8b", replicas=2))
+        status = await until(lambda: local.status(key), lambda s: s.ready)
+        assert status.replicas == 2
+        restarted = local._entries[key].triton
+        pid = restarted.pid if restarted is not None else None
+    finally:
+        await local.close()
+    assert local.keys() == []
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.ray
+async def test_ray_serve_local_target(tmp_path: Path) -> None:
+    local = LocalRuntimes(tmp_path, ray_http_port=free_port(), ray_num_cpus=2)
+    key = "team-a/chat"
+    try:
+        await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b"))
+        status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 1)
+        client = openai.AsyncOpenAI(base_url=f"{status.endpoint}/v1", api_key="x")
+        resp = await client.completions.create(model="chat-8b", prompt="hello", max_tokens=5)
+        assert resp.usage is not None and resp.usage.completion_tokens == 5
+        await client.close()
+        async with aiohttp.ClientSession() as s, s.get(status.metrics_url) as r:
+            text = await r.text()
+        assert 'request_success_total{finished_reason="length",model_name="chat-8b"} 1.0' in text
+
+        await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b", replicas=2))
+        status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 2)
+
+        await local.delete(key)
+        assert await local.status(key) is None
+    finally:
+        await local.close()
