@@ -41,9 +41,9 @@ async def test_triton_local_target(tmp_path: Path) -> None:
         status = await until(lambda: local.status(key), lambda s: s.ready)
         assert status.replicas == 1 and status.endpoint.startswith("http://127.0.0.1:")
         url = f"{status.endpoint}/v2/models/{status.model_name}/generate"
-        async with aiohttp.ClientSession() as s:
-            async with s.post(url, json={"text_input": "hi", "max_tokens": 4}) as r:
-                assert r.status == 200 and (await r.json())["completion_tokens"] == 4
+        body = {"text_input": "hi", "max_tokens": 4}
+        async with aiohttp.ClientSession() as s, s.post(url, json=body) as r:
+            assert r.status == 200 and (await r.json())["completion_tokens"] == 4
 
         server = local._entries[key].triton
         assert server is not None and server.proc is not None
