@@ -94,7 +94,9 @@ def test_not_zero_before_idle_period() -> None:
 def test_activation_from_zero_when_requests_are_held() -> None:
     limits = Limits(min_replicas=0, max_replicas=8, scale_to_zero_after_s=300)
     now = 2000.0
-    samples = tuple(replace(sample(now - 4 + i * 2, load=0.0, replicas=0), held=2) for i in range(3))
+    samples = tuple(
+        replace(sample(now - 4 + i * 2, load=0.0, replicas=0), held=2) for i in range(3)
+    )
     d = POLICY(ctx(MetricsWindow(samples), ScalerState(0, 0), now, limits=limits))
     assert d.desired_replicas == 1 and "activate" in d.reason
 

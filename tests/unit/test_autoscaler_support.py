@@ -46,7 +46,9 @@ def sample(
     n = round(rate * 2)
     return MetricSample(
         t=t,
-        replicas=tuple(ReplicaSample(per, waiting // max(replicas, 1), 0.3) for _ in range(replicas)),
+        replicas=tuple(
+            ReplicaSample(per, waiting // max(replicas, 1), 0.3) for _ in range(replicas)
+        ),
         arrival_rate=rate,
         prompt_token_rate=0.0,
         gen_token_rate=rate * 100,

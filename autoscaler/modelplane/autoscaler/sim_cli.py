@@ -36,7 +36,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cold-start-s", type=float, default=60.0)
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=32)
-    p.add_argument("--scale-down-window-s", type=float, default=120.0)
+    p.add_argument(
+        "--scale-down-window-s", type=float, default=60.0,
+        help="deployment's scale-down stabilization (ours; HPA/KPA use their own rules)",
+    )  # fmt: skip
     p.add_argument("--policy", choices=sorted(POLICIES), default="slo")
     p.add_argument(
         "--set", action="append", default=[], metavar="KNOB=VALUE",

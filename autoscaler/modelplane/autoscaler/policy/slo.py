@@ -30,7 +30,7 @@ from modelplane.autoscaler.types import Decision, MetricSample, PolicyContext
 class SloPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    target_utilization: float = Field(default=0.8, gt=0, le=1.0)
+    target_utilization: float = Field(default=0.9, gt=0, le=1.0)
     level_window_s: float = Field(default=30.0, gt=0)
     trend_window_s: float = Field(default=120.0, gt=0)
     interval_s: float = Field(default=10.0, gt=0, description="how often the policy runs")
@@ -42,7 +42,7 @@ class SloPolicy(BaseModel):
     up_headroom: float = Field(
         default=0.0, ge=0, description="extra share added when scaling up, so a ramp is one step"
     )
-    down_min_step: int = Field(default=1, ge=1, description="smallest scale-down worth doing")
+    down_min_step: int = Field(default=2, ge=1, description="smallest scale-down worth doing")
     up_tolerance: float = Field(
         default=0.05, ge=0, description="need must exceed current by this share to scale up"
     )

@@ -21,10 +21,10 @@ COLUMNS = (
 DEFAULT_SWEEPS: Mapping[str, Sequence[Mapping[str, Any]]] = {
     "hpa": [
         {"target": t, "scale_down_stabilization_s": w}
-        for w in (300.0, 120.0)
-        for t in (8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
+        for w in (300.0, 120.0, 60.0)
+        for t in (10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
     ],
-    "kpa": [{"target": t} for t in (6.0, 8.0, 10.0, 12.0, 14.0, 16.0)],
+    "kpa": [{"target": t} for t in (4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)],
 }
 
 
