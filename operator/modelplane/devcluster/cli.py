@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from modelplane.devcluster import build, cluster, paths
+from modelplane.devcluster.health import KubectlError
+from modelplane.devcluster.procs import WaitTimeout
 
 
 def _log(message: str) -> None:
@@ -43,7 +45,8 @@ def _build(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     try:
         lay = cluster.up(_options(args))
-    except (cluster.ClusterError, build.BuildUnavailable, build.BuildFailed) as exc:
+    except (cluster.ClusterError, build.BuildUnavailable, build.BuildFailed, KubectlError,
+            WaitTimeout) as exc:
         _log(str(exc))
         return 1
     print(lay.kubeconfig())

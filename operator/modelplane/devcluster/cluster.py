@@ -93,7 +93,8 @@ def _write_credentials(lay: Layout, name: str) -> None:
         pki.write_kubeconfig(lay.kubeconfig(who), config)
 
 
-def _start(lay: Layout, component: str, timeout: float) -> None:
+def _start(lay: Layout, component: str, timeout: float) -> float:
+    started = time.monotonic()
     procs.start(component, _ARGV[component](lay), lay.state)
     pidfile = _pidfile(lay, component)
 
@@ -106,6 +107,15 @@ def _start(lay: Layout, component: str, timeout: float) -> None:
         procs.wait_until(ready, timeout, f"{component} to become healthy")
     except procs.WaitTimeout as exc:
         raise ClusterError(f"{exc}\n{procs.log_tail(lay.state, component)}") from None
+    return time.monotonic() - started
+
+
+def _conditions_true(kubectl: Kubectl, condition: str, *target: str) -> bool:
+    """Every object ``kubectl get <target>`` lists has ``condition`` True (and some exist)."""
+    path = f'{{range .items[*]}}{{.status.conditions[?(@.type=="{condition}")].status}},{{end}}'
+    result = kubectl.run("get", *target, "-o", f"jsonpath={path}", check=False)
+    values = result.stdout.strip(",").split(",")
+    return result.returncode == 0 and bool(result.stdout) and all(v == "True" for v in values)
 
 
 def _populate(lay: Layout, opts: Options) -> None:
@@ -113,11 +123,13 @@ def _populate(lay: Layout, opts: Options) -> None:
     node_list = {"apiVersion": "v1", "kind": "List",
                  "items": nodes.manifests(nodes.default_pools(opts.cpu_nodes))}
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(node_list))
-    for crd in kuberay.crd_files():
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    wait = f"--timeout={int(opts.timeout)}s"
-    kubectl("wait", "--for=condition=Established", wait, *(f"crd/{c}" for c in kuberay.CRDS))
-    kubectl("wait", "--for=condition=Ready", wait, "node", "-l", "type=kwok")
+    files = [arg for crd in kuberay.crd_files() for arg in ("-f", str(crd))]
+    kubectl("apply", "--server-side", "--force-conflicts", *files)
+    crds = ("crd", *kuberay.CRDS)
+    procs.wait_until(lambda: _conditions_true(kubectl, "Established", *crds),
+                     opts.timeout, "KubeRay CRDs to be established")
+    procs.wait_until(lambda: _conditions_true(kubectl, "Ready", "node", "-l", "type=kwok"),
+                     opts.timeout, "kwok nodes to be Ready")
     procs.wait_until(lambda: kubectl.run("get", "serviceaccount", "default", "-n", "default",
                                          check=False).returncode == 0,
                      opts.timeout, "the default ServiceAccount")
@@ -137,8 +149,11 @@ def up(opts: Options) -> Layout:
     try:
         _write_credentials(lay, opts.name)
         for component in ORDER:
-            _start(lay, component, opts.timeout)
+            opts.log(f"  {component} healthy in {_start(lay, component, opts.timeout):.1f}s")
+        step = time.monotonic()
         _populate(lay, opts)
+        opts.log(f"  nodes, KubeRay CRDs and default ServiceAccount ready in "
+                 f"{time.monotonic() - step:.1f}s")
     except BaseException:
         opts.log(f"cluster {opts.name!r} failed to start; logs in {lay.state / 'logs'}")
         stop_all(lay)

@@ -58,6 +58,17 @@ def etcd(lay: Layout) -> list[str]:
             f"--initial-cluster=dev={peer}", "--unsafe-no-fsync", "--log-level=warn"]
 
 
+def _front_proxy(pki: Pki) -> list[str]:
+    """Request-header authentication for aggregated APIs (one CA, a named client cert)."""
+    return [f"--requestheader-client-ca-file={pki.ca}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.cert('front-proxy-client')}",
+            f"--proxy-client-key-file={pki.key('front-proxy-client')}"]
+
+
 def apiserver(lay: Layout) -> list[str]:
     pki = lay.pki
     return [
@@ -66,7 +77,7 @@ def apiserver(lay: Layout) -> list[str]:
         f"--bind-address={LOCALHOST}", f"--advertise-address={LOCALHOST}",
         f"--secure-port={lay.ports.apiserver}", f"--cert-dir={lay.state / 'apiserver-certs'}",
         f"--tls-cert-file={pki.cert('serving')}", f"--tls-private-key-file={pki.key('serving')}",
-        f"--client-ca-file={pki.ca}",
+        f"--client-ca-file={pki.ca}", *_front_proxy(pki),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
@@ -117,4 +128,4 @@ def kwok(lay: Layout) -> list[str]:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={POD_CIDR}", f"--node-ip={LOCALHOST}",
             f"--server-address={LOCALHOST}:{lay.ports.kwok}",
-            "--node-lease-duration-seconds=40"]
+            "--node-lease-duration-seconds=40", "--v=WARN"]

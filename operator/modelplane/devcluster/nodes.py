@@ -100,9 +100,7 @@ def node_manifest(pool: NodePool, index: int) -> dict[str, Any]:
                      "annotations": {KWOK_ANNOTATION: "fake",
                                      "node.alpha.kubernetes.io/ttl": "0"}},
         "spec": spec,
-        "status": {"capacity": resources, "allocatable": dict(resources),
-                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                                "kubeletVersion": "fake", "kubeProxyVersion": "fake"}},
+        "status": {"capacity": resources, "allocatable": dict(resources)},
     }
 
 
