@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -17,14 +18,14 @@ POLICY = SloPolicy(target_utilization=0.8)
 
 def changes(decisions: list[Decision]) -> int:
     counts = [d.desired_replicas for d in decisions]
-    return sum(1 for a, b in zip(counts, counts[1:], strict=False) if a != b)
+    return sum(1 for a, b in itertools.pairwise(counts) if a != b)
 
 
 def reversals(decisions: list[Decision]) -> int:
     """Up then down (or down then up): the signature of flapping."""
     counts = [d.desired_replicas for d in decisions]
-    steps = [b - a for a, b in zip(counts, counts[1:], strict=False) if b != a]
-    return sum(1 for a, b in zip(steps, steps[1:], strict=False) if (a > 0) != (b > 0))
+    steps = [b - a for a, b in itertools.pairwise(counts) if b != a]
+    return sum(1 for a, b in itertools.pairwise(steps) if (a > 0) != (b > 0))
 
 
 def test_bounds_respected() -> None:
@@ -69,7 +70,7 @@ def test_scale_down_only_after_the_stabilization_window() -> None:
     fixed_gain = SloPolicy(target_utilization=0.8, gain_step=0)  # isolate the window rule
     decisions = drive(fixed_gain, lambda t: 8.0 if t < drop_at else 2.0, start=10, seconds=900)
     times = [1000 + 10 * i for i in range(len(decisions))]
-    first_down = next(t for t, d in zip(times, decisions) if d.desired_replicas < 10)
+    first_down = next(t for t, d in zip(times, decisions, strict=True) if d.desired_replicas < 10)
     assert first_down - drop_at >= LIMITS.scale_down_stabilization_s - 10
     assert decisions[-1].desired_replicas < 5
 
@@ -142,7 +143,7 @@ def test_policy_is_pure() -> None:
 
 
 def test_config_errors_show_the_bad_value() -> None:
-    with pytest.raises(ValidationError, match="1.5"):
+    with pytest.raises(ValidationError, match=r"1\.5"):
         SloPolicy(target_utilization=1.5)
     with pytest.raises(ValidationError, match=r"min_replicas \(5\) exceeds max_replicas \(2\)"):
         Limits(min_replicas=5, max_replicas=2)

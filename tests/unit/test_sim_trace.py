@@ -24,8 +24,8 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_csv_azure_format(tmp_path: Path) -> None:
-    p = write(tmp_path, "t.csv", AZURE_HEAD
-              + "2023-11-16 18:15:50.9951690,396,109\n2023-11-16 18:15:46.6805900,374,44\n")  # fmt: skip
+    rows = "2023-11-16 18:15:50.9951690,396,109\n2023-11-16 18:15:46.6805900,374,44\n"
+    p = write(tmp_path, "t.csv", AZURE_HEAD + rows)
     trace = load_trace(p)
     assert [r.prompt_tokens for r in trace] == [374, 396]  # sorted by arrival
     assert trace[0].arrival_s == 0.0
@@ -45,7 +45,8 @@ def test_jsonl_format(tmp_path: Path) -> None:
     ("name", "text", "message"),
     [
         ("a.csv", "time,in,out\n1,2,3\n", "CSV header must contain"),
-        ("b.csv", AZURE_HEAD + "2023-11-16 18:15:46,12x,4\n", r"b.csv:2: ContextTokens must be an integer, got '12x'"),
+        ("b.csv", AZURE_HEAD + "2023-11-16 18:15:46,12x,4\n",
+         r"b.csv:2: ContextTokens must be an integer, got '12x'"),
         ("c.csv", AZURE_HEAD + "yesterday,1,4\n", r"c.csv:2: bad timestamp 'yesterday'"),
         ("d.csv", AZURE_HEAD + "1.0,5,0\n", r"GeneratedTokens must be >= 1, got 0"),
         ("e.csv", AZURE_HEAD, "trace has no requests"),
