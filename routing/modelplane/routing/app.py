@@ -69,6 +69,7 @@ class Router:
         self._heuristic = HeuristicClassifier()
         self._embedding = embedding_classifier
         self.metrics.add_gauges(self._gauges)
+        self.keys.apply(config.auth, load_keys(config.auth))
         self.snapshot = self._build(config)
 
     def apply_config(self, config: RouterConfig) -> None:
