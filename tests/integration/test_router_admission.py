@@ -23,7 +23,7 @@ async def test_queue_bound_answers_429_with_retry_after() -> None:
     async with stub(name="slow", ttft_s=0.3) as (_s, backend):
         cfg = simple_config({"d": [backend]}, {"m": {"d": 1}})
         cfg["deployments"][0].update(max_inflight_per_replica=2, max_queue=3)
-        async with router(cfg) as (r, url), aiohttp.ClientSession() as s:
+        async with router(cfg) as (_r, url), aiohttp.ClientSession() as s:
             results = await asyncio.gather(*(_post(s, url) for _ in range(8)))
             statuses = sorted(status for status, _h, _b in results)
             assert statuses == [200] * 5 + [429] * 3

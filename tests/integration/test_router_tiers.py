@@ -42,8 +42,8 @@ def _text(raw: bytes) -> str:
 
 
 async def test_classifier_sends_easy_prompts_fast_and_hard_ones_slow() -> None:
-    async with stub(name="fast") as (f, fu), stub(name="slow") as (s, su), \
-            router(_cfg(fu, su)) as (r, url):
+    async with stub(name="fast") as (_f, fu), stub(name="slow") as (_s, su), \
+            router(_cfg(fu, su)) as (_r, url):
         status, raw = await _chat(url, "What is the capital of France?")
         assert status == 200 and _text(raw).startswith("fast")
         status, raw = await _chat(url, CODE)
@@ -75,7 +75,7 @@ async def test_length_stop_escalates_and_the_client_gets_only_the_slow_answer() 
 
 
 async def test_fast_error_and_timeout_escalate() -> None:
-    async with stub(name="fast", fail_status=500) as (f, fu), \
+    async with stub(name="fast", fail_status=500) as (_f, fu), \
             stub(name="slow") as (_s, su), router(_cfg(fu, su)) as (_r, url):
         status, raw = await _chat(url, "hello")
         assert status == 200 and _text(raw).startswith("slow")
@@ -86,7 +86,7 @@ async def test_fast_error_and_timeout_escalate() -> None:
 
 
 async def test_fast_4xx_is_not_escalated() -> None:
-    async with stub(name="fast", fail_status=400) as (f, fu), stub(name="slow") as (s, su), \
+    async with stub(name="fast", fail_status=400) as (_f, fu), stub(name="slow") as (s, su), \
             router(_cfg(fu, su)) as (_r, url):
         status, _raw = await _chat(url, "hello")
         assert status == 400 and s.hits == 0
