@@ -1,0 +1,172 @@
+"""The live controller with fake source, writer and clock (no network, no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+
+from prometheus_client import generate_latest
+from test_autoscaler_support import LIMITS, PLAN, SLO, sample
+
+from modelplane.autoscaler.cli import AdvisoryWriter
+from modelplane.autoscaler.controller import Controller, ScaleTarget
+from modelplane.autoscaler.types import MetricSample
+from modelplane.autoscaler.vllm_metrics import parse, to_sample
+
+TARGET = ScaleTarget(namespace="ns", name="llm", slo=SLO, plan=PLAN, limits=LIMITS)
+
+
+class FakeClock:
+    def __init__(self, t: float = 10_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, s: float) -> None:
+        self.t += s  # a test proves it never slept for real
+
+
+class FakeSource:
+    def __init__(self, load: float, *, fail: bool = False, lag: float = 0.0) -> None:
+        self.load, self.fail, self.lag = load, fail, lag
+
+    async def collect(self, target: ScaleTarget, now: float) -> MetricSample | None:
+        if self.fail:
+            raise ConnectionError("prometheus down")
+        return sample(now - self.lag, load=self.load)
+
+
+class FakeWriter:
+    def __init__(self, spec: int, ready: int | None = None) -> None:
+        self.spec, self.ready = spec, spec if ready is None else ready
+        self.sets: list[tuple[int, str]] = []
+        self.statuses: list[dict[str, Any]] = []
+
+    async def get_scale(self, ns: str, name: str) -> tuple[int, int]:
+        return self.spec, self.ready
+
+    async def set_scale(self, ns: str, name: str, replicas: int, reason: str) -> None:
+        self.sets.append((replicas, reason))
+        self.spec = replicas
+
+    async def record_status(self, ns: str, name: str, observed: dict[str, Any]) -> None:
+        self.statuses.append(observed)
+
+
+def make(source: FakeSource, writer: FakeWriter, clock: FakeClock) -> Controller:
+    return Controller([TARGET], source, writer, clock=clock, sleep=clock.sleep, interval_s=10)
+
+
+async def run_rounds(ctl: Controller, clock: FakeClock, n: int) -> None:
+    for _ in range(n):
+        await ctl.step()
+        await clock.sleep(10)
+
+
+async def test_scales_up_and_explains() -> None:
+    clock, writer = FakeClock(), FakeWriter(spec=2)
+    ctl = make(FakeSource(load=8.0), writer, clock)
+    await run_rounds(ctl, clock, 3)
+    assert writer.sets and writer.sets[0][0] >= 9
+    assert "demand" in writer.sets[0][1]
+    text = generate_latest(ctl.registry).decode()
+    assert 'modelplane_autoscaler_desired_replicas{name="llm",namespace="ns"}' in text
+    assert 'input="demand_replicas"' in text
+    assert "modelplane_autoscaler_predicted_attainment" in text
+
+
+async def test_holds_when_the_source_fails() -> None:
+    clock, writer = FakeClock(), FakeWriter(spec=4)
+    ctl = make(FakeSource(load=20.0, fail=True), writer, clock)
+    decisions = await ctl.step()
+    assert decisions[0].held and not writer.sets
+    assert 'action="hold"' in generate_latest(ctl.registry).decode()
+
+
+async def test_holds_on_stale_samples() -> None:
+    clock, writer = FakeClock(), FakeWriter(spec=4)
+    ctl = make(FakeSource(load=20.0, lag=120.0), writer, clock)
+    decisions = await ctl.step()
+    assert decisions[0].held and "old" in decisions[0].reason and not writer.sets
+
+
+async def test_manual_edit_becomes_the_current_count() -> None:
+    clock, writer = FakeClock(), FakeWriter(spec=5)
+    ctl = make(FakeSource(load=4.0), writer, clock)
+    await run_rounds(ctl, clock, 2)
+    writer.spec = writer.ready = 9  # someone scaled by hand
+    decisions = await ctl.step()
+    assert ctl.tracked[TARGET.key].state is not None
+    assert decisions[0].desired_replicas >= 5
+
+
+async def test_status_is_written_only_when_it_changes() -> None:
+    clock, writer = FakeClock(), FakeWriter(spec=5)
+    ctl = make(FakeSource(load=4.0), writer, clock)
+    await run_rounds(ctl, clock, 12)
+    assert 1 <= len(writer.statuses) <= 3
+    observed = writer.statuses[-1]
+    assert observed["ttftTargetMs"] == 2500 and observed["attainment"] == 1.0
+
+
+async def test_run_loop_stops_on_event() -> None:
+    clock, writer = FakeClock(), FakeWriter(spec=5)
+    ctl = make(FakeSource(load=4.0), writer, clock)
+    stop = asyncio.Event()
+
+    async def stopper(s: float) -> None:
+        await clock.sleep(s)
+        if clock.t > 10_050:
+            stop.set()
+
+    ctl.sleep = stopper
+    await asyncio.wait_for(ctl.run(stop), timeout=5)
+    assert clock.t > 10_050
+
+
+async def test_advisory_writer_prints_decisions() -> None:
+    out = io.StringIO()
+    clock, writer = FakeClock(), AdvisoryWriter(replicas=2, out=out)
+    ctl = Controller([TARGET], FakeSource(load=8.0), writer, clock=clock, sleep=clock.sleep)
+    await run_rounds(ctl, clock, 2)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    advice = [e for e in events if e["event"] == "advice"]
+    assert advice and advice[0]["deployment"] == "ns/llm" and advice[0]["replicas"] >= 9
+
+
+def test_vllm_text_to_sample() -> None:
+    before = parse(VLLM_TEXT.format(run=2, wait=0, ok=10, prompt=1000, gen=500, b1=5, b2=9, inf=10))
+    after = parse(
+        VLLM_TEXT.format(run=4, wait=1, ok=20, prompt=3000, gen=1500, b1=12, b2=19, inf=20)
+    )
+    s = to_sample(100.0, 10.0, [(after, before)])
+    assert s.running == 4 and s.waiting == 1 and s.replicas[0].kv_usage == 0.25
+    assert s.finish_rate == 1.0 and s.prompt_token_rate == 200.0 and s.gen_token_rate == 100.0
+    assert s.arrival_rate == (10 + 3) / 10  # finished + growth of in-flight
+    assert s.ttft is not None and s.ttft.counts == (7, 3, 0)
+    restarted = parse(VLLM_TEXT.format(run=0, wait=0, ok=1, prompt=5, gen=2, b1=1, b2=1, inf=1))
+    assert to_sample(110.0, 10.0, [(restarted, after)]).finish_rate == 0.1  # counter reset
+
+
+VLLM_TEXT = """# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{{model_name="m"}} {run}
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{{model_name="m"}} {wait}
+# TYPE vllm:gpu_cache_usage_perc gauge
+vllm:gpu_cache_usage_perc{{model_name="m"}} 0.25
+# TYPE vllm:request_success counter
+vllm:request_success_total{{model_name="m",finished_reason="stop"}} {ok}
+# TYPE vllm:prompt_tokens counter
+vllm:prompt_tokens_total{{model_name="m"}} {prompt}
+# TYPE vllm:generation_tokens counter
+vllm:generation_tokens_total{{model_name="m"}} {gen}
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{{model_name="m",le="0.5"}} {b1}
+vllm:time_to_first_token_seconds_bucket{{model_name="m",le="2.5"}} {b2}
+vllm:time_to_first_token_seconds_bucket{{model_name="m",le="+Inf"}} {inf}
+vllm:time_to_first_token_seconds_count{{model_name="m"}} {inf}
+vllm:time_to_first_token_seconds_sum{{model_name="m"}} 3.0
+"""
