@@ -180,3 +180,29 @@ def test_cli_registers_every_action() -> None:
     for action in ("build", "up", "down", "status", "env"):
         args = parser.parse_args(["cluster", action])
         assert callable(args.func)
+
+
+def test_harness_refuses_non_local_servers(tmp_path: Path) -> None:
+    from modelplane.devcluster.harness import NotLocal, assert_local_only
+
+    def write(server: str) -> Path:
+        path = tmp_path / "kc"
+        entry = {"name": "c", "cluster": {"server": server}}
+        path.write_text(yaml.safe_dump({"clusters": [entry]}))
+        return path
+
+    assert_local_only(write("https://127.0.0.1:6443"))
+    for server in ("https://10.0.0.1:6443", "https://localhost.evil.com", "https://prod.example"):
+        with pytest.raises(NotLocal):
+            assert_local_only(write(server))
+
+
+def test_build_without_go_skips_locally_but_fails_in_ci(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("MODELPLANE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GO", "definitely-not-a-go-binary")
+    args = argparse.Namespace()
+    monkeypatch.delenv("CI", raising=False)
+    assert cli._build(args) == 0
+    monkeypatch.setenv("CI", "1")
+    assert cli._build(args) == 3

@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ def _build(args: argparse.Namespace) -> int:
         for item in build.ensure_built(_log):
             print(f"{item.name} {item.version} {item.path}")
     except build.BuildUnavailable as exc:
+        # Without Go the cluster tests skip (with this reason); CI must never skip them.
         _log(f"cannot build cluster binaries: {exc}")
-        return 3
+        return 3 if os.environ.get("CI") else 0
     return 0
 
 
