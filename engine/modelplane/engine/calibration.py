@@ -22,6 +22,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from modelplane.engine.latency import EngineCore, LatencyProfile, SeqRequest
 
@@ -160,7 +161,7 @@ def fit(
     best, best_score = start, _score(start, points)
     radius = 0.15
     for i in range(iterations):
-        changes: dict[str, float | int] = {}
+        changes: dict[str, Any] = {}
         for name in fields:
             value = getattr(best, name)
             factor = math.exp(rnd.uniform(-radius, radius))
