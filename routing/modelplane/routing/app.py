@@ -30,6 +30,7 @@ from modelplane.routing.handlers import Handlers
 from modelplane.routing.metrics import RouterMetrics
 from modelplane.routing.plugins.base import TierClassifier
 from modelplane.routing.plugins.classifier import HeuristicClassifier, ThresholdCalibrator
+from modelplane.routing.plugins.embedding import EmbeddingClassifier, from_package
 from modelplane.routing.respond import Responder
 from modelplane.routing.routes import RouteRuntime, TierRuntime, VariantRuntime
 from modelplane.routing.scraper import Scraper
@@ -57,7 +58,7 @@ class Router:
     def __init__(self, config: RouterConfig, *, scale_signal: ScaleSignal | None = None,
                  clock: Clock = time.monotonic, rng: random.Random | None = None,
                  metrics: RouterMetrics | None = None,
-                 embedding_classifier: TierClassifier | None = None) -> None:
+                 embedding_classifier: EmbeddingClassifier | None = None) -> None:
         self.clock = clock
         self.rng = rng or random.Random()
         self.metrics = metrics or RouterMetrics()
@@ -68,6 +69,7 @@ class Router:
         self._tiers: dict[tuple[str, str], TierRuntime] = {}
         self._heuristic = HeuristicClassifier()
         self._embedding = embedding_classifier
+        self._embedding_failed = False
         self.metrics.add_gauges(self._gauges)
         self.keys.apply(config.auth, load_keys(config.auth))
         self.snapshot = self._build(config)
@@ -110,17 +112,26 @@ class Router:
         if old is not None and old.cfg == cfg:
             return old  # keep the calibration window across reloads
         classifier: TierClassifier = self._heuristic
-        if cfg.classifier == "embedding":
-            if self._embedding is None:
-                log.warning("embedding classifier unavailable; %s/%s uses heuristics",
-                            model, variant)
-            else:
-                classifier = self._embedding
         seeds = [self._heuristic.score_sync(text, 1) for text, _label in labelled_set()]
+        embedding = self._embedding_classifier() if cfg.classifier == "embedding" else None
+        if embedding is not None:
+            classifier, seeds = embedding, embedding.seed_scores()
+        elif cfg.classifier == "embedding":
+            log.warning("embedding classifier unavailable; %s/%s uses heuristics",
+                        model, variant)
         calibrator = ThresholdCalibrator(fixed=cfg.threshold, target_share=cfg.target_slow_share,
                                          seed_scores=seeds)
         tier = self._tiers[(model, variant)] = TierRuntime(cfg, classifier, calibrator)
         return tier
+
+    def _embedding_classifier(self) -> EmbeddingClassifier | None:
+        """Built once, on first use: loading the model takes seconds."""
+        if self._embedding is None and not self._embedding_failed:
+            try:
+                self._embedding = from_package(labelled_set())
+            except ImportError:
+                self._embedding_failed = True
+        return self._embedding
 
     def _ejected(self, deployment: str) -> None:
         self.metrics.count(self.metrics.ejections, deployment).inc()

@@ -33,8 +33,7 @@ async def with_failover(dep: DeploymentRuntime, attempt: Attempt[T], *, deadline
     """
     info = RequestInfo(now=0.0, affinity_key=affinity)
     dep.retry_budget.deposit()
-    last: RouterError | tuple[EndpointState, Buffered] = unavailable(
-        f"deployment {dep.name} has no ready replica")
+    last: RouterError | tuple[EndpointState, Buffered] | None = None
     reason = ""
     for n in range(dep.cfg.retry.max_attempts):
         remaining = deadline - clock()
@@ -72,6 +71,8 @@ async def with_failover(dep: DeploymentRuntime, attempt: Attempt[T], *, deadline
             continue
         dep.success(ep)
         return ep, result
+    if last is None:
+        raise unavailable(f"deployment {dep.name} has no ready replica")
     if isinstance(last, RouterError):
         raise last
     return last
