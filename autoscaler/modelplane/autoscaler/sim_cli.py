@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelplane.autoscaler.policy import POLICIES
-from modelplane.autoscaler.sim.compare import compare, table
+from modelplane.autoscaler.sim.compare import DEFAULT_SWEEPS, compare, table
 from modelplane.autoscaler.sim.runner import Run, Runner, Scenario
 from modelplane.autoscaler.sim.trace import TraceError, load_trace, scale_rate
 from modelplane.autoscaler.types import Limits, Slo
@@ -46,7 +46,12 @@ def register(subparsers: Any) -> None:
         help="policy knob, e.g. --set target=12 (repeatable)",
     )  # fmt: skip
     p.add_argument("--compare", action="store_true", help="run all policies, print a table")
-    p.add_argument("--no-tune", action="store_true", help="with --compare: default baselines")
+    p.add_argument(
+        "--no-tune", action="store_true",
+        help="with --compare: no sweep; baselines use --hpa/--kpa knobs (or their defaults)",
+    )  # fmt: skip
+    p.add_argument("--hpa", action="append", default=[], metavar="KNOB=VALUE")
+    p.add_argument("--kpa", action="append", default=[], metavar="KNOB=VALUE")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG (load, replicas, TTFT p95)")
     p.set_defaults(func=main)
@@ -90,7 +95,9 @@ def main(args: argparse.Namespace) -> int:
         runner = build_runner(args)
         knobs = _knobs(args.set)
         if args.compare:
-            runs, swept = compare(runner, slo_knobs=knobs, tune=not args.no_tune)
+            fixed = {"hpa": [_knobs(args.hpa)], "kpa": [_knobs(args.kpa)]}
+            sweeps = fixed if args.no_tune else DEFAULT_SWEEPS
+            runs, swept = compare(runner, slo_knobs=knobs, sweeps=sweeps)
         else:
             runs, swept = [runner.run(args.policy, knobs)], {}
     except (TraceError, ValueError, ValidationError) as exc:
@@ -106,12 +113,12 @@ def _report(
 ) -> None:
     if args.json:
         out: Any = [r.summary for r in runs] if args.compare else runs[0].summary
-        if swept:
+        if swept and not args.no_tune:
             out = {"table": out, "sweeps": {k: [r.summary for r in v] for k, v in swept.items()}}
         print(json.dumps(out, indent=2))
     else:
         print(table(runs))
-        for name, sweep_runs in swept.items():
+        for name, sweep_runs in swept.items() if not args.no_tune else ():
             print(f"\n{name} sweep (tuning):\n{table(sweep_runs)}")
     if args.plot is not None:
         from modelplane.autoscaler.sim.plot import plot_runs

@@ -12,7 +12,7 @@ like with like: same metrics window, same bounds, same scale-to-zero rules.
   stable window and a 6 s panic window; panic mode when the panic desired count is at
   least 200% of the ready pods; in panic the count never decreases, and panic ends one
   stable window after the last panic condition; max scale-up rate 1000x, max scale-down
-  rate 2x per decision.
+  rate 2x per decision; optional scale-down delay (the highest count of the delay window).
 * Fixed: a constant count.
 * Oracle: replays a precomputed per-bucket schedule (see ``modelplane.autoscaler.sim.oracle``).
 """
@@ -74,6 +74,7 @@ class KpaPolicy(_Policy):
     panic_threshold: float = Field(default=2.0, gt=1)
     max_scale_up_rate: float = Field(default=1000.0, gt=1)
     max_scale_down_rate: float = Field(default=2.0, gt=1)
+    scale_down_delay_s: float = Field(default=0.0, ge=0, description="Knative scale-down-delay")
 
     def __call__(self, ctx: PolicyContext) -> Decision:
         stale = missing_or_stale(ctx)
@@ -102,7 +103,7 @@ class KpaPolicy(_Policy):
             raw,
             reason,
             up_window_s=0.0,
-            down_window_s=0.0,
+            down_window_s=self.scale_down_delay_s,
             inputs={"stable_concurrency": stable, "panic_concurrency": panic},
             memo={**state.memo, "panic_until": panic_until},
         )

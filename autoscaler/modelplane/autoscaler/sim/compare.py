@@ -24,7 +24,11 @@ DEFAULT_SWEEPS: Mapping[str, Sequence[Mapping[str, Any]]] = {
         for w in (300.0, 120.0, 60.0)
         for t in (10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
     ],
-    "kpa": [{"target": t} for t in (4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)],
+    "kpa": [
+        {"target": t, "scale_down_delay_s": d}
+        for d in (0.0, 120.0, 300.0)
+        for t in (6.0, 8.0, 10.0, 12.0, 14.0, 16.0)
+    ],
 }
 
 
@@ -44,16 +48,15 @@ def compare(
     runner: Runner,
     *,
     slo_knobs: Mapping[str, Any] | None = None,
-    tune: bool = True,
     sweeps: Mapping[str, Sequence[Mapping[str, Any]]] = DEFAULT_SWEEPS,
 ) -> tuple[list[Run], dict[str, list[Run]]]:
-    """Ours, the tuned baselines, fixed at the oracle's peak, and the oracle."""
+    """Ours, the baselines (each the best of its sweep), fixed at the oracle's peak, and
+    the oracle. A one-setting sweep is simply that setting."""
     ours = runner.run("slo", dict(slo_knobs or {}))
     target = float(str(ours.summary["slo_attainment"]))
     rows, swept = [ours], {}
     for name in ("hpa", "kpa"):
-        settings = sweeps[name] if tune else [{}]
-        runs = sweep(runner, name, settings)
+        runs = sweep(runner, name, sweeps[name])
         swept[name] = runs
         rows.append(pick(runs, target))
     rows.append(runner.run("fixed", {"replicas": runner.oracle().peak}))
