@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -47,14 +48,18 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(*, config_path: Path, router: Router, host: str, port: int,
                  interval: float) -> None:
     app = create_app(router)
-    runner = web.AppRunner(app, access_log=None, handle_signals=True)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
     logging.getLogger(__name__).info("router listening on http://%s:%d", host, port)
     watcher = asyncio.create_task(FileWatcher(config_path, router, interval).run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()  # until cancelled (SIGINT/SIGTERM)
+        await stop.wait()  # then drain: cleanup lets in-flight requests finish
     finally:
         watcher.cancel()
         await runner.cleanup()
