@@ -34,15 +34,19 @@ async def _answer(url: str) -> str | None:
         return None
 
 
+def _spawn(cfg: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelplane.cli.main", "router", "--config", str(cfg),
+         "--port", str(port), "--reload-interval", "0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 async def test_cli_serves_and_reloads_its_config_file(tmp_path: Path) -> None:
     async with stub(name="one") as (_a, one), stub(name="two") as (_b, two):
         cfg = tmp_path / "router.yaml"
         cfg.write_text(yaml.safe_dump(simple_config({"d": [one]}, {"m": {"d": 1}})))
         port = _port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelplane.cli.main", "router", "--config", str(cfg),
-             "--port", str(port), "--reload-interval", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = _spawn(cfg, port)
         url = f"http://127.0.0.1:{port}"
         try:
             async def answers(name: str) -> bool:
