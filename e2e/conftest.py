@@ -76,8 +76,14 @@ def cluster(cluster_state: Path) -> Iterator[ClusterHandle]:
             pytest.exit(str(exc), returncode=2)
         yield ClusterHandle(layout, Kubectl(layout.kubeconfig()))
     finally:
-        devcluster.down(opts)
-        signal.signal(signal.SIGTERM, previous)
+        # never leave teardown half done (down is bounded: SIGKILL after 10 s a process)
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            devcluster.down(opts)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 @pytest.fixture(scope="session")
@@ -109,9 +115,8 @@ def installed(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def operator_factory(installed: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Make operator processes (stopped at teardown, by pid, also on failure)."""
-    from mp_install import OperatorProcess
-
     from modelplane.devcluster.procs import free_port
+    from mp_install import OperatorProcess
 
     made: list[OperatorProcess] = []
 

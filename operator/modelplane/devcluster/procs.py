@@ -99,8 +99,8 @@ def _gone(pid: int, started: str | None) -> bool:
 def stop(pidfile: Path, timeout: float = 10.0) -> bool:
     """SIGTERM the recorded process, SIGKILL after ``timeout``; True if one was stopped."""
     entry = read_pidfile(pidfile)
-    pidfile.unlink(missing_ok=True)
     if entry is None or not _running(*entry):
+        pidfile.unlink(missing_ok=True)
         return False
     pid, started = entry
     os.kill(pid, signal.SIGTERM)
@@ -110,6 +110,7 @@ def stop(pidfile: Path, timeout: float = 10.0) -> bool:
         if _running(pid, started):
             os.kill(pid, signal.SIGKILL)
         wait_until(lambda: _gone(pid, started), 5.0, f"pid {pid} to die", interval=0.1)
+    pidfile.unlink(missing_ok=True)  # only now: an interrupted stop can be retried
     return True
 
 
