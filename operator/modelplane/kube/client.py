@@ -156,9 +156,12 @@ class KubeApi:
         return result
 
     async def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
-                           status: dict[str, Any]) -> None:
-        await self.request("PATCH", resource_path(api_version, kind, namespace, name, "status"),
-                           {"status": status}, "application/merge-patch+json")
+                           status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource; returns the updated object."""
+        result: dict[str, Any] = await self.request(
+            "PATCH", resource_path(api_version, kind, namespace, name, "status"),
+            {"status": status}, "application/merge-patch+json")
+        return result
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         meta = manifest["metadata"]

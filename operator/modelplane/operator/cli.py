@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
-from modelplane.operator.settings import LeaderElection, OperatorSettings
+from modelplane.operator.settings import LeaderElection, LocalTarget, OperatorSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +27,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--lease-namespace", default=None)
     p.add_argument("--lease-name", default=None)
     p.add_argument("--identity", default=None, help="leader-election identity")
+    p.add_argument("--local-workdir", type=Path, help="--target local: state directory")
+    p.add_argument("--local-ray-port", type=int, default=8000,
+                   help="--target local: Ray Serve HTTP port")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
 
@@ -38,7 +42,11 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         le["lease_name"] = args.lease_name
     if args.identity:
         le["identity"] = args.identity
+    local: dict[str, object] = {"ray_http_port": args.local_ray_port}
+    if args.local_workdir:
+        local["workdir"] = args.local_workdir
     return OperatorSettings(
+        local=LocalTarget.model_validate(local),
         target=args.target, kubeconfig=args.kubeconfig, namespaces=args.namespace,
         workers=args.workers, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         resync_seconds=args.resync_seconds,

@@ -31,6 +31,12 @@ def _deleted(event: kopf.RawEvent) -> bool:
 
 
 def register(registry: kopf.OperatorRegistry, store: Store, queue: WorkQueue[Key]) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A private registry has none of kopf's default login handlers: add the two
+        # that need no client library (in-cluster token, then $KUBECONFIG).
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.event(GROUP, VERSION, "llmdeployments", registry=registry)
     async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
         queue.add(store.put_deployment(dict(event["object"]), _deleted(event)))

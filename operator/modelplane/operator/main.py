@@ -70,24 +70,27 @@ async def _elect(opts: OperatorSettings) -> LeaderElector | None:
     return elector
 
 
-def _realizer(opts: OperatorSettings, api: KubeApi, store: Store) -> Realizer:
+def _realizer(opts: OperatorSettings, api: KubeApi, store: Store,
+              queue: WorkQueue[Key]) -> Realizer:
     if opts.target == "local":
         from modelplane.operator.local import LocalRealizer  # imports Ray/Triton tooling
 
-        return LocalRealizer()
+        loc = opts.local
+        return LocalRealizer.create(loc.workdir, loc.ray_http_port, loc.ray_num_cpus, queue)
     return KubernetesRealizer(api, store)
 
 
 async def run(opts: OperatorSettings) -> int:
     if opts.kubeconfig:
         os.environ["KUBECONFIG"] = opts.kubeconfig  # kopf's own login reads it
-    elector = await _elect(opts)
     api = await KubeApi.connect(opts.kubeconfig)
     store, queue = Store(), WorkQueue[Key]()
-    reconciler = Reconciler(api, store, _realizer(opts, api, store), queue, opts.build)
+    realizer = _realizer(opts, api, store, queue)
+    reconciler = Reconciler(api, store, realizer, queue, opts.build)
+    _metrics(opts, api, queue, reconciler)  # followers too: they show zero writes
+    elector = await _elect(opts)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, store, queue)
-    _metrics(opts, api, queue, reconciler)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(kopf.operator(
@@ -107,6 +110,7 @@ async def run(opts: OperatorSettings) -> int:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     await api.close()
+    await realizer.close()
     if lost:
         log.error("lost leadership; exiting")
     return 1

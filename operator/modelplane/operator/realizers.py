@@ -8,6 +8,7 @@ same protocol with local processes.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from modelplane.builders import BuildContext, build_children
@@ -16,22 +17,45 @@ from modelplane.kube.client import KubeApi
 from modelplane.operator.status import Observed
 from modelplane.operator.store import Key, Store
 
+log = logging.getLogger("modelplane.operator")
+
 
 class Realizer(Protocol):
     async def realize(self, key: Key, ctx: BuildContext) -> Observed: ...
 
     async def forget(self, key: Key) -> None: ...
 
+    async def close(self) -> None: ...
+
+
+def first_difference(desired: Any, observed: Any, path: str = "") -> str | None:
+    """Path of the first field we set whose live value differs; None when all match.
+
+    Empty lists and maps count as unset: the API server drops them on write.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(observed, dict):
+            return path or "."
+        for k, v in desired.items():
+            if k not in observed:
+                if v not in ({}, [], None):
+                    return f"{path}.{k}"
+            elif (diff := first_difference(v, observed[k], f"{path}.{k}")) is not None:
+                return diff
+        return None
+    if isinstance(desired, list):
+        if not isinstance(observed, list) or len(desired) != len(observed):
+            return path
+        for i, (d, o) in enumerate(zip(desired, observed, strict=True)):
+            if (diff := first_difference(d, o, f"{path}[{i}]")) is not None:
+                return diff
+        return None
+    return None if desired == observed else path
+
 
 def is_subset(desired: Any, observed: Any) -> bool:
     """True when every field we set has the same value in the live object."""
-    if isinstance(desired, dict):
-        return isinstance(observed, dict) and all(
-            k in observed and is_subset(v, observed[k]) for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(observed, list) and len(desired) == len(observed) and all(
-            is_subset(d, o) for d, o in zip(desired, observed, strict=True))
-    return bool(desired == observed)
+    return first_difference(desired, observed) is None
 
 
 def unschedulable_message(pods: list[dict[str, Any]]) -> str | None:
@@ -80,13 +104,32 @@ class KubernetesRealizer:
 
     async def realize(self, key: Key, ctx: BuildContext) -> Observed:
         for child in build_children(ctx):
-            live = self.store.child(key, child["kind"], child["metadata"]["name"])
-            if live is None or not is_subset(child, live):
+            live = await self._live(key, child)
+            diff = "missing" if live is None else first_difference(child, live)
+            if diff is not None:
+                log.debug("apply %s %s/%s (%s)", child["kind"], ctx.namespace,
+                          child["metadata"]["name"], diff)
                 applied = await self.api.apply(child)
                 self.store.put_child(applied, deleted=False)
         if ctx.spec.runtime == "rayServe":
             return _ray_observed(ctx, self.store, key)
         return _triton_observed(ctx, self.store, key)
 
+    async def _live(self, key: Key, child: dict[str, Any]) -> dict[str, Any] | None:
+        """The cached child; on a cache miss (e.g. watches still listing after a restart)
+        read it once, so a restart does not re-apply children that already exist."""
+        meta = child["metadata"]
+        live = self.store.child(key, child["kind"], meta["name"])
+        if live is None:
+            live = await self.api.get(child["apiVersion"], child["kind"], meta["namespace"],
+                                      meta["name"])
+            if live is not None:
+                live.setdefault("kind", child["kind"])
+                self.store.put_child(live, deleted=False)
+        return live
+
     async def forget(self, key: Key) -> None:
         """Children go with their owner through garbage collection."""
+
+    async def close(self) -> None:
+        """Nothing to stop: the children live in the cluster."""

@@ -88,8 +88,11 @@ class Reconciler:
     async def _write_status(self, key: Key, body: dict[str, Any], old: dict[str, Any],
                             new: dict[str, Any]) -> None:
         patch = {k: v for k, v in new.items() if v is not None}
-        await self.api.patch_status(API_VERSION, "LLMDeployment", key[0], key[1], patch)
-        self.store.set_status(key, patch)
+        log.debug("status %s/%s: %s", *key, {k: v for k, v in patch.items() if old.get(k) != v})
+        updated = await self.api.patch_status(API_VERSION, "LLMDeployment", key[0], key[1], patch)
+        # Keep the newer resourceVersion so a late watch event of an older version cannot
+        # roll the cached status back (which would cause a duplicate write).
+        self.store.put_deployment(updated, deleted=False)
         before, after = _ready(old), _ready(new)
         if after is not None and before != after:
             message = next(c["message"] for c in new["conditions"] if c["type"] == "Ready")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,16 @@ class LeaderElection(BaseModel):
     renew_seconds: float = Field(default=5.0, gt=0, le=100)
 
 
+class LocalTarget(BaseModel):
+    """Where ``--target local`` runs things."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workdir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "modelplane" / "local")
+    ray_http_port: int = Field(default=8000, ge=1, le=65535)
+    ray_num_cpus: int | None = Field(default=2, ge=1)
+
+
 class OperatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -36,3 +47,4 @@ class OperatorSettings(BaseModel):
     batch_window_seconds: float = Field(default=0.02, ge=0.0, le=5.0)
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     build: BuildSettings = Field(default_factory=BuildSettings)
+    local: LocalTarget = Field(default_factory=LocalTarget)

@@ -70,8 +70,3 @@ class Store:
 
     def pods_of(self, owner: Key) -> list[Body]:
         return list(self.pods.get(owner, {}).values())
-
-    def set_status(self, key: Key, status: dict[str, Any]) -> None:
-        body = self.deployments.get(key)
-        if body is not None:
-            body["status"] = {**(body.get("status") or {}), **status}

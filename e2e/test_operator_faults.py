@@ -1,0 +1,115 @@
+"""Operator faults and access control against the real control plane."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelplane.devcluster.harness import ClusterHandle, wait_for
+
+pytestmark = pytest.mark.cluster
+CHILD_KINDS = "deployments.apps,services,configmaps"
+
+
+def _objects(ns: str, n: int, prefix: str) -> list[dict[str, Any]]:
+    return [{"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+             "metadata": {"name": f"{prefix}-{i}", "namespace": ns},
+             "spec": {"model": {"name": f"m{i}", "uri": "hf://org/m", "parametersBillions": 3},
+                      "runtime": "triton", "engine": "simulated",
+                      "accelerator": {"type": "L4", "gpusPerReplica": 1},
+                      "replicas": 0, "minReplicas": 0,
+                      "slo": {"ttftP95Ms": 2000, "tpotP95Ms": 80}}} for i in range(n)]
+
+
+def _children(cluster: ClusterHandle, ns: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl("get", CHILD_KINDS, "-n", ns, "-l",
+                          "app.kubernetes.io/managed-by=modelplane", "-o", "json")
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def _reconciled(cluster: ClusterHandle, ns: str) -> int:
+    items = json.loads(cluster.kubectl("get", "llmd", "-n", ns, "-o", "json"))["items"]
+    return sum(1 for o in items if (o.get("status") or {}).get("observedGeneration")
+               == o["metadata"]["generation"])
+
+
+def test_sigkill_mid_batch_then_restart_leaves_one_set_of_children(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
+    n = 50
+    cluster.apply(_objects(namespace, n, "batch"))
+    first = operator_factory("killed", "-n", namespace).start()
+    wait_for(lambda: len(_children(cluster, namespace)) >= 15, 120, "some children")
+    first.kill(signal.SIGKILL)
+    done_at_kill = _reconciled(cluster, namespace)
+    operator_factory("restarted", "-n", namespace).start()
+    wait_for(lambda: _reconciled(cluster, namespace) == n, 180, "all 50 reconciled")
+    wait_for(lambda: len(_children(cluster, namespace)) == 3 * n, 60, "150 children")
+    kids = _children(cluster, namespace)
+    per_owner = Counter((k["kind"], k["metadata"]["ownerReferences"][0]["name"]) for k in kids)
+    assert set(per_owner.values()) == {1}, "duplicate children"
+    owners = {f"batch-{i}" for i in range(n)}
+    assert {name for _, name in per_owner} == owners, "orphans or missing children"
+    assert done_at_kill < n, "the kill did not land mid-batch"
+
+
+def test_two_replicas_only_the_leader_acts_and_the_other_takes_over(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
+    lease = f"lease-{namespace}"
+    a = operator_factory("replica-a", "-n", namespace)
+    b = operator_factory("replica-b", "-n", namespace)
+    a.lease = b.lease = lease
+    a.start()
+    wait_for(lambda: "became leader" in a.logs(), 60, "replica-a leads")
+    b.start()
+    wait_for(lambda: "waiting for leadership" in b.logs(), 60, "replica-b waits")
+    cluster.apply(_objects(namespace, 10, "pair"))
+    wait_for(lambda: _reconciled(cluster, namespace) == 10, 120, "10 reconciled by the leader")
+    assert "became leader" not in b.logs()
+    follower = b.metrics()
+    assert follower["modelplane_operator_api_writes"] == 0
+    assert follower["modelplane_operator_reconciles"] == 0
+    a.kill(signal.SIGKILL)
+    wait_for(lambda: "became leader" in b.logs(), 60, "replica-b takes over after expiry")
+    cluster.apply(_objects(namespace, 12, "pair"))
+    wait_for(lambda: _reconciled(cluster, namespace) == 12, 120, "new objects reconciled by b")
+    holder = json.loads(cluster.kubectl("get", "lease", lease, "-n", "modelplane-system",
+                                        "-o", "json"))["spec"]["holderIdentity"]
+    assert holder == "replica-b"
+
+
+SA = "system:serviceaccount:modelplane-system:modelplane-operator"
+ALLOWED = [
+    ("list", "llmdeployments.modelplane.io"), ("watch", "llmroutes.modelplane.io"),
+    ("patch", "llmdeployments.modelplane.io", "--subresource=status"), ("create", "deployments.apps"),
+    ("patch", "deployments.apps"), ("create", "services"), ("patch", "configmaps"),
+    ("create", "rayservices.ray.io"), ("watch", "pods"), ("create", "events"),
+    ("create", "leases.coordination.k8s.io", "-n", "modelplane-system"),
+]
+DENIED = [
+    ("get", "secrets"), ("list", "secrets"), ("delete", "deployments.apps"),
+    ("update", "llmdeployments.modelplane.io"), ("delete", "llmdeployments.modelplane.io"),
+    ("create", "pods"), ("delete", "nodes"), ("create", "clusterrolebindings"),
+    ("*", "*"), ("create", "leases.coordination.k8s.io", "-n", "default"),
+    ("escalate", "clusterroles"), ("impersonate", "serviceaccounts"),
+]
+
+
+@pytest.mark.parametrize("check", ALLOWED, ids=[" ".join(c) for c in ALLOWED])
+def test_operator_may(cluster: ClusterHandle, installed: Any, check: tuple[str, ...]) -> None:
+    ns = [] if "-n" in check else ["-n", "default"]
+    res = cluster.kubectl.run("auth", "can-i", *check, *ns, "--as", SA, check=False)
+    assert res.stdout.strip() == "yes", res.stderr
+
+
+@pytest.mark.parametrize("check", DENIED, ids=[" ".join(c) for c in DENIED])
+def test_operator_may_not(cluster: ClusterHandle, installed: Any,
+                          check: tuple[str, ...]) -> None:
+    ns = [] if "-n" in check else ["-n", "default"]
+    res = cluster.kubectl.run("auth", "can-i", *check, *ns, "--as", SA, check=False)
+    assert res.stdout.strip() == "no"
