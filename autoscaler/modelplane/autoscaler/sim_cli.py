@@ -131,5 +131,6 @@ def _report(
             title=f"{Path(args.trace).name} x{args.rate_scale:g}, {args.profile}, "
             f"SLO TTFT {args.slo_ttft_ms:g} ms / TPOT {args.slo_tpot_ms:g} ms",
             ttft_slo_ms=args.slo_ttft_ms,
+            tpot_slo_ms=args.slo_tpot_ms,
             oracle=(oracle.bucket_s, oracle.replicas),
         )
