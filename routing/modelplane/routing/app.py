@@ -161,8 +161,8 @@ async def _lifecycle(app: web.Application, router: Router, handlers: Handlers) -
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
     session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                     skip_auto_headers=("User-Agent",))
-    backends: dict[str, Backend] = {"openai": OpenAIBackend(session),
-                                    "triton": TritonBackend(session)}
+    openai_backend = OpenAIBackend(session)
+    backends: dict[str, Backend] = {"openai": openai_backend, "triton": TritonBackend(session)}
     handlers.attach(Dispatcher(metrics=router.metrics, clock=router.clock, backends=backends),
                     Responder(metrics=router.metrics, clock=router.clock,
                               id_header=router.snapshot.config.server.request_id_header))
@@ -171,4 +171,5 @@ async def _lifecycle(app: web.Application, router: Router, handlers: Handlers) -
     yield
     scraper.cancel()
     await asyncio.gather(scraper, return_exceptions=True)
+    openai_backend.close()
     await session.close()

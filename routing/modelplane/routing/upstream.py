@@ -12,10 +12,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
+from modelplane.routing import http1
 from modelplane.routing.config import TritonConfig
 from modelplane.routing.state import EndpointState
 
@@ -99,14 +101,108 @@ class _AiohttpStream:
         self._resp.close()
 
 
+class _Http1Stream:
+    def __init__(self, ex: http1.Exchange, first: bytes, idle_s: float) -> None:
+        self._ex, self.first, self._idle = ex, first, idle_s
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        conn = self._ex.conn
+        try:
+            while chunk := await conn.chunk():
+                self._ex.rearm(self._idle)
+                yield chunk
+        except (http1.Broken, http1.Timeout, http1.ConnectFailed) as exc:
+            raise UpstreamBroken(type(exc).__name__) from None
+
+    def close(self) -> None:
+        if self._ex.conn.done:
+            self._ex.finish()  # complete: the connection can serve the next request
+        else:
+            self._ex.abort()  # the client left mid-stream: stop the engine's work too
+
+
 class OpenAIBackend:
-    """Forwards requests unchanged (bytes reused when the model name already matches)."""
+    """Forwards requests unchanged (bytes reused when the model name already matches).
+
+    Plain-HTTP endpoints use the lean :mod:`~modelplane.routing.http1` client; HTTPS
+    endpoints go through the shared aiohttp session.
+    """
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
+        self._pools: dict[str, tuple[http1.Pool, str] | None] = {}
+
+    def close(self) -> None:
+        for entry in self._pools.values():
+            if entry is not None:
+                entry[0].close()
+
+    def _pool(self, ep: EndpointState) -> tuple[http1.Pool, str] | None:
+        if ep.base not in self._pools:
+            parts = urlsplit(ep.base)
+            self._pools[ep.base] = (None if parts.scheme != "http" or not parts.hostname else
+                                    (http1.Pool(parts.hostname, parts.port or 80),
+                                     parts.path.rstrip("/")))
+        return self._pools[ep.base]
 
     async def buffered(self, ep: EndpointState, req: UpstreamRequest,
                        timeout_s: float) -> Buffered:
+        entry = self._pool(ep)
+        if entry is None:
+            return await self._aiohttp_buffered(ep, req, timeout_s)
+        pool, prefix = entry
+        try:
+            ex = await http1.start(pool, prefix + req.path, req.data(), timeout_s=timeout_s,
+                                   connect_timeout_s=req.connect_timeout_s)
+        except http1.Timeout:
+            raise UpstreamTimeout() from None
+        except (http1.ConnectFailed, http1.Broken) as exc:
+            raise UpstreamConnectError(type(exc).__name__) from None
+        try:
+            body = await ex.conn.body()
+        except http1.Timeout:
+            ex.abort()
+            raise UpstreamTimeout() from None
+        except BaseException as exc:
+            ex.abort()
+            if isinstance(exc, http1.Broken | http1.ConnectFailed):
+                raise UpstreamConnectError(type(exc).__name__) from None
+            raise
+        ex.finish()
+        return Buffered(ex.conn.status, body, ex.conn.content_type.decode("latin-1"))
+
+    async def _open_http1(self, entry: tuple[http1.Pool, str], req: UpstreamRequest,
+                          timeout_s: float) -> Stream | Buffered:
+        pool, prefix = entry
+        try:
+            ex = await http1.start(pool, prefix + req.path, req.data(), timeout_s=timeout_s,
+                                   connect_timeout_s=req.connect_timeout_s)
+        except http1.Timeout:
+            raise UpstreamTimeout() from None
+        except (http1.ConnectFailed, http1.Broken) as exc:
+            raise UpstreamConnectError(type(exc).__name__) from None
+        try:
+            if ex.conn.status >= 300:
+                body = await ex.conn.body()
+                ex.finish()
+                return Buffered(ex.conn.status, body, ex.conn.content_type.decode("latin-1"))
+            first = await ex.conn.chunk()
+        except http1.Timeout:
+            ex.abort()
+            raise UpstreamTimeout() from None
+        except BaseException as exc:
+            ex.abort()
+            if isinstance(exc, http1.Broken | http1.ConnectFailed):
+                raise UpstreamConnectError(type(exc).__name__) from None
+            raise
+        if not first:
+            ex.finish()
+            raise UpstreamConnectError("empty stream")
+        ex.rearm(req.idle_timeout_s)
+        return _Http1Stream(ex, first, req.idle_timeout_s)
+
+    async def _aiohttp_buffered(self, ep: EndpointState, req: UpstreamRequest,
+                                timeout_s: float) -> Buffered:
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=req.connect_timeout_s)
         try:
             async with self._session.post(ep.base + req.path, data=req.data(),
@@ -121,6 +217,9 @@ class OpenAIBackend:
 
     async def open_stream(self, ep: EndpointState, req: UpstreamRequest,
                           timeout_s: float) -> Stream | Buffered:
+        entry = self._pool(ep)
+        if entry is not None:
+            return await self._open_http1(entry, req, timeout_s)
         timeout = aiohttp.ClientTimeout(total=None, connect=req.connect_timeout_s,
                                         sock_read=req.idle_timeout_s)
         resp: aiohttp.ClientResponse | None = None
