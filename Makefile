@@ -38,7 +38,8 @@ test: $(STAMP)
 	$(BIN)/pytest tests e2e
 
 demo: $(STAMP)
-	$(BIN)/modelplane demo
+	$(BIN)/modelplane cluster build
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/modelplane demo $(DEMO_ARGS)
 
 crds: $(STAMP)
 	$(BIN)/modelplane crds --out crds --out charts/modelplane/crds

@@ -1,0 +1,96 @@
+"""``modelplane operator --target local``: LLMDeployments in the real API server become
+local Triton servers / Ray Serve apps of the simulated engine; status carries the real
+endpoint; a killed Triton server is reported not ready and restarted; delete stops it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelplane.devcluster.harness import ClusterHandle, wait_for
+from modelplane.devcluster.procs import free_port
+
+pytestmark = [pytest.mark.cluster, pytest.mark.triton]
+
+
+def _spec(name: str, ns: str, runtime: str) -> dict[str, Any]:
+    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"model": {"name": f"{name}-model", "uri": "hf://org/m",
+                               "parametersBillions": 8},
+                     "runtime": runtime, "engine": "simulated",
+                     "engineProfile": "llama-3.1-8b-h100",
+                     "accelerator": {"type": "H100-SXM", "gpusPerReplica": 1},
+                     "replicas": 1, "slo": {"ttftP95Ms": 2000, "tpotP95Ms": 60}}}
+
+
+def _status(cluster: ClusterHandle, name: str, ns: str) -> dict[str, Any]:
+    obj = json.loads(cluster.kubectl("get", "llmd", name, "-n", ns, "-o", "json"))
+    status: dict[str, Any] = obj.get("status") or {}
+    return status
+
+
+def _ready(cluster: ClusterHandle, name: str, ns: str) -> str:
+    for c in _status(cluster, name, ns).get("conditions") or []:
+        if c["type"] == "Ready":
+            return str(c["status"])
+    return ""
+
+
+def _pids_under(path: Path, needle: str) -> list[int]:
+    """Our tritonserver processes: their command line names our private workdir."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmd and str(path) in cmd:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _generate(endpoint: str, model: str) -> dict[str, Any]:
+    body = json.dumps({"text_input": "hello there", "max_tokens": 8}).encode()
+    req = urllib.request.Request(f"{endpoint}/v2/models/{model}/generate", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        result: dict[str, Any] = json.loads(resp.read())
+        return result
+
+
+def test_local_triton_serves_restarts_and_stops(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+        tmp_path: Path) -> None:
+    workdir = tmp_path / "local"
+    operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
+                     str(workdir), "--local-ray-port", str(free_port())).start()
+    cluster.apply(_spec("tri", namespace, "triton"))
+    wait_for(lambda: _ready(cluster, "tri", namespace) == "True", 240, "local Triton ready")
+    endpoint = _status(cluster, "tri", namespace)["endpoint"]
+    assert endpoint.startswith("http://127.0.0.1:")
+    out = _generate(endpoint, "tri-model")
+    assert out["text_output"]
+    (pid,) = _pids_under(workdir, "tritonserver")
+    os.kill(pid, signal.SIGKILL)
+    def reported_failure() -> bool:
+        items = json.loads(cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                                           "involvedObject.name=tri", "-o", "json"))["items"]
+        return any(e["reason"] in ("RuntimeFailure", "RuntimeNotReady") for e in items)
+
+    wait_for(reported_failure, 60, "Ready=False event after the kill")
+    wait_for(lambda: _ready(cluster, "tri", namespace) == "True", 240, "restarted and ready")
+    new_pids = _pids_under(workdir, "tritonserver")
+    assert new_pids and pid not in new_pids
+    assert _generate(_status(cluster, "tri", namespace)["endpoint"], "tri-model")["text_output"]
+    cluster.kubectl("delete", "llmd", "tri", "-n", namespace)
+    wait_for(lambda: not _pids_under(workdir, "tritonserver"), 60, "Triton stopped on delete")
