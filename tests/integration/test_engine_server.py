@@ -191,3 +191,11 @@ def test_cli_process() -> None:
 def test_profile_replace_keeps_api() -> None:
     fast = dataclasses.replace(PROFILE, step_base_ms=1.0)
     assert fast.step_ms(1, 0) < PROFILE.step_ms(1, 0)
+
+
+async def test_loadgen_counts_tokens(base: str) -> None:
+    from modelplane.engine.loadgen import run_load
+
+    result = await run_load(base, MODEL, concurrency=4, duration_s=0.5, max_tokens=10)
+    assert result.requests >= 4 and result.output_tok_s > 0
+    assert result.mean_itl_ms > 0

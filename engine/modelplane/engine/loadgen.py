@@ -46,10 +46,11 @@ async def _client(
             async for line in resp.content:
                 if not line.startswith(b"data: {"):
                     continue
-                if json.loads(line[6:]).get("choices"):
-                    tokens += 1
-                    if first is None:
-                        first = time.monotonic()
+                chunk = json.loads(line[6:])
+                if chunk.get("choices") and first is None:
+                    first = time.monotonic()
+                if chunk.get("usage"):  # a chunk may carry several tokens: count usage
+                    tokens = chunk["usage"]["completion_tokens"]
         end = time.monotonic()
         if first is not None:
             samples.append((first - start, end - first, tokens))
@@ -69,6 +70,7 @@ async def run_load(
         "prompt": "x",
         "max_tokens": max_tokens,
         "stream": True,
+        "stream_options": {"include_usage": True},
         "modelplane": {"prompt_tokens": prompt_tokens},
     }
     samples: list[tuple[float, float, int]] = []

@@ -57,8 +57,11 @@ ROUTES: dict[str, Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "c
 class _SimEngine:
     """One simulated engine replica."""
 
-    def __init__(self, profile_name: str, cold_start_s: float = 0.0) -> None:
+    def __init__(
+        self, profile_name: str, cold_start_s: float = 0.0, stream_batch_ms: float = 0.0
+    ) -> None:
         self.runner = EngineRunner(get_profile(profile_name), None, 0.0)
+        self.stream_batch_s = stream_batch_ms / 1000.0
         self._started: asyncio.Task[None] | None = None
         if cold_start_s > 0:  # the replica is not ready (and gets no traffic) until done
             time.sleep(cold_start_s)
@@ -71,12 +74,25 @@ class _SimEngine:
             await asyncio.sleep(0)
 
     async def generate(self, prompt_tokens: int, output_tokens: int) -> AsyncGenerator[int, None]:
-        """Yield new-token counts per engine step; cancelling aborts the request."""
+        """Yield new-token counts; cancelling aborts the request.
+
+        One yield per engine step, or, with ``stream_batch_ms``, the tokens of all steps
+        within that interval (the first token always goes out at once), like Ray Serve
+        LLM's ``stream_batching_interval_ms``: fewer Ray messages, burstier streams.
+        """
         await self._ensure_started()
+        loop = asyncio.get_running_loop()
+        pending, generated, last = 0, 0, 0.0
         gen = self.runner.generate(prompt_tokens, output_tokens)
         async with contextlib.aclosing(gen) as tokens:
             async for n in tokens:
-                yield n
+                pending += n
+                generated += n
+                now = loop.time()
+                first_or_last = generated == n or generated >= output_tokens
+                if first_or_last or now - last >= self.stream_batch_s:
+                    yield pending
+                    pending, last = 0, now
 
     async def complete(self, prompt_tokens: int, output_tokens: int) -> tuple[int, float]:
         """Run a request to the end in one call: (tokens, seconds to the first token).
@@ -245,11 +261,15 @@ def _sse(payload: dict[str, Any]) -> str:
 
 
 def build_app(args: Mapping[str, Any]) -> serve.Application:
-    """Ray Serve application builder: ``args`` = profile, served_name, num_replicas,
-    cold_start_s (all but ``profile`` optional)."""
+    """Ray Serve application builder.
+
+    ``args``: ``profile`` (required), ``served_name`` (default: the profile's model),
+    ``num_replicas`` (1), ``cold_start_s`` (0), ``stream_batch_ms`` (0: a chunk per step).
+    """
     profile = get_profile(str(args["profile"]))
     served_name = str(args.get("served_name") or profile.model)
     replicas = int(args.get("num_replicas", 1))
     cold = float(args.get("cold_start_s", 0.0))
-    engine = SimEngine.options(num_replicas=replicas).bind(profile.name, cold)
+    batch_ms = float(args.get("stream_batch_ms", 0.0))
+    engine = SimEngine.options(num_replicas=replicas).bind(profile.name, cold, batch_ms)
     return OpenAIIngress.bind(engine, profile.name, served_name)
