@@ -52,3 +52,9 @@ def test_secret_keys_do_not_print() -> None:
     cfg = parse_config({"auth": {"keys": [{"name": "team", "key": "sk-sentinel-123"}]}})
     assert "sk-sentinel-123" not in repr(cfg)
     assert "sk-sentinel-123" not in cfg.model_dump_json()
+
+
+def test_auth_errors_hide_the_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"auth": {"keys": [{"name": "x", "key": 1234567}]}})
+    assert "1234567" not in str(info.value) and "auth.keys.0.key" in str(info.value)

@@ -255,7 +255,18 @@ def parse_config(data: object, source: str = "<config>") -> RouterConfig:
     try:
         return RouterConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Each error with its location and the bad value, except under ``auth`` (secrets)."""
+    lines = [f"{exc.error_count()} validation error(s)"]
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        secret = bool(err["loc"]) and err["loc"][0] == "auth"
+        shown = "<hidden>" if secret else repr(err.get("input"))[:200]
+        lines.append(f"  {where}: {err['msg']} (got {shown})")
+    return "\n".join(lines)
 
 
 def load_config(path: Path) -> RouterConfig:
