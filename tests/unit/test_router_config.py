@@ -58,3 +58,11 @@ def test_auth_errors_hide_the_value() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"auth": {"keys": [{"name": "x", "key": 1234567}]}})
     assert "1234567" not in str(info.value) and "auth.keys.0.key" in str(info.value)
+
+
+def test_top_level_errors_do_not_dump_the_config() -> None:
+    data = {"auth": {"keys": [{"name": "x", "key": "sk-sentinel-top"}]},
+            "routes": [{"model": "m", "variants": [{"name": "v", "deployment": "nope"}]}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert "sk-sentinel-top" not in str(info.value) and "nope" in str(info.value)

@@ -263,8 +263,10 @@ def _describe(exc: ValidationError) -> str:
     lines = [f"{exc.error_count()} validation error(s)"]
     for err in exc.errors():
         where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        secret = bool(err["loc"]) and err["loc"][0] == "auth"
-        shown = "<hidden>" if secret else repr(err.get("input"))[:200]
+        if not err["loc"]:
+            lines.append(f"  {where}: {err['msg']}")  # the message names the value
+            continue
+        shown = "<hidden>" if err["loc"][0] == "auth" else repr(err.get("input"))[:200]
         lines.append(f"  {where}: {err['msg']} (got {shown})")
     return "\n".join(lines)
 
