@@ -133,3 +133,14 @@ async def test_killed_server_is_not_ready(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.pid is None
+
+
+async def test_cold_start_delays_readiness(tmp_path: Path) -> None:
+    http, grpc, metrics = free_ports(3)
+    spec = TritonSpec(PROFILE.name, "cold", tmp_path, http, grpc, metrics, cold_start_s=1.5)
+    server = TritonServer(spec)
+    server.start()
+    try:
+        assert await server.wait_ready(90) >= 1.5  # a lower bound: never flaky
+    finally:
+        server.stop()

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from modelplane.engine.metrics import EngineMetrics
 
 MAX_LAG_S = 0.25
-_DONE = 0
 
 
 class NotReady(RuntimeError):

@@ -120,14 +120,23 @@ class EngineServer:
         )
         generated = 0
         gen = self.runner.generate(req.prompt_tokens, req.output_tokens, req.finish_reason)
-        async with contextlib.aclosing(gen) as tokens:
-            async for n in tokens:
-                if generated == 0:
-                    await resp.prepare(request)
-                done = generated + n >= req.output_tokens
-                chunk = stream_chunk(req, rid, generated, n, done, first=generated == 0)
-                generated += n
-                await resp.write(_sse(chunk))
+        try:
+            async with contextlib.aclosing(gen) as tokens:
+                async for n in tokens:
+                    if generated == 0:
+                        await resp.prepare(request)
+                    done = generated + n >= req.output_tokens
+                    chunk = stream_chunk(req, rid, generated, n, done, first=generated == 0)
+                    generated += n
+                    await resp.write(_sse(chunk))
+        except NotReady:
+            raise
+        except RuntimeError as exc:  # the engine stopped (server shutting down)
+            err = ApiError(503, str(exc), None, "engine_stopped", "server_error")
+            if not resp.prepared:
+                return error_response(err)
+            await resp.write(_sse(err.body()))
+            return resp
         if req.include_usage:
             await resp.write(_sse(usage_chunk(req, rid, generated)))
         await resp.write(b"data: [DONE]\n\n")

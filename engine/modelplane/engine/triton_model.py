@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,10 @@ class TritonPythonModel:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.runner = EngineRunner(profile, None, cold)
+        # Cold start: Triton reports the model (and the server) not ready until
+        # initialize() returns.
+        time.sleep(cold)
+        self.runner = EngineRunner(profile, None, 0.0)
         asyncio.run_coroutine_threadsafe(self.runner.start(), self.loop).result()
 
     def execute(self, requests: list[Any]) -> None:
