@@ -206,3 +206,8 @@ def test_build_without_go_skips_locally_but_fails_in_ci(monkeypatch: pytest.Monk
     assert cli._build(args) == 0
     monkeypatch.setenv("CI", "1")
     assert cli._build(args) == 3
+
+
+def test_free_ports_are_distinct() -> None:
+    ports = procs.free_ports(20)
+    assert len(set(ports)) == 20 and all(p > 0 for p in ports)

@@ -78,7 +78,7 @@ def is_up(lay: Layout | None) -> bool:
 
 def _new_layout(state: Path) -> Layout:
     state.mkdir(parents=True, exist_ok=True)
-    ports = Ports(*(procs.free_port() for _ in range(6)))
+    ports = Ports(*procs.free_ports(6))
     lay = Layout(state, ports)
     meta = {"ports": asdict(ports), "kubernetes": paths.kubernetes_version(),
             "server": lay.server}
