@@ -70,6 +70,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"cluster {args.name!r}: {lay.server} kubeconfig {lay.kubeconfig()}")
     for name, state in states.items():
         print(f"  {name:<24} {state}")
+    if states["kube-apiserver"] == "healthy":
+        print(f"  {cluster.node_summary(lay)}")
     return 0 if all(s == "healthy" for s in states.values()) else 1
 
 

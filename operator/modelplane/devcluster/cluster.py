@@ -186,6 +186,17 @@ def down(opts: Options) -> list[str]:
     return stopped
 
 
+def node_summary(lay: Layout) -> str:
+    """``"7/7 nodes Ready"`` (or why it cannot tell)."""
+    path = '{range .items[*]}{.status.conditions[?(@.type=="Ready")].status},{end}'
+    result = Kubectl(lay.kubeconfig()).run("get", "nodes", "-o", f"jsonpath={path}",
+                                           check=False, timeout=10)
+    if result.returncode != 0:
+        return f"nodes unknown: {result.stderr.strip()}"
+    states = [s for s in result.stdout.split(",") if s]
+    return f"{states.count('True')}/{len(states)} nodes Ready"
+
+
 def env_lines(lay: Layout) -> list[str]:
     bins = ":".join(str(d) for d in build.bin_dirs())
     return [f"export KUBECONFIG={lay.kubeconfig()}", f'export PATH="{bins}:$PATH"']
