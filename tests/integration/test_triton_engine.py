@@ -71,7 +71,7 @@ async def test_generate_and_generate_stream(triton: TritonServer) -> None:
         assert len(arrivals) == 30 and last["completion_tokens"] == 30
         itl = (arrivals[-1] - arrivals[0]) / 29
         expected = PROFILE.step_ms(1, 0) / 1000
-        assert 0.7 * expected < itl < 4 * expected
+        assert 0.25 * expected < itl < 4 * expected  # loose: see test_engine_server
         async with s.post(f"{base}/generate", json={"max_tokens": 3}) as r:
             assert r.status == 400
 
