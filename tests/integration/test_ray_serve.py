@@ -158,3 +158,16 @@ async def test_kill_replica_under_load(base: str) -> None:
         for _ in range(4):
             async with s.post(f"{base}/v1/completions", json={**body, "max_tokens": 3}) as r:
                 assert r.status == 200
+
+
+async def test_stream_disconnect_aborts(base: str) -> None:
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 5000, "stream": True}
+    async with aiohttp.ClientSession() as s, s.post(f"{base}/v1/completions", json=body) as resp:
+        assert resp.status == 200
+        await resp.content.readline()
+        assert await scrape(base, "vllm:num_requests_running") == 1
+    # the connection is closed mid-stream; Serve cancels the request down to the engine
+    deadline = time.monotonic() + 30
+    while await scrape(base, "vllm:num_requests_running") != 0:
+        assert time.monotonic() < deadline, "aborted stream still running in the engine"
+        await asyncio.sleep(0.2)
