@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.data.badcases import load_bad_cases
+
 from modelplane.devcluster.harness import ClusterHandle
 
 pytestmark = pytest.mark.cluster

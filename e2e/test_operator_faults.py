@@ -86,7 +86,8 @@ def test_two_replicas_only_the_leader_acts_and_the_other_takes_over(
 SA = "system:serviceaccount:modelplane-system:modelplane-operator"
 ALLOWED = [
     ("list", "llmdeployments.modelplane.io"), ("watch", "llmroutes.modelplane.io"),
-    ("patch", "llmdeployments.modelplane.io", "--subresource=status"), ("create", "deployments.apps"),
+    ("patch", "llmdeployments.modelplane.io", "--subresource=status"),
+    ("create", "deployments.apps"),
     ("patch", "deployments.apps"), ("create", "services"), ("patch", "configmaps"),
     ("create", "rayservices.ray.io"), ("watch", "pods"), ("create", "events"),
     ("create", "leases.coordination.k8s.io", "-n", "modelplane-system"),
