@@ -1,15 +1,21 @@
 """ModelPlane's SLO policy: capacity model + short-horizon forecast + attainment feedback.
 
-The recommendation is ``ceil(gain * max(level, forecast) / target_utilization)`` where
+The recommendation is ``ceil(gain * (max(level, forecast) + z * spread) /
+target_utilization)`` where
 
 * ``level`` is recent demand in replica units (:func:`signals.demand`: token work against
   the sizing plan's per-replica capacity, or in-flight sequences against the concurrency
   that meets TPOT, whichever is larger), averaged over ``level_window_s``;
 * ``forecast`` extrapolates the least-squares trend of demand over ``trend_window_s``
   by the cold start plus one interval: a replica asked for now serves only then;
+* ``spread`` is the standard deviation of demand across level windows over the metrics
+  window: a safety stock (inventory theory) for the demand that can arrive before a
+  replica asked for now is ready; bursty traffic gets headroom, steady traffic none;
 * ``gain`` is a slow integral term on observed attainment (from the TTFT/TPOT histogram
-  deltas): it rises when the deployment misses its target and decays back when the
-  latencies sit well inside the SLO, correcting a sizing plan that is off.
+  deltas): it rises when the deployment misses its target while no capacity is starting
+  and decays when half the error budget goes unused, correcting a sizing plan that is
+  off. It is deliberately slow: misses come in bursts shorter than a cold start, and a
+  fast integrator only adds capacity after the burst has passed.
 
 Scale-down uses the deployment's stabilization window (the highest recommendation in
 that window wins) and waits while a scale-up is still cold-starting, so a burst that
@@ -30,15 +36,18 @@ from modelplane.autoscaler.types import Decision, MetricSample, PolicyContext
 class SloPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    target_utilization: float = Field(default=0.9, gt=0, le=1.0)
+    target_utilization: float = Field(default=1.0, gt=0, le=1.0)
     level_window_s: float = Field(default=30.0, gt=0)
     trend_window_s: float = Field(default=120.0, gt=0)
     interval_s: float = Field(default=10.0, gt=0, description="how often the policy runs")
     feedback_window_s: float = Field(default=300.0, gt=0)
-    gain_step: float = Field(default=0.01, ge=0, description="gain change per decision")
+    gain_step: float = Field(default=0.002, ge=0, description="gain change per decision")
     gain_min: float = Field(default=0.8, gt=0)
     gain_max: float = Field(default=1.5, gt=0)
     down_cooldown_s: float = Field(default=60.0, ge=0, description="between scale-downs")
+    relax_above: float = Field(
+        default=0.5, ge=0, le=1, description="unused share of the error budget to relax gain"
+    )
     up_headroom: float = Field(
         default=0.0, ge=0, description="extra share added when scaling up, so a ramp is one step"
     )
@@ -48,6 +57,9 @@ class SloPolicy(BaseModel):
     )
     default_output_tokens: float = Field(default=256.0, gt=0)
     exponent: float = Field(default=4.0, gt=0, description="shape of predicted attainment")
+    safety_z: float = Field(
+        default=0.25, ge=0, description="headroom in std-devs of recent demand (safety stock)"
+    )
 
     def __call__(self, ctx: PolicyContext) -> Decision:
         stale = missing_or_stale(ctx)
@@ -56,8 +68,9 @@ class SloPolicy(BaseModel):
         samples = ctx.window.samples
         ratio = signals.output_ratio(samples, self.default_output_tokens)
         level, forecast, trend = self._load(samples, ctx, ratio)
+        spread = self._spread(samples, ctx, ratio)
         gain, observed = self._feedback(ctx)
-        base = max(level, forecast)
+        base = max(level, forecast) + self.safety_z * spread
         need = gain * base / self.target_utilization
         raw = math.ceil(round(need, 6))
         current = ctx.state.current_replicas
@@ -132,6 +145,19 @@ class SloPolicy(BaseModel):
         forecast = level + max(0.0, trend) * horizon
         return level, forecast, trend
 
+    def _spread(self, samples: tuple[MetricSample, ...], ctx: PolicyContext, ratio: float) -> float:
+        """Std-dev of demand averaged per level window, over the whole metrics window: the
+        variability a count set now must absorb until a new replica could help."""
+        buckets: dict[int, list[float]] = {}
+        for s in samples:
+            key = int((ctx.now - s.t) // self.level_window_s)
+            buckets.setdefault(key, []).append(signals.demand(s, ctx.plan, ratio))
+        means = [signals.mean(v) for v in buckets.values()]
+        if len(means) < 3:
+            return 0.0
+        m = signals.mean(means)
+        return math.sqrt(sum((x - m) ** 2 for x in means) / (len(means) - 1))
+
     def _feedback(self, ctx: PolicyContext) -> tuple[float, float | None]:
         gain = float(ctx.state.memo.get("gain", 1.0))
         recent = ctx.window.since(ctx.now - self.feedback_window_s)
@@ -139,17 +165,14 @@ class SloPolicy(BaseModel):
         if observed is None or observed[1] < 20:
             return gain, None  # too few requests to judge a 99% target
         att = observed[0]
-        last_up = ctx.state.last_scale_up_at
-        settled = last_up is None or (
-            ctx.now - last_up >= ctx.limits.cold_start_s + self.feedback_window_s
-        )
-        # anti-windup: misses while new capacity is still arriving are lag, not a wrong
+        # anti-windup: misses while new capacity is still starting are lag, not a wrong
         # capacity model; integrating them would over-provision long after the burst
+        settled = ctx.state.ready_replicas >= ctx.state.current_replicas
         # integral action with a dead band: below target push capacity up; only well
         # above it (half the error budget unused) hand capacity back, more slowly
         if att < ctx.slo.target_attainment and settled:
             gain += self.gain_step
-        elif att >= 1 - (1 - ctx.slo.target_attainment) / 2:
+        elif att >= 1 - (1 - ctx.slo.target_attainment) * (1 - self.relax_above):
             gain -= self.gain_step / 2
         return min(self.gain_max, max(self.gain_min, gain)), att
 
