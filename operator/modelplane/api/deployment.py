@@ -260,11 +260,16 @@ class SizingPlan(StatusModel):
 
 
 class SLOStatus(StatusModel):
+    """Observed SLO attainment, written by the autoscaler over its last window."""
+
     observed_ttft_p95_ms: float | None = None
     observed_tpot_p95_ms: float | None = None
+    ttft_target_ms: int | None = None
+    tpot_target_ms: int | None = None
     attainment: float | None = None
     target_attainment: float | None = None
-    window_seconds: int | None = None
+    window_seconds: float | None = None
+    desired_replicas: int | None = None
     updated: str | None = None
 
 

@@ -6,6 +6,7 @@ the Kubernetes API and never read the clock.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,5 +137,5 @@ def model_path(ctx: BuildContext) -> str:
 
 
 def triton_model_name(served_name: str) -> str:
-    """Triton model names are directory names: no slashes or colons."""
-    return served_name.replace("/", "--").replace(":", "-")
+    """Triton model names are directory names: keep ``[A-Za-z0-9._-]``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", served_name)

@@ -26,16 +26,19 @@ from modelplane.builders.common import (
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MODEL_ROOT = "/models"
 
+# TensorRT-LLM's tensor names, so clients and the router's Triton adapter speak one
+# protocol to every Triton LLM model; prompt/output token counts are optional hints.
 _TEXT_IO = """input [
   { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] },
   { name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
+  { name: "stream" data_type: TYPE_BOOL dims: [ 1 ] optional: true },
   { name: "prompt_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
-  { name: "stream" data_type: TYPE_BOOL dims: [ 1 ] optional: true }
+  { name: "output_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }
 ]
 output [
-  { name: "text_output" data_type: TYPE_STRING dims: [ -1 ] },
-  { name: "finish_reason" data_type: TYPE_STRING dims: [ 1 ] },
-  { name: "completion_tokens" data_type: TYPE_INT32 dims: [ 1 ] }
+  { name: "text_output" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "completion_tokens" data_type: TYPE_INT32 dims: [ 1 ] },
+  { name: "prompt_tokens" data_type: TYPE_INT32 dims: [ 1 ] }
 ]
 """
 
@@ -45,14 +48,17 @@ def _backend(engine: str) -> str:
 
 
 def model_config(name: str, engine: str, parameters: dict[str, str] | None = None,
-                 instance_count: int = 1) -> str:
-    """``config.pbtxt`` text for a decoupled (streaming) LLM model."""
+                 instance_count: int = 1, instance_kind: str = "KIND_MODEL") -> str:
+    """``config.pbtxt`` text for a decoupled (streaming) LLM model.
+
+    Shared by the cluster builder and the local target (``modelplane.engine.triton``).
+    """
     lines = [
         f'name: "{name}"',
         f'backend: "{_backend(engine)}"',
         "max_batch_size: 0",
         "model_transaction_policy { decoupled: true }",
-        f"instance_group [ {{ count: {instance_count} kind: KIND_MODEL }} ]",
+        f"instance_group [ {{ count: {instance_count} kind: {instance_kind} }} ]",
     ]
     if engine != "vllm":  # the vLLM backend declares its own inputs and outputs
         lines.append(_TEXT_IO.rstrip())
