@@ -153,3 +153,14 @@ async def test_backend_process_killed_during_stream_and_before_next_request() ->
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+async def test_stalled_stream_hits_the_idle_timeout_with_an_sse_error() -> None:
+    async with stub(name="stall", itl_s=2.0) as (_s, backend), \
+            router(simple_config({"d": [backend]}, {"m": {"d": 1}},
+                                 stream_idle_timeout_s=0.3)) as (_r, url):
+        started = asyncio.get_running_loop().time()
+        status, raw = await _stream(url, 5)
+        assert status == 200 and b"upstream_stream_broken" in raw
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert asyncio.get_running_loop().time() - started < 1.5

@@ -84,10 +84,14 @@ class Dispatcher:
                   *, stream: bool, deadline: float,
                   body: dict[str, Any] | None = None) -> Outcome:
         """Admit to ``dep`` (hold, queue) and get an answer with failover."""
-        sfz = dep.cfg.scale_from_zero
-        await dep.hold.wait(enabled=sfz.enabled, max_held=sfz.max_held,
-                            timeout_s=min(sfz.hold_timeout_s, max(0.001, deadline - self._clock())))
-        await dep.gate.acquire()
+        if not dep.hold.ready.is_set():
+            sfz = dep.cfg.scale_from_zero
+            await dep.hold.wait(enabled=sfz.enabled, max_held=sfz.max_held, timeout_s=min(
+                sfz.hold_timeout_s, max(0.001, deadline - self._clock())))
+        if dep.gate.capacity is None:
+            dep.gate.inflight += 1  # unlimited: skip the coroutine on the hot path
+        else:
+            await dep.gate.acquire()
         out = Outcome(variant, dep, tier, upstream_start=self._clock())
         try:
             req = self._request(call, dep, body, stream)

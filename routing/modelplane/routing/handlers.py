@@ -31,6 +31,8 @@ _CHAT, _COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 class Handlers:
     def __init__(self, router: Router) -> None:
         self._router = router
+        # Unique per process and request, without a syscall per request.
+        self._id_prefix, self._seq = os.urandom(6).hex() + "-", 0
         self._dispatcher: Dispatcher | None = None
         self._responder: Responder | None = None
 
@@ -46,7 +48,9 @@ class Handlers:
     async def _serve(self, request: web.Request, chat: bool) -> web.StreamResponse:
         router, snap = self._router, self._router.snapshot
         server = snap.config.server
-        rid = request_id(request.headers.get(server.request_id_header), os.urandom(12).hex())
+        self._seq += 1
+        rid = request_id(request.headers.get(server.request_id_header),
+                         f"{self._id_prefix}{self._seq:x}")
         call: Call | None = None
         try:
             key = router.keys.authenticate(request.headers.get("Authorization"))

@@ -12,12 +12,14 @@ received (safe to try another replica); :class:`Broken` means the answer stopped
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import cast
 
 import httptools
 
 _PAUSE_AT = 64  # queued body chunks before reading pauses
+_now = time.monotonic  # the event loop's clock on Linux (uvloop and asyncio)
 
 
 class ConnectFailed(Exception):
@@ -52,6 +54,7 @@ class _Conn(asyncio.Protocol):
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self.last_data = 0.0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -128,8 +131,13 @@ class _Conn(asyncio.Protocol):
             if self._error is not None:
                 raise self._error
             await self._wait()
-        chunk = self._chunks.popleft()
-        if self._paused and len(self._chunks) < _PAUSE_AT // 2 and self.transport:
+        # Everything queued goes out as one piece: under load the relay then makes one
+        # write per burst instead of one per event (adaptive batching, no added delay).
+        chunks = self._chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.last_data = _now()
+        if self._paused and self.transport:
             self._paused = False
             self.transport.resume_reading()
         return chunk
@@ -196,10 +204,24 @@ class Exchange:
     def __init__(self, pool: Pool, conn: _Conn, deadline_handle: asyncio.TimerHandle) -> None:
         self.pool, self.conn, self._timer = pool, conn, deadline_handle
 
-    def rearm(self, timeout_s: float) -> None:
-        """Replace the deadline with a fresh one (streams: the idle gap between chunks)."""
+    def idle_timeout(self, timeout_s: float) -> None:
+        """Replace the deadline with an idle limit between chunks (streams).
+
+        One timer per stream, not per chunk: when it fires it re-arms itself for the
+        time left since the last chunk, and expires the stream only after a real gap.
+        """
         self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(timeout_s, self.conn.expire)
+        loop = asyncio.get_running_loop()
+        self.conn.last_data = loop.time()
+
+        def check() -> None:
+            left = self.conn.last_data + timeout_s - loop.time()
+            if left > 0 and not self.conn.closed:
+                self._timer = loop.call_later(left, check)
+            else:
+                self.conn.expire()
+
+        self._timer = loop.call_later(timeout_s, check)
 
     def finish(self) -> None:
         self._timer.cancel()

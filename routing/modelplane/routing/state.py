@@ -105,8 +105,11 @@ class DeploymentRuntime:
         return sum(1 for e in self.endpoints if e.ready and e.ejected_until > now)
 
     async def pick(self, info: RequestInfo) -> EndpointState | None:
+        endpoints = self.endpoints
+        if len(endpoints) == 1 and endpoints[0].ready and not info.exclude:
+            return endpoints[0]  # nothing to choose (ejection would panic back to it)
         info.now = self._clock()
-        ep = await self.scheduler.pick(info, self.endpoints)
+        ep = await self.scheduler.pick(info, endpoints)
         if ep is None and info.exclude:
             # Every replica was tried once: a second try on one beats giving up (a stale
             # keep-alive connection fails fast and is worth one more attempt).

@@ -109,7 +109,6 @@ class _Http1Stream:
         conn = self._ex.conn
         try:
             while chunk := await conn.chunk():
-                self._ex.rearm(self._idle)
                 yield chunk
         except (http1.Broken, http1.Timeout, http1.ConnectFailed) as exc:
             raise UpstreamBroken(type(exc).__name__) from None
@@ -198,7 +197,7 @@ class OpenAIBackend:
         if not first:
             ex.finish()
             raise UpstreamConnectError("empty stream")
-        ex.rearm(req.idle_timeout_s)
+        ex.idle_timeout(req.idle_timeout_s)
         return _Http1Stream(ex, first, req.idle_timeout_s)
 
     async def _aiohttp_buffered(self, ep: EndpointState, req: UpstreamRequest,
