@@ -176,3 +176,20 @@ def test_events_only_on_transitions_and_no_writes_when_steady(
                  "--field-selector", "involvedObject.name=steady")["items"]
     ready_events = [e for e in events if e["reason"] == "ReplicasReady"]
     assert len(ready_events) == 1
+
+
+def test_route_to_missing_deployment_is_not_ready_with_reason(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
+    operator_factory("routes", "-n", namespace).start()
+    cluster.apply({"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+                   "metadata": {"name": "chat", "namespace": namespace},
+                   "spec": {"model": "chat", "tiers": {"fast": "small", "slow": "nowhere"}}})
+
+    def route_ready() -> dict[str, Any]:
+        return condition(get(cluster, "llmr", "chat", "-n", namespace), "Ready")
+
+    wait_for(lambda: route_ready().get("reason") == "DeploymentNotFound", 60, "route condition")
+    assert '"small", "nowhere"' in route_ready()["message"]
+    cluster.apply([_deployment("small", "L4", namespace), _deployment("nowhere", "L4",
+                                                                         namespace)])
+    wait_for(lambda: route_ready().get("status") == "True", 120, "route Ready once both are")

@@ -147,3 +147,30 @@ async def test_only_one_candidate_holds_the_lease_until_it_expires() -> None:
 def test_retryable_api_errors(status: int) -> None:
     assert ApiError(status, "").retryable
     assert not ApiError(422, "").retryable
+
+
+def _route(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "r", "namespace": "ns", "generation": 2}, "spec": spec}
+
+
+def test_route_status_reports_missing_and_unready_deployments() -> None:
+    from modelplane.operator.routes import route_status
+    from modelplane.operator.store import Store
+
+    store = Store()
+    body = _route({"model": "chat", "tiers": {"fast": "small", "slow": "big"}})
+    ready = route_status(body, store, "T")["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "DeploymentNotFound")
+    assert '"small", "big"' in ready["message"]
+    for name, ok in (("small", "True"), ("big", "False")):
+        store.put_deployment({"metadata": {"name": name, "namespace": "ns"},
+                              "status": {"conditions": [{"type": "Ready", "status": ok}]}},
+                             deleted=False)
+    ready = route_status(body, store, "T")["conditions"][0]
+    assert ready["reason"] == "DeploymentsNotReady" and "big" in ready["message"]
+    store.deployments[("ns", "big")]["status"]["conditions"][0]["status"] = "True"
+    st = route_status(body, store, "T")
+    assert st["conditions"][0]["status"] == "True" and st["observedGeneration"] == 2
+    store.put_route(body, deleted=False)
+    assert store.routes_referencing(("ns", "big")) == [("ns", "r")]
+    assert store.routes_referencing(("other", "big")) == []

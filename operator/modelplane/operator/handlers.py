@@ -30,7 +30,8 @@ def _deleted(event: kopf.RawEvent) -> bool:
     return event.get("type") == "DELETED"
 
 
-def register(registry: kopf.OperatorRegistry, store: Store, queue: WorkQueue[Key]) -> None:
+def register(registry: kopf.OperatorRegistry, store: Store, queue: WorkQueue[Key],
+             routes: WorkQueue[Key]) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A private registry has none of kopf's default login handlers: add the two
@@ -39,7 +40,14 @@ def register(registry: kopf.OperatorRegistry, store: Store, queue: WorkQueue[Key
 
     @kopf.on.event(GROUP, VERSION, "llmdeployments", registry=registry)
     async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
-        queue.add(store.put_deployment(dict(event["object"]), _deleted(event)))
+        key = store.put_deployment(dict(event["object"]), _deleted(event))
+        queue.add(key)
+        for route in store.routes_referencing(key):  # existence/readiness feed route status
+            routes.add(route)
+
+    @kopf.on.event(GROUP, VERSION, "llmroutes", registry=registry)
+    async def route_event(event: kopf.RawEvent, **_: Any) -> None:
+        routes.add(store.put_route(dict(event["object"]), _deleted(event)))
 
     for group, version, plural in CHILD_RESOURCES:
         @kopf.on.event(group, version, plural, labels=MANAGED, registry=registry,

@@ -20,6 +20,8 @@ from modelplane.kube.leader import LeaderElector
 from modelplane.operator import handlers
 from modelplane.operator.realizers import KubernetesRealizer, Realizer
 from modelplane.operator.reconciler import Reconciler
+from modelplane.operator.routes import RouteReconciler
+from modelplane.operator.routes import now as route_now
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.store import Key, Store
 from modelplane.operator.workqueue import WorkQueue
@@ -50,11 +52,14 @@ def _metrics(opts: OperatorSettings, api: KubeApi, queue: WorkQueue[Key],
     start_http_server(opts.metrics_port, addr=opts.metrics_host, registry=reg)
 
 
-async def _resync(store: Store, queue: WorkQueue[Key], every: float) -> None:
+async def _resync(store: Store, queue: WorkQueue[Key], routes: WorkQueue[Key],
+                  every: float) -> None:
     while True:
         await asyncio.sleep(every)
         for key in list(store.deployments):
             queue.add(key)
+        for key in list(store.routes):
+            routes.add(key)
 
 
 async def _elect(opts: OperatorSettings) -> LeaderElector | None:
@@ -90,14 +95,17 @@ async def run(opts: OperatorSettings) -> int:
     _metrics(opts, api, queue, reconciler)  # followers too: they show zero writes
     elector = await _elect(opts)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, store, queue)
+    route_queue = WorkQueue[Key]()
+    routes = RouteReconciler(api, store, route_queue, route_now)
+    handlers.register(registry, store, queue, route_queue)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(kopf.operator(
             registry=registry, settings=kopf_settings(opts), standalone=True,
             clusterwide=not opts.namespaces, namespaces=opts.namespaces, stop_flag=stop)),
         asyncio.create_task(queue.run(reconciler.handle, opts.workers)),
-        asyncio.create_task(_resync(store, queue, opts.resync_seconds)),
+        asyncio.create_task(route_queue.run(routes.handle, 2)),
+        asyncio.create_task(_resync(store, queue, route_queue, opts.resync_seconds)),
     ]
     if elector is not None:
         tasks.append(asyncio.create_task(elector.hold()))

@@ -33,7 +33,7 @@ class Problem:
     message: str
 
 
-def _cond(type_: str, ok: bool, reason: str, message: str, generation: int | None,
+def cond(type_: str, ok: bool, reason: str, message: str, generation: int | None,
           old: dict[str, Condition], now: str) -> Condition:
     status = "True" if ok else "False"
     prev = old.get(type_)
@@ -73,12 +73,12 @@ def compute(spec: LLMDeploymentSpec, plan: SizingPlan, obs: Observed, selector: 
     ok, reason, message = _ready(spec, obs)
     scaling = obs.replicas != spec.replicas or obs.ready_replicas != spec.replicas
     conditions = [
-        _cond("Ready", ok, reason, message, generation, old, now),
-        _cond("Progressing", scaling and not obs.unschedulable,
+        cond("Ready", ok, reason, message, generation, old, now),
+        cond("Progressing", scaling and not obs.unschedulable,
               "Scaling" if scaling else "Stable",
               f"{obs.ready_replicas} ready, {obs.replicas} current, {spec.replicas} desired",
               generation, old, now),
-        _cond("Degraded", bool(obs.unschedulable or obs.failure),
+        cond("Degraded", bool(obs.unschedulable or obs.failure),
               "Unschedulable" if obs.unschedulable else
               ("RuntimeFailure" if obs.failure else "AsExpected"),
               obs.unschedulable or obs.failure or "", generation, old, now),
@@ -100,9 +100,9 @@ def compute_problem(problem: Problem, generation: int | None, old_status: dict[s
                     now: str) -> dict[str, Any]:
     old = {c["type"]: Condition.model_validate(c) for c in old_status.get("conditions", [])}
     conditions = [
-        _cond("Ready", False, problem.reason, problem.message, generation, old, now),
-        _cond("Progressing", False, problem.reason, problem.message, generation, old, now),
-        _cond("Degraded", True, problem.reason, problem.message, generation, old, now),
+        cond("Ready", False, problem.reason, problem.message, generation, old, now),
+        cond("Progressing", False, problem.reason, problem.message, generation, old, now),
+        cond("Degraded", True, problem.reason, problem.message, generation, old, now),
     ]
     return {"observedGeneration": generation, "conditions": [c.wire() for c in conditions]}
 

@@ -42,6 +42,7 @@ class Store:
         self.deployments: dict[Key, Body] = {}
         self.children: dict[Key, dict[ChildKey, Body]] = defaultdict(dict)
         self.pods: dict[Key, dict[str, Body]] = defaultdict(dict)
+        self.routes: dict[Key, Body] = {}
 
     def put_deployment(self, body: Body, deleted: bool) -> Key:
         key = key_of(body)
@@ -50,6 +51,27 @@ class Store:
         elif _version(body) >= _version(self.deployments.get(key, {})):
             self.deployments[key] = body
         return key
+
+    def put_route(self, body: Body, deleted: bool) -> Key:
+        key = key_of(body)
+        if deleted:
+            self.routes.pop(key, None)
+        elif _version(body) >= _version(self.routes.get(key, {})):
+            self.routes[key] = body
+        return key
+
+    def routes_referencing(self, deployment: Key) -> list[Key]:
+        """Routes in the deployment's namespace that name it anywhere in their spec."""
+        ns, name = deployment
+        out = []
+        for key, body in self.routes.items():
+            spec = body.get("spec") or {}
+            names = {v.get("deployment") for v in spec.get("variants") or []}
+            names |= {(spec.get("tiers") or {}).get(t) for t in ("fast", "slow")}
+            names |= set(spec.get("fallback") or [])
+            if key[0] == ns and name in names:
+                out.append(key)
+        return out
 
     def put_child(self, body: Body, deleted: bool) -> Key | None:
         """Record a child; returns its owner's key (to enqueue) or None."""
