@@ -30,6 +30,29 @@ from pathlib import Path
 from typing import Any
 
 LITELLM_KEY = "sk-bench-master-key-0123456789abcdef"
+_PIDS: dict[str, int] = {}  # target -> pid, to wait for its backlog to drain
+
+
+def _settle(target: str, limit_s: float = 90.0) -> None:
+    """Wait until ``target`` is idle (CPU < 5% over 0.5 s), so an overloaded target's
+    backlog does not steal CPU from the next measurement."""
+    pid = _PIDS.get(target)
+    if pid is None:
+        return
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(pid)
+        time.sleep(0.5)
+        if _cpu_seconds(pid) - before < 0.025:
+            return
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 TARGETS = ("modelplane", "litellm", "vllm-router")
 
 
@@ -73,6 +96,7 @@ def _nonstream(args: argparse.Namespace, targets: list[str], tools: dict[str, st
             for target, url in urls.items():
                 got = _load(url, target, "nonstream", rate=rate, duration=args.duration)
                 rows.append(_row(target, "nonstream", got, base, rate_rps=rate))
+                _settle(target)
     return rows
 
 
@@ -87,6 +111,7 @@ def _stream(args: argparse.Namespace, targets: list[str], tools: dict[str, str],
         for target, url in urls.items():
             got = _load(url, target, "stream", concurrency=n, duration=d)
             rows.append(_row(target, "stream", got, base, concurrency=n))
+            _settle(target)
     return rows
 
 
@@ -137,12 +162,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+def _process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
     try:
-        yield
+        yield proc.pid
     finally:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)  # our own child's group, by its pid
@@ -189,7 +214,7 @@ def _targets(targets: list[str], tools: dict[str, str], backend: str,
                 continue
             port = _free_port()
             cmd, env = _command(target, tools, backend, port, tmp)
-            enter(_process(cmd, tmp / f"{target}.log", env))
+            _PIDS[target] = enter(_process(cmd, tmp / f"{target}.log", env))
             urls[target] = f"http://127.0.0.1:{port}"
         for target, url in urls.items():
             try:
