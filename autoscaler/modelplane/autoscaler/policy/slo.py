@@ -7,9 +7,10 @@ target_utilization)`` where
   the sizing plan's per-replica capacity, or in-flight sequences against the concurrency
   that meets TPOT, whichever is larger), averaged over ``level_window_s``;
 * ``forecast`` extrapolates the least-squares trend of demand over ``trend_window_s``
-  by the cold start plus one interval: a replica asked for now serves only then;
-* ``spread`` is the standard deviation of demand across level windows over the metrics
-  window: a safety stock (inventory theory) for the demand that can arrive before a
+  by the cold start plus one interval (a replica asked for now serves only then), damped
+  by half as in Holt's damped trend: a two-minute trend of bursty traffic overshoots;
+* ``spread`` is the standard deviation of demand around its trend across level windows
+  over the metrics window: a safety stock (inventory theory) for the demand that can arrive before a
   replica asked for now is ready; bursty traffic gets headroom, steady traffic none;
 * ``gain`` is a slow integral term on observed attainment (from the TTFT/TPOT histogram
   deltas): it rises when the deployment misses its target while no capacity is starting
@@ -39,6 +40,9 @@ class SloPolicy(BaseModel):
     target_utilization: float = Field(default=1.0, gt=0, le=1.0)
     level_window_s: float = Field(default=30.0, gt=0)
     trend_window_s: float = Field(default=120.0, gt=0)
+    trend_damping: float = Field(
+        default=0.5, ge=0, le=1, description="share of the trend extrapolated (damped trend)"
+    )
     interval_s: float = Field(default=10.0, gt=0, description="how often the policy runs")
     feedback_window_s: float = Field(default=300.0, gt=0)
     gain_step: float = Field(default=0.002, ge=0, description="gain change per decision")
@@ -142,21 +146,24 @@ class SloPolicy(BaseModel):
         trend = signals.slope(ts, ys) if span >= self.trend_window_s / 2 else 0.0
         horizon = ctx.limits.cold_start_s + self.interval_s
         # only extrapolate upwards: a falling trend is handled by the down window
-        forecast = level + max(0.0, trend) * horizon
+        forecast = level + max(0.0, trend) * horizon * self.trend_damping
         return level, forecast, trend
 
     def _spread(self, samples: tuple[MetricSample, ...], ctx: PolicyContext, ratio: float) -> float:
-        """Std-dev of demand averaged per level window, over the whole metrics window: the
-        variability a count set now must absorb until a new replica could help."""
-        buckets: dict[int, list[float]] = {}
+        """Std-dev of demand around its linear trend, averaged per level window over the
+        whole metrics window: the variability a count set now must absorb until a new
+        replica could help. Detrended, so a ramp counts once (in the forecast), not twice."""
+        buckets: dict[int, list[tuple[float, float]]] = {}
         for s in samples:
             key = int((ctx.now - s.t) // self.level_window_s)
-            buckets.setdefault(key, []).append(signals.demand(s, ctx.plan, ratio))
-        means = [signals.mean(v) for v in buckets.values()]
-        if len(means) < 3:
+            buckets.setdefault(key, []).append((s.t, signals.demand(s, ctx.plan, ratio)))
+        if len(buckets) < 4:
             return 0.0
-        m = signals.mean(means)
-        return math.sqrt(sum((x - m) ** 2 for x in means) / (len(means) - 1))
+        ts = [signals.mean([t for t, _ in v]) for v in buckets.values()]
+        ys = [signals.mean([y for _, y in v]) for v in buckets.values()]
+        k, mt, my = signals.slope(ts, ys), signals.mean(ts), signals.mean(ys)
+        resid = [y - (my + k * (t - mt)) for t, y in zip(ts, ys, strict=True)]
+        return math.sqrt(sum(r * r for r in resid) / (len(resid) - 2))
 
     def _feedback(self, ctx: PolicyContext) -> tuple[float, float | None]:
         gain = float(ctx.state.memo.get("gain", 1.0))
