@@ -55,6 +55,22 @@ async def _until(pred: Any) -> None:
         await asyncio.sleep(0)
 
 
+async def test_a_crashing_handler_does_not_kill_the_worker() -> None:
+    q: WorkQueue[str] = WorkQueue(base_delay=0.01)
+    seen: list[str] = []
+
+    async def handle(key: str) -> None:
+        seen.append(key)
+        if key == "bad" and seen.count("bad") == 1:
+            raise RuntimeError("boom")
+
+    q.add("bad")
+    q.add("good")
+    task = asyncio.create_task(q.run(handle, workers=1))
+    await asyncio.wait_for(_until(lambda: seen.count("bad") == 2 and "good" in seen), 5)
+    task.cancel()
+
+
 async def test_queue_backoff_grows_and_forget_resets() -> None:
     q: WorkQueue[str] = WorkQueue(base_delay=0.5, max_delay=4)
     assert [q.retry("k") for _ in range(5)] == [0.5, 1, 2, 4, 4]
@@ -171,6 +187,8 @@ def test_route_status_reports_missing_and_unready_deployments() -> None:
     store.deployments[("ns", "big")]["status"]["conditions"][0]["status"] = "True"
     st = route_status(body, store, "T")
     assert st["conditions"][0]["status"] == "True" and st["observedGeneration"] == 2
+    body["status"] = st  # recomputing from a written status keeps the transition time
+    assert route_status(body, store, "T2")["conditions"][0]["lastTransitionTime"] == "T"
     store.put_route(body, deleted=False)
     assert store.routes_referencing(("ns", "big")) == [("ns", "r")]
     assert store.routes_referencing(("other", "big")) == []

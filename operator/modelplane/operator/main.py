@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+from typing import Any
 
 import kopf
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -99,6 +101,8 @@ async def run(opts: OperatorSettings) -> int:
     routes = RouteReconciler(api, store, route_queue, route_now)
     handlers.register(registry, store, queue, route_queue)
     stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     tasks = [
         asyncio.create_task(kopf.operator(
             registry=registry, settings=kopf_settings(opts), standalone=True,
@@ -106,19 +110,32 @@ async def run(opts: OperatorSettings) -> int:
         asyncio.create_task(queue.run(reconciler.handle, opts.workers)),
         asyncio.create_task(route_queue.run(routes.handle, 2)),
         asyncio.create_task(_resync(store, queue, route_queue, opts.resync_seconds)),
+        asyncio.create_task(stop.wait()),
     ]
     if elector is not None:
         tasks.append(asyncio.create_task(elector.hold()))
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    lost = elector is not None and tasks[-1] in done
+    code = _exit_code(done, stopped=stop.is_set(), lost=elector is not None and tasks[-1] in done)
     stop.set()
+    await _shutdown(tasks)
+    for closer in (api.close, realizer.close, *([elector.api.close] if elector else [])):
+        await closer()
+    return code
+
+
+def _exit_code(done: set[asyncio.Task[Any]], stopped: bool, lost: bool) -> int:
+    """0 for a requested stop (SIGTERM/SIGINT); 1 for lost leadership or a failed task."""
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("operator task failed", exc_info=t.exception())
+    if lost:
+        log.error("lost leadership; exiting")
+    return 0 if stopped and not lost else 1
+
+
+async def _shutdown(tasks: list[asyncio.Task[Any]]) -> None:
     for t in tasks:
         t.cancel()
     for t in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
-    await api.close()
-    await realizer.close()
-    if lost:
-        log.error("lost leadership; exiting")
-    return 1

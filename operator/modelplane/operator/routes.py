@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from modelplane.api.deployment import API_VERSION
+from modelplane.api.deployment import API_VERSION, Condition
 from modelplane.api.errors import InvalidObject, validate
 from modelplane.api.route import LLMRouteSpec
 from modelplane.kube.client import ApiError, KubeApi
@@ -53,7 +53,7 @@ def route_problem(spec: LLMRouteSpec, namespace: str, store: Store) -> Problem |
 def route_status(body: dict[str, Any], store: Store, now: str) -> dict[str, Any]:
     old = body.get("status") or {}
     generation = body["metadata"].get("generation")
-    conditions = {c["type"]: c for c in old.get("conditions", [])}
+    conditions = {c["type"]: Condition.model_validate(c) for c in old.get("conditions", [])}
     try:
         spec: LLMRouteSpec = validate(LLMRouteSpec, body.get("spec") or {})
         problem = route_problem(spec, body["metadata"]["namespace"], store)

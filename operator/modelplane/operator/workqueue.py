@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
+log = logging.getLogger("modelplane.operator")
 
 
 class WorkQueue(Generic[K]):
@@ -86,11 +88,14 @@ class WorkQueue(Generic[K]):
             self.add(key)
 
     async def run_worker(self, handle: Callable[[K], Awaitable[None]]) -> None:
-        """Process keys forever; ``handle`` owns error handling (retry/forget)."""
+        """Process keys forever. ``handle`` owns error handling (retry/forget); an
+        exception that still escapes is logged and retried, never kills the worker."""
         while True:
             key = await self._next()
             try:
                 await handle(key)
+            except Exception:
+                log.exception("handler crashed for %r; retry in %.1fs", key, self.retry(key))
             finally:
                 self._done(key)
 
