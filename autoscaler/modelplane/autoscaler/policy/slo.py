@@ -26,6 +26,7 @@ provoked a scale-up cannot be followed by a scale-down before the new capacity e
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,47 +76,39 @@ class SloPolicy(BaseModel):
         spread = self._spread(samples, ctx, ratio)
         gain, observed = self._feedback(ctx)
         base = max(level, forecast) + self.safety_z * spread
-        need = gain * base / self.target_utilization
-        raw = math.ceil(round(need, 6))
-        current = ctx.state.current_replicas
-        if raw > current and need <= current * (1 + self.up_tolerance):
-            raw = current  # a rounding hair above the count is noise, not demand
-        elif raw > current:
-            raw = math.ceil(round(need * (1 + self.up_headroom), 6))
+        raw = self._count(gain * base / self.target_utilization, ctx.state.current_replicas)
         reason = (
             f"demand {level:.2f} replicas (forecast {forecast:.2f} in "
-            f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min), "
-            f"gain {gain:.2f}, target util {self.target_utilization:.0%} -> {raw}"
+            f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min, "
+            f"spread {spread:.2f}), gain {gain:.2f}, "
+            f"target util {self.target_utilization:.0%} -> {raw}"
         )
         if observed is not None:
             reason += f"; observed attainment {observed:.3f} vs {ctx.slo.target_attainment}"
-        state = ctx.state
         raw, why_not = self._down_guard(ctx, raw)
-        reason += why_not
-        decision = finalize(
-            ctx,
-            raw,
-            reason,
-            predicted=None,
-            inputs={
-                "demand_replicas": level,
-                "forecast_replicas": forecast,
-                "trend_per_min": trend * 60,
-                "gain": gain,
-                "output_tokens_per_request": ratio,
-                "observed_attainment": -1.0 if observed is None else observed,
-            },
-            memo={**state.memo, "gain": gain},
-        )
+        inputs = {
+            "demand_replicas": level, "forecast_replicas": forecast, "spread_replicas": spread,
+            "trend_per_min": trend * 60, "gain": gain, "output_tokens_per_request": ratio,
+            "observed_attainment": -1.0 if observed is None else observed,
+        }  # fmt: skip
+        memo = {**ctx.state.memo, "gain": gain}
+        decision = finalize(ctx, raw, reason + why_not, inputs=inputs, memo=memo)
         predicted = self.predict(ctx, base, decision.desired_replicas)
-        return Decision(
-            decision.desired_replicas,
-            decision.reason + f"; predicted attainment {predicted:.3f}",
-            decision.state,
-            predicted,
-            decision.inputs,
-            decision.held,
+        return replace(
+            decision,
+            reason=f"{decision.reason}; predicted attainment {predicted:.3f}",
+            predicted_attainment=predicted,
         )
+
+    def _count(self, need: float, current: int) -> int:
+        """Replicas for ``need``; a need a hair above the count is rounding noise, and a
+        real scale-up may take ``up_headroom`` more so that a ramp is one step."""
+        raw = math.ceil(round(need, 6))
+        if raw > current and need <= current * (1 + self.up_tolerance):
+            return current
+        if raw > current:
+            return math.ceil(round(need * (1 + self.up_headroom), 6))
+        return raw
 
     def _down_guard(self, ctx: PolicyContext, raw: int) -> tuple[int, str]:
         """Scale-downs are where autoscalers flap: never cancel capacity that is still
