@@ -1,0 +1,246 @@
+"""``router_config``: LLMRoute / LLMDeployment / EndpointSlice dicts -> RouterConfig."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from modelplane.builders.router import route_owners, router_config
+from modelplane.routing.config import DeploymentConfig, RouterConfig, ServerConfig
+
+NS = "team"
+
+
+def deployment(name: str, runtime: str = "triton", *, model: str = "llama/3.1-8b",
+               endpoint: str | None = None, ready: int = 1, sizing: bool = True,
+               ns: str = NS, deleting: bool = False) -> dict[str, Any]:
+    status: dict[str, Any] = {"readyReplicas": ready}
+    if endpoint is not None:
+        status["endpoint"] = endpoint
+    if sizing:
+        status["sizing"] = {
+            "gpusPerReplica": 2, "weightsGib": 16, "kvCacheGib": 40, "kvBytesPerToken": 1000,
+            "maxBatchPerReplica": 64, "estTpotMs": 20, "estTtftMs": 200,
+            "tokensPerSecondPerReplica": 2500.0, "requestsPerSecondPerReplica": 5,
+            "costPerMillionTokensUsd": 0.4}
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+            "metadata": meta,
+            "spec": {"model": {"name": model, "uri": "hf://org/m", "parametersBillions": 8},
+                     "runtime": runtime, "engine": "simulated",
+                     "accelerator": {"type": "H100-SXM", "gpusPerReplica": "auto"},
+                     "slo": {"ttftP95Ms": 2000, "tpotP95Ms": 60}},
+            "status": status}
+
+
+def route(name: str, spec: dict[str, Any], *, ns: str = NS,
+          created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": created},
+            "spec": spec}
+
+
+def ab_spec(a: str = "a", b: str = "b", weights: tuple[int, int] | None = (80, 20),
+            **extra: Any) -> dict[str, Any]:
+    variants: list[dict[str, Any]] = [{"name": "va", "deployment": a},
+                                      {"name": "vb", "deployment": b}]
+    if weights is not None:
+        for v, w in zip(variants, weights, strict=True):
+            v["weight"] = w
+    return {"model": "chat", "variants": variants, **extra}
+
+
+def endpoint_slice(service: str, addresses: list[tuple[str, bool | None]], *,
+                   port: tuple[str, int] | None = ("http", 8000),
+                   ns: str = NS) -> dict[str, Any]:
+    eps = []
+    for address, ready in addresses:
+        ep: dict[str, Any] = {"addresses": [address]}
+        if ready is not None:
+            ep["conditions"] = {"ready": ready}
+        eps.append(ep)
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-x1", "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": eps,
+            "ports": [{"name": port[0], "port": port[1]}] if port else []}
+
+
+def dep(config: RouterConfig, name: str) -> DeploymentConfig:
+    return config.deployment(f"{NS}/{name}")
+
+
+def test_variants_weights_sticky_and_protocols() -> None:
+    cfg = router_config(
+        [route("r", ab_spec(stickySession={"header": "x-user-id"}))],
+        [deployment("a", "triton", model="llama/3.1-8b", endpoint="http://127.0.0.1:9001"),
+         deployment("b", "rayServe", endpoint="http://127.0.0.1:9002/v1")], [])
+    (r,) = cfg.routes
+    assert r.model == "chat" and r.sticky_header == "x-user-id"
+    assert [(v.name, v.weight, v.deployment) for v in r.variants] == [
+        ("va", 80, "team/a"), ("vb", 20, "team/b")]
+    a, b = dep(cfg, "a"), dep(cfg, "b")
+    assert (a.protocol, a.served_model) == ("triton", "llama--3.1-8b")
+    assert (b.protocol, b.served_model) == ("openai", "llama/3.1-8b")
+    assert [e.url for e in a.endpoints] == ["http://127.0.0.1:9001"]
+    assert [e.url for e in b.endpoints] == ["http://127.0.0.1:9002"]  # /v1 added by router
+    assert (a.gpu_type, a.gpus_per_replica, a.tokens_per_s_per_replica) == (
+        "H100-SXM", 2, 2500.0)
+
+
+def test_unweighted_variants_split_evenly() -> None:
+    cfg = router_config([route("r", ab_spec(weights=None))],
+                        [deployment("a"), deployment("b")], [])
+    assert [v.weight for v in cfg.routes[0].variants] == [1.0, 1.0]
+
+
+def test_weight_zero_is_kept() -> None:
+    cfg = router_config([route("r", ab_spec(weights=(100, 0)))],
+                        [deployment("a"), deployment("b")], [])
+    assert [v.weight for v in cfg.routes[0].variants] == [100, 0]
+
+
+def test_retries_and_timeouts() -> None:
+    spec = ab_spec(retries={"attempts": 3, "budgetPercent": 10},
+                   timeouts={"requestMs": 45_000, "firstTokenMs": 5_000})
+    cfg = router_config([route("r", spec)], [deployment("a"), deployment("b")], [])
+    r = cfg.routes[0]
+    assert (r.timeout_s, r.stream_idle_timeout_s) == (45.0, 5.0)
+    assert dep(cfg, "a").retry.max_attempts == 4
+    assert dep(cfg, "a").retry.budget_ratio == pytest.approx(0.1)
+
+
+def test_shared_deployment_takes_the_strictest_retries() -> None:
+    r1 = route("r1", ab_spec(retries={"attempts": 3, "budgetPercent": 50}))
+    r2 = route("r2", {"model": "other", "variants": [{"name": "only", "deployment": "a"}],
+                      "retries": {"attempts": 0, "budgetPercent": 60}})
+    cfg = router_config([r1, r2], [deployment("a"), deployment("b")], [])
+    assert dep(cfg, "a").retry.max_attempts == 1
+    assert dep(cfg, "a").retry.budget_ratio == pytest.approx(0.5)
+    assert dep(cfg, "b").retry.max_attempts == 4
+
+
+def test_tiers() -> None:
+    spec = {"model": "assistant", "tiers": {"fast": "a", "slow": "b", "policy": {
+        "classifier": "embedding", "slowShare": 0.25,
+        "escalateOn": ["error", "lowConfidence"], "fastTimeoutMs": 1500,
+        "confidenceThreshold": 0.5}}}
+    cfg = router_config([route("t", spec)], [deployment("a"), deployment("b")], [])
+    (v,) = cfg.routes[0].variants
+    assert v.tiers is not None
+    assert (v.tiers.fast, v.tiers.slow) == ("team/a", "team/b")
+    assert v.tiers.classifier == "embedding"
+    assert v.tiers.target_slow_share == 0.25
+    assert v.tiers.escalate_on == frozenset({"error", "low_confidence"})
+    assert v.tiers.fast_timeout_s == 1.5
+    assert v.tiers.min_mean_logprob == pytest.approx(math.log(0.5))
+
+
+def test_endpoint_slices_win_over_status_endpoint() -> None:
+    slices = [endpoint_slice("a", [("10.0.0.1", True), ("10.0.0.2", False),
+                                   ("10.0.0.3", None)]),
+              endpoint_slice("b-serve-svc", [("10.0.1.1", True)], port=("serve", 8000)),
+              endpoint_slice("unrelated", [("10.9.9.9", True)])]
+    cfg = router_config([route("r", ab_spec())],
+                        [deployment("a", endpoint="http://a.team.svc:8000"),
+                         deployment("b", "rayServe", endpoint="http://b-serve-svc:8000")],
+                        slices)
+    assert [(e.url, e.ready) for e in dep(cfg, "a").endpoints] == [
+        ("http://10.0.0.1:8000", True), ("http://10.0.0.2:8000", False),
+        ("http://10.0.0.3:8000", True)]
+    assert [e.url for e in dep(cfg, "b").endpoints] == ["http://10.0.1.1:8000"]
+
+
+def test_slice_port_by_name_and_ipv6() -> None:
+    s = endpoint_slice("a", [("fd00::1", True)], port=("http", 8000))
+    s["ports"] = [{"name": "grpc", "port": 8001}, {"name": "http", "port": 8000}]
+    cfg = router_config([route("r", ab_spec())], [deployment("a"), deployment("b")], [s])
+    assert [e.url for e in dep(cfg, "a").endpoints] == ["http://[fd00::1]:8000"]
+
+
+def test_empty_slices_mean_scaled_to_zero() -> None:
+    cfg = router_config([route("r", ab_spec())],
+                        [deployment("a", endpoint="http://a.team.svc:8000"), deployment("b")],
+                        [endpoint_slice("a", [])])
+    assert dep(cfg, "a").endpoints == []
+    assert dep(cfg, "b").endpoints == []  # no slices, no status endpoint
+
+
+def test_status_endpoint_not_ready_is_known_but_out_of_rotation() -> None:
+    cfg = router_config([route("r", ab_spec())],
+                        [deployment("a", endpoint="http://127.0.0.1:9001", ready=0),
+                         deployment("b")], [])
+    assert [(e.url, e.ready) for e in dep(cfg, "a").endpoints] == [
+        ("http://127.0.0.1:9001", False)]
+
+
+def test_no_sizing_keeps_defaults() -> None:
+    cfg = router_config([route("r", ab_spec())],
+                        [deployment("a", sizing=False), deployment("b")], [])
+    assert dep(cfg, "a").gpus_per_replica == 1
+    assert dep(cfg, "a").tokens_per_s_per_replica == DeploymentConfig(
+        name="x").tokens_per_s_per_replica
+
+
+def test_route_with_missing_deployment_is_skipped_not_fatal() -> None:
+    good = route("good", {"model": "good", "variants": [{"name": "v", "deployment": "a"}]})
+    bad = route("bad", ab_spec(b="missing"))
+    cfg = router_config([good, bad], [deployment("a"), deployment("b")], [])
+    assert [r.model for r in cfg.routes] == ["good"]
+    assert [d.name for d in cfg.deployments] == ["team/a"]  # only referenced ones
+
+
+def test_deployment_in_other_namespace_does_not_count() -> None:
+    cfg = router_config([route("r", ab_spec())],
+                        [deployment("a"), deployment("b", ns="elsewhere")], [])
+    assert cfg.routes == []
+
+
+def test_deleting_deployment_is_gone() -> None:
+    cfg = router_config([route("r", ab_spec())],
+                        [deployment("a"), deployment("b", deleting=True)], [])
+    assert cfg.routes == []
+
+
+def test_invalid_objects_are_skipped() -> None:
+    broken_route = route("x", {"model": "x"})  # neither variants nor tiers
+    broken_dep = deployment("c")
+    broken_dep["spec"]["runtime"] = "nope"
+    ok = route("r", ab_spec())
+    cfg = router_config([broken_route, ok], [deployment("a"), deployment("b"), broken_dep], [])
+    assert [r.model for r in cfg.routes] == ["chat"]
+
+
+def test_model_claimed_twice_the_older_route_wins() -> None:
+    older = route("old", ab_spec(), ns="one", created="2026-01-01T00:00:00Z")
+    newer = route("new", ab_spec(), ns="two", created="2026-02-01T00:00:00Z")
+    deps = [deployment(n, ns=ns) for n in ("a", "b") for ns in ("one", "two")]
+    cfg = router_config([newer, older], deps, [])
+    (r,) = cfg.routes
+    assert r.variants[0].deployment == "one/a"
+    assert route_owners([newer, older]) == {"chat": ("one", "old")}
+
+
+def test_fallback_deployments_are_included() -> None:
+    cfg = router_config([route("r", ab_spec(fallback=["c"]))],
+                        [deployment("a"), deployment("b"), deployment("c")], [])
+    assert {d.name for d in cfg.deployments} == {"team/a", "team/b", "team/c"}
+
+
+def test_base_supplies_server_and_static_entries() -> None:
+    base = RouterConfig(server=ServerConfig(tier_header="x-tier"),
+                        deployments=[DeploymentConfig(name="static")])
+    cfg = router_config([route("r", ab_spec())], [deployment("a"), deployment("b")], [],
+                        base=base)
+    assert cfg.server.tier_header == "x-tier"
+    assert [d.name for d in cfg.deployments] == ["static", "team/a", "team/b"]
+
+
+def test_pure_and_deterministic() -> None:
+    args = ([route("r", ab_spec())], [deployment("b"), deployment("a")],
+            [endpoint_slice("a", [("10.0.0.2", True), ("10.0.0.1", True)])])
+    assert router_config(*args) == router_config(*args)
