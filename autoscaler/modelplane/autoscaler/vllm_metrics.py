@@ -104,6 +104,33 @@ def _first_present(snap: EngineSnapshot, names: tuple[str, ...]) -> str:
     return next((n for n in names if n in snap.buckets), names[0])
 
 
+def _engine_deltas(cur: EngineSnapshot, prev: EngineSnapshot | None) -> dict[str, float]:
+    """Counter increases of one engine since its previous snapshot (0 without one)."""
+    if prev is None:
+        return dict.fromkeys(("arr", "prompt", "gen", "fin", "fin_tok"), 0.0)
+    # a counter the previous snapshot lacked was 0 (its labels were created since)
+    p = {k: prev.counters.get(k, 0.0) for k in cur.counters}
+    fin = _delta(_counter(cur, SUCCESS), p.get(SUCCESS))
+    growth = cur.running + cur.waiting - (prev.running + prev.waiting)
+    return {
+        "arr": max(0.0, fin + growth),
+        "prompt": _delta(_counter(cur, PROMPT), p.get(PROMPT)),
+        "gen": _delta(_counter(cur, GENERATED), p.get(GENERATED)),
+        "fin": fin,
+        "fin_tok": _delta(_counter(cur, GEN_HIST + "_sum"), p.get(GEN_HIST + "_sum")),
+    }
+
+
+def _engine_hists(
+    cur: EngineSnapshot, prev: EngineSnapshot | None
+) -> tuple[Histogram | None, Histogram | None]:
+    out: list[Histogram | None] = []
+    for name in (TTFT, _first_present(cur, TPOT)):
+        before = None if prev is None else prev.buckets.get(name, {})
+        out.append(_hist_delta(cur.buckets.get(name, {}), before))
+    return out[0], out[1]
+
+
 def to_sample(
     t: float,
     dt: float,
@@ -111,38 +138,23 @@ def to_sample(
     held: int = 0,
 ) -> MetricSample:
     """Combine (current, previous) snapshots of every engine into one sample."""
-    rates = {k: 0.0 for k in ("arr", "prompt", "gen", "fin", "fin_tok")}
-    ttft: list[Histogram | None] = []
-    tpot: list[Histogram | None] = []
+    totals: dict[str, float] = {}
     for cur, prev in pairs:
-        # with a previous snapshot, a counter it lacked was 0 (labels created since)
-        p: Mapping[str, float | None] = (
-            {k: prev.counters.get(k, 0.0) for k in cur.counters} if prev is not None else {}
-        )
-        fin = _delta(_counter(cur, SUCCESS), p.get(SUCCESS))
-        inflight = cur.running + cur.waiting
-        before = (prev.running + prev.waiting) if prev is not None else inflight
-        rates["arr"] += max(0.0, fin + inflight - before) if prev is not None else 0.0
-        rates["prompt"] += _delta(_counter(cur, PROMPT), p.get(PROMPT))
-        rates["gen"] += _delta(_counter(cur, GENERATED), p.get(GENERATED))
-        rates["fin"] += fin
-        rates["fin_tok"] += _delta(_counter(cur, GEN_HIST + "_sum"), p.get(GEN_HIST + "_sum"))
-        tpot_name = _first_present(cur, TPOT)
-        for out, name in ((ttft, TTFT), (tpot, tpot_name)):
-            before_b = None if prev is None else prev.buckets.get(name, {})
-            out.append(_hist_delta(cur.buckets.get(name, {}), before_b))
-    per_s = {k: v / dt if dt > 0 else 0.0 for k, v in rates.items()}
+        for k, v in _engine_deltas(cur, prev).items():
+            totals[k] = totals.get(k, 0.0) + v
+    per_s = {k: v / dt if dt > 0 else 0.0 for k, v in totals.items()}
+    hists = [_engine_hists(cur, prev) for cur, prev in pairs]
     return MetricSample(
         t=t,
         replicas=tuple(
             ReplicaSample(round(c.running), round(c.waiting), c.kv_usage) for c, _ in pairs
         ),
-        arrival_rate=per_s["arr"],
-        prompt_token_rate=per_s["prompt"],
-        gen_token_rate=per_s["gen"],
-        ttft=_merged(ttft),
-        tpot=_merged(tpot),
+        arrival_rate=per_s.get("arr", 0.0),
+        prompt_token_rate=per_s.get("prompt", 0.0),
+        gen_token_rate=per_s.get("gen", 0.0),
+        ttft=_merged([h[0] for h in hists]),
+        tpot=_merged([h[1] for h in hists]),
         held=held,
-        finish_rate=per_s["fin"],
-        finished_tokens_rate=per_s["fin_tok"],
+        finish_rate=per_s.get("fin", 0.0),
+        finished_tokens_rate=per_s.get("fin_tok", 0.0),
     )
