@@ -36,46 +36,62 @@ async def with_failover(dep: DeploymentRuntime, attempt: Attempt[T], *, deadline
     last: RouterError | tuple[EndpointState, Buffered] | None = None
     reason = ""
     for n in range(dep.cfg.retry.max_attempts):
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise gateway_timeout()
-        if n and not dep.retry_budget.withdraw():
-            metrics.count(metrics.rejected, "retry_budget").inc()
-            break
-        ep = await dep.pick(info)
+        ep = await _next(dep, info, n, reason, deadline=deadline, clock=clock, metrics=metrics)
         if ep is None:
             break
-        if n:
-            metrics.count(metrics.retries, dep.name, reason).inc()
-        info.exclude.add(ep.url)
-        ep.outstanding += 1
-        try:
-            result = await attempt(ep, remaining)
-        except UpstreamTimeout:
-            ep.outstanding -= 1
-            _failed(dep, ep, metrics, "timeout")
-            raise gateway_timeout() from None
-        except UpstreamConnectError:
-            ep.outstanding -= 1
-            _failed(dep, ep, metrics, "connect")
-            last, reason = bad_gateway(), "connect"
-            continue
-        except BaseException:
-            ep.outstanding -= 1
-            raise
-        if isinstance(result, Buffered) or not hold_on_success:
-            ep.outstanding -= 1
-        if isinstance(result, Buffered) and result.status >= 500:
+        result = await _try(dep, ep, attempt, deadline - clock(), metrics, hold_on_success)
+        if isinstance(result, RouterError):
+            last, reason = result, "connect"
+        elif isinstance(result, Buffered) and result.status >= 500:
             _failed(dep, ep, metrics, "5xx")
             last, reason = (ep, result), "5xx"
-            continue
-        dep.success(ep)
-        return ep, result
+        else:
+            dep.success(ep)
+            return ep, result
     if last is None:
         raise unavailable(f"deployment {dep.name} has no ready replica")
     if isinstance(last, RouterError):
         raise last
     return last
+
+
+async def _next(dep: DeploymentRuntime, info: RequestInfo, n: int, reason: str, *,
+                deadline: float, clock: Clock, metrics: RouterMetrics) -> EndpointState | None:
+    """The replica for attempt ``n``, or ``None`` when the budget or replicas ran out."""
+    if deadline - clock() <= 0:
+        raise gateway_timeout()
+    if n and not dep.retry_budget.withdraw():
+        metrics.count(metrics.rejected, "retry_budget").inc()
+        return None
+    ep = await dep.pick(info)
+    if ep is not None:
+        if n:
+            metrics.count(metrics.retries, dep.name, reason).inc()
+        info.exclude.add(ep.url)
+    return ep
+
+
+async def _try(dep: DeploymentRuntime, ep: EndpointState, attempt: Attempt[T],
+               remaining: float, metrics: RouterMetrics,
+               hold: bool) -> T | Buffered | RouterError:
+    """One attempt; a connection failure comes back as the error to remember."""
+    ep.outstanding += 1
+    try:
+        result = await attempt(ep, remaining)
+    except UpstreamTimeout:
+        ep.outstanding -= 1
+        _failed(dep, ep, metrics, "timeout")
+        raise gateway_timeout() from None
+    except UpstreamConnectError:
+        ep.outstanding -= 1
+        _failed(dep, ep, metrics, "connect")
+        return bad_gateway()
+    except BaseException:
+        ep.outstanding -= 1
+        raise
+    if isinstance(result, Buffered) or not hold:
+        ep.outstanding -= 1
+    return result
 
 
 def release(dep: DeploymentRuntime, ep: EndpointState, ok: bool,
