@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from kubernetes_asyncio import config as kconfig
 from kubernetes_asyncio.client import Configuration
 
 FIELD_MANAGER = "modelplane"
+Items = list[dict[str, Any]]  # (``KubeApi.list`` shadows the builtin in the class body)
 
 # kind -> (plural, namespaced)
 KINDS: dict[str, tuple[str, bool]] = {
@@ -145,6 +147,43 @@ class KubeApi:
                                     params=params)
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+    async def list_versioned(self, api_version: str, kind: str, namespace: str | None = None,
+                             label_selector: str | None = None,
+                             ) -> tuple[Items, str]:
+        """Like :meth:`list`, plus the list's ``resourceVersion`` to start a watch from."""
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self.request("GET", resource_path(api_version, kind, namespace),
+                                    params=params)
+        items: Items = result.get("items", [])
+        return items, str((result.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(self, api_version: str, kind: str, namespace: str | None,
+                    resource_version: str, label_selector: str | None = None,
+                    timeout_s: int = 300) -> AsyncIterator[dict[str, Any]]:
+        """Stream watch events (``{"type": ..., "object": ...}``) from ``resource_version``.
+
+        Ends when the server closes the watch (about ``timeout_s``); an ``ERROR`` event
+        (such as 410 Gone: the version is too old) is yielded for the caller to re-list.
+        """
+        params = {"watch": "1", "resourceVersion": resource_version,
+                  "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s + 30)
+        async with self._session.get(self._host + resource_path(api_version, kind, namespace),
+                                     headers=self._headers, params=params,
+                                     timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise ApiError(resp.status, await resp.text())
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event: dict[str, Any] = json.loads(line)
+                        yield event
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         meta = manifest["metadata"]

@@ -1,4 +1,10 @@
-"""``modelplane router --config FILE --port PORT [--host 127.0.0.1]``."""
+"""``modelplane router (--config FILE | --kubernetes [--kubeconfig F] [--namespace NS])
+--port PORT [--host 127.0.0.1]``.
+
+``--config`` reads a YAML file and reloads it when it changes; ``--kubernetes`` takes
+routes from LLMRoute/LLMDeployment objects and EndpointSlices (:mod:`modelplane.routing.
+cluster`) in one namespace or, without ``--namespace``, all of them.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,28 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from modelplane.routing.app import Router, create_app
-from modelplane.routing.config import ConfigError, load_config
+from modelplane.routing.config import ConfigError, RouterConfig, load_config
 from modelplane.routing.reload import FileWatcher
+
+Source = Callable[[], Coroutine[Any, Any, None]]  # what keeps the config current
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("router", help="run the OpenAI-compatible router")
-    p.add_argument("--config", type=Path, required=True, help="router YAML (docs/router.md)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="router YAML (docs/router.md)")
+    source.add_argument("--kubernetes", action="store_true",
+                        help="routes from LLMRoute/LLMDeployment objects (watched)")
+    p.add_argument("--kubeconfig", help="with --kubernetes (default: in-cluster, then "
+                   "$KUBECONFIG / ~/.kube/config)")
+    p.add_argument("--namespace", help="with --kubernetes: watch one namespace (default: all)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--reload-interval", type=float, default=1.0,
@@ -30,8 +46,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.kubernetes and (args.kubeconfig or args.namespace):
+        print("error: --kubeconfig and --namespace need --kubernetes", file=sys.stderr)
+        return 2
     try:
-        config = load_config(args.config)
+        config = RouterConfig() if args.kubernetes else load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -40,21 +59,41 @@ def run(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # uvloop is optional on platforms without it
         pass
-    asyncio.run(_serve(config_path=args.config, router=Router(config), host=args.host,
-                       port=args.port, interval=args.reload_interval))
-    return 0
+    router = Router(config)
+    if args.kubernetes:
+        source = _cluster_source(router, args.kubeconfig, args.namespace)
+    else:
+        source = FileWatcher(args.config, router, args.reload_interval).run
+    return asyncio.run(_serve(source=source, router=router, host=args.host, port=args.port))
 
 
-async def _serve(*, config_path: Path, router: Router, host: str, port: int,
-                 interval: float) -> None:
+def _cluster_source(router: Router, kubeconfig: str | None,
+                    namespace: str | None) -> Source:
+    """The cluster watcher, connected inside the event loop it runs on."""
+    async def run() -> None:
+        from modelplane.kube.client import KubeApi
+        from modelplane.routing.cluster import ClusterSource
+
+        api = await KubeApi.connect(kubeconfig)
+        try:
+            await ClusterSource(api, router, namespace).run()
+        finally:
+            await api.close()
+    return run
+
+
+async def _serve(*, source: Source, router: Router, host: str,
+                 port: int) -> int:
+    """Serve until SIGTERM/SIGINT, or until the config source fails (exit status 1)."""
     app = create_app(router)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
     logging.getLogger(__name__).info("router listening on http://%s:%d", host, port)
-    watcher = asyncio.create_task(FileWatcher(config_path, router, interval).run())
+    watcher = asyncio.create_task(source())
     stop = asyncio.Event()
+    watcher.add_done_callback(lambda _task: stop.set())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -62,4 +101,9 @@ async def _serve(*, config_path: Path, router: Router, host: str, port: int,
         await stop.wait()  # then drain: cleanup lets in-flight requests finish
     finally:
         watcher.cancel()
+        (failure,) = await asyncio.gather(watcher, return_exceptions=True)
         await runner.cleanup()
+    if isinstance(failure, Exception):
+        logging.getLogger(__name__).error("config source failed: %r", failure)
+        return 1
+    return 0

@@ -1,0 +1,248 @@
+"""Cluster mode (``modelplane router --kubernetes``): routes from the Kubernetes API.
+
+:class:`ClusterSource` keeps three caches by list-then-watch (:class:`Reflector`):
+``LLMRoute`` and ``LLMDeployment`` objects and the EndpointSlices of Services (label
+``kubernetes.io/service-name``), in one namespace or all. Every change marks the config
+dirty; after a short debounce (a rollout touches many slices at once) the pure builder
+:func:`modelplane.builders.router.router_config` turns the caches into a
+:class:`RouterConfig` and, when it differs from the one applied, ``Router.apply_config``
+swaps it in. That swap keeps in-flight requests on the snapshot they started with and
+carries per-deployment state over, so changes never drop requests. A watch that ends is
+resumed from its last resourceVersion; an expired one (410) or an error re-lists.
+
+Every ``ab_interval_s`` the router's A/B statistics are written to each served route's
+``status.ab`` (merge patch on the status subresource) in the ``ABReadout`` shape, only when
+the readout differs from what the status already shows, so an idle router writes nothing.
+Each router process writes its own statistics: run one router replica per set of routes,
+or accept that the readout reflects whichever replica wrote last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from modelplane.api.deployment import API_VERSION
+from modelplane.api.route import ABReadout, VariantReadout
+from modelplane.builders.router import SERVICE_NAME_LABEL, route_owners, router_config
+from modelplane.kube.client import ApiError, KubeApi
+from modelplane.routing.app import Router
+from modelplane.routing.config import RouterConfig
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Key = tuple[str, str]
+_NET_ERRORS = (ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
+
+
+def _key(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class Reflector:
+    """One kind's objects, kept current by list-then-watch; calls ``on_change`` on each."""
+
+    def __init__(self, api: KubeApi, api_version: str, kind: str, namespace: str | None,
+                 on_change: Callable[[], None], label_selector: str | None = None) -> None:
+        self._api, self._version, self._kind = api, api_version, kind
+        self._namespace, self._selector, self._on_change = namespace, label_selector, on_change
+        self.objects: dict[Key, Obj] = {}
+        self.synced = asyncio.Event()
+
+    async def run(self) -> None:
+        """Forever: list, then watch; back off (up to 30 s) after errors."""
+        backoff = 0.5
+        while True:
+            try:
+                version = await self._list()
+                backoff = 0.5
+                while version:
+                    version = await self._watch(version)
+            except _NET_ERRORS as exc:
+                log.warning("%s watch failed (%s); re-listing in %.1fs", self._kind, exc,
+                            backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(30.0, backoff * 2)
+
+    async def _list(self) -> str:
+        items, version = await self._api.list_versioned(self._version, self._kind,
+                                                        self._namespace, self._selector)
+        self.objects = {_key(o): o for o in items}
+        self.synced.set()
+        self._on_change()
+        return version
+
+    async def _watch(self, version: str) -> str:
+        """Apply events from ``version``; the version to resume from, or "" to re-list."""
+        async for event in self._api.watch(self._version, self._kind, self._namespace,
+                                           version, self._selector):
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                log.info("%s watch expired (%s); re-listing", self._kind, obj.get("message"))
+                return ""
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+            if kind == "DELETED":
+                self.objects.pop(_key(obj), None)
+            elif kind in ("ADDED", "MODIFIED"):
+                self.objects[_key(obj)] = obj
+            else:
+                continue  # BOOKMARK: only the version moves
+            self._on_change()
+        return version
+
+
+def _ms(seconds: object) -> float | None:
+    return round(seconds * 1000, 3) if isinstance(seconds, int | float) else None
+
+
+def ab_status(readout: dict[str, Any], updated: str) -> dict[str, Any]:
+    """``Router.ab_readout`` (seconds, comparisons) -> ``status.ab`` (ABReadout, wire form).
+
+    Two variants: the p-value of the one comparison with the control. More: the smallest
+    p-value, Bonferroni-adjusted for the number of comparisons.
+    """
+    variants = [VariantReadout(
+        name=v["name"], requests=v["requests"], error_rate=round(v["error_rate"], 6),
+        ttft_p50_ms=_ms(v["ttft_p50_seconds"]), ttft_p95_ms=_ms(v["ttft_p95_seconds"]),
+        tpot_p50_ms=_ms(v["tpot_p50_seconds"]), tpot_p95_ms=_ms(v["tpot_p95_seconds"]))
+        for v in readout["variants"]]
+    tested = [c for c in readout["comparisons"] if c.get("p_value") is not None]
+    test, p_value, significant = str(readout["test"]), None, None
+    if tested:
+        best = min(tested, key=lambda c: float(c["p_value"]))
+        p_value = round(min(1.0, float(best["p_value"]) * len(readout["comparisons"])), 6)
+        significant = p_value < float(readout["alpha"])
+        test += (f" on {best['metric']}, {best['variant']} vs {best['control']} "
+                 f"(alpha {readout['alpha']}")
+        test += f", Bonferroni x{len(readout['comparisons'])})" if len(
+            readout["comparisons"]) > 1 else ")"
+    elif readout["comparisons"]:
+        test += f" (not yet: {readout['comparisons'][0].get('note', 'too few samples')})"
+    ab = ABReadout(variants=variants, test=test, p_value=p_value, significant=significant,
+                   updated=updated)
+    return ab.model_dump(by_alias=True, mode="json")
+
+
+def _comparable(value: Any) -> Any:
+    """Drop ``updated`` and nulls (a merge patch deletes null keys) for comparison."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items() if v is not None and k != "updated"}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ClusterSource:
+    """Feeds the router from the cluster and writes the A/B readout back."""
+
+    def __init__(self, api: KubeApi, router: Router, namespace: str | None = None, *,
+                 base: RouterConfig | None = None, debounce_s: float = 0.1,
+                 ab_interval_s: float = 10.0, now: Callable[[], str] = _now) -> None:
+        self._api, self._router, self._base, self._now = api, router, base, now
+        self._debounce, self._ab_interval = debounce_s, ab_interval_s
+        self._dirty = asyncio.Event()
+        self._applied: RouterConfig | None = None
+        self._skipped: set[Key] = set()
+        mark = self._dirty.set
+        self.routes = Reflector(api, API_VERSION, "LLMRoute", namespace, mark)
+        self.deployments = Reflector(api, API_VERSION, "LLMDeployment", namespace, mark)
+        self.slices = Reflector(api, "discovery.k8s.io/v1", "EndpointSlice", namespace, mark,
+                                label_selector=SERVICE_NAME_LABEL)
+
+    async def run(self) -> None:
+        """Watch, rebuild and publish until cancelled."""
+        reflectors = (self.routes, self.deployments, self.slices)
+        tasks = [asyncio.create_task(r.run()) for r in reflectors]
+        tasks += [asyncio.create_task(self._rebuild_loop()),
+                  asyncio.create_task(self._ab_loop())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def synced(self) -> None:
+        for r in (self.routes, self.deployments, self.slices):
+            await r.synced.wait()
+
+    def rebuild(self) -> bool:
+        """Build from the caches; apply when changed. True when a new config was applied."""
+        try:
+            config = router_config(self.routes.objects.values(),
+                                   self.deployments.objects.values(),
+                                   self.slices.objects.values(), self._base)
+        except ValueError as exc:  # the builder skips bad objects; this is a safety net
+            log.error("cluster objects give no valid router config (%s); keeping the "
+                      "running one", exc)
+            return False
+        self._log_skipped(config)
+        if config == self._applied:
+            return False
+        try:
+            self._router.apply_config(config)
+        except ValueError as exc:
+            log.error("router config rejected, keeping the running one: %s", exc)
+            return False
+        self._applied = config
+        return True
+
+    def _log_skipped(self, config: RouterConfig) -> None:
+        served = {r.model for r in config.routes}
+        owners = route_owners(self.routes.objects.values())
+        skipped = {k for k in self.routes.objects if k not in
+                   {owners[m] for m in served if m in owners}}
+        for ns, name in sorted(skipped - self._skipped):
+            log.warning("LLMRoute %s/%s is not served (invalid, a model name another route "
+                        "claims first, or an LLMDeployment it names is missing)", ns, name)
+        self._skipped = skipped
+
+    async def _rebuild_loop(self) -> None:
+        await self.synced()
+        while True:
+            self.rebuild()
+            await self._dirty.wait()
+            await asyncio.sleep(self._debounce)  # coalesce bursts (rollouts)
+            self._dirty.clear()
+
+    async def _ab_loop(self) -> None:
+        await self.synced()
+        while True:
+            await asyncio.sleep(self._ab_interval)
+            await self.publish_ab()
+
+    async def publish_ab(self) -> int:
+        """Write changed A/B readouts to LLMRoute status; returns how many were written."""
+        written = 0
+        snapshot = self._router.snapshot
+        for model, key in route_owners(self.routes.objects.values()).items():
+            body = self.routes.objects.get(key)
+            if body is None or model not in snapshot.routes:
+                continue
+            new = ab_status(self._router.ab_readout(model), self._now())
+            old = (body.get("status") or {}).get("ab")
+            if _comparable(new) == _comparable(old or {}):
+                continue
+            if old is None and not any(v["requests"] for v in new["variants"]):
+                continue  # nothing to say yet
+            try:
+                updated = await self._api.patch_status(API_VERSION, "LLMRoute", key[0], key[1],
+                                                       {"ab": new})
+            except _NET_ERRORS as exc:
+                log.warning("A/B readout for LLMRoute %s/%s not written: %s", *key, exc)
+                continue
+            if key in self.routes.objects:  # not deleted meanwhile
+                self.routes.objects[key] = updated
+            written += 1
+        return written
