@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import math
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from modelplane.builders.router import route_owners, router_config
+from modelplane.routing.abtest import AbRecorder
+from modelplane.routing.app import Router
+from modelplane.routing.cluster import ClusterSource, ab_status
 from modelplane.routing.config import DeploymentConfig, RouterConfig, ServerConfig
 
 NS = "team"
@@ -244,3 +250,95 @@ def test_pure_and_deterministic() -> None:
     args = ([route("r", ab_spec())], [deployment("b"), deployment("a")],
             [endpoint_slice("a", [("10.0.0.2", True), ("10.0.0.1", True)])])
     assert router_config(*args) == router_config(*args)
+
+
+# --- ClusterSource against a fake API: watch -> hot swap, status.ab written on change ---
+
+class FakeApi:
+    """``list_versioned``/``watch``/``patch_status`` of KubeApi, from in-memory objects."""
+
+    def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
+        self.objects = objects
+        self.events: dict[str, asyncio.Queue[dict[str, Any]]] = {
+            k: asyncio.Queue() for k in ("LLMRoute", "LLMDeployment", "EndpointSlice")}
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def list_versioned(self, api_version: str, kind: str, namespace: str | None,
+                             label_selector: str | None = None,
+                             ) -> tuple[list[dict[str, Any]], str]:
+        return list(self.objects.get(kind, [])), "1"
+
+    async def watch(self, api_version: str, kind: str, namespace: str | None,
+                    resource_version: str, label_selector: str | None = None,
+                    ) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            yield await self.events[kind].get()
+
+    async def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
+                           status: dict[str, Any]) -> dict[str, Any]:
+        self.patches.append((namespace, name, status))
+        obj = next(r for r in self.objects["LLMRoute"] if r["metadata"]["name"] == name)
+        return {**obj, "status": status}
+
+
+async def _until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out: {what}")
+
+
+async def test_cluster_source_applies_changes_and_writes_ab_only_when_changed() -> None:
+    r = route("r", ab_spec(stickySession={"header": "x-user-id"}))
+    api = FakeApi({"LLMRoute": [r], "LLMDeployment": [
+        deployment("a", endpoint="http://127.0.0.1:9001"),
+        deployment("b", endpoint="http://127.0.0.1:9002")]})
+    router = Router(RouterConfig())
+    source = ClusterSource(api, router, NS, debounce_s=0.01,  # type: ignore[arg-type]
+                           ab_interval_s=3600, now=lambda: "2026-01-01T00:00:00Z")
+    task = asyncio.create_task(source.run())
+    try:
+        await _until(lambda: "chat" in router.snapshot.routes, "route applied")
+        changed = copy.deepcopy(r)
+        changed["spec"]["variants"][0]["weight"], changed["spec"]["variants"][1]["weight"] = 0, 100
+        await api.events["LLMRoute"].put({"type": "MODIFIED", "object": changed})
+        await _until(lambda: [v.cfg.weight for v in router.snapshot.routes["chat"].variants]
+                     == [0, 100], "new weights applied")
+        assert await source.publish_ab() == 0  # no traffic yet: nothing to say
+        router.snapshot.routes["chat"].ab.record("vb", ok=True, e2e=0.2, ttft=0.05, tpot=0.01)
+        assert await source.publish_ab() == 1
+        (_ns, name, status), = api.patches
+        assert name == "r" and status["ab"]["variants"][1]["requests"] == 1
+        assert status["ab"]["variants"][1]["ttftP50Ms"] == 50.0
+        assert await source.publish_ab() == 0  # steady state writes nothing
+        await api.events["LLMDeployment"].put(
+            {"type": "DELETED", "object": deployment("b")})
+        await _until(lambda: "chat" not in router.snapshot.routes, "route dropped")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_ab_status_maps_the_readout() -> None:
+    rec = AbRecorder()
+    for i in range(30):
+        rec.record("control", ok=True, e2e=0.1, ttft=0.010 + i / 1e5, tpot=0.005)
+        rec.record("candidate", ok=i % 10 != 0, e2e=0.3, ttft=0.050 + i / 1e5, tpot=0.02)
+    ab = ab_status(rec.readout(["control", "candidate"]), "now")
+    control, candidate = ab["variants"]
+    assert (control["name"], control["requests"], control["errorRate"]) == ("control", 30, 0.0)
+    assert candidate["errorRate"] == pytest.approx(0.1)
+    assert candidate["ttftP50Ms"] > control["ttftP50Ms"]
+    assert ab["significant"] is True and ab["pValue"] < 0.05
+    assert "Mann-Whitney" in ab["test"] and "ttft_seconds" in ab["test"]
+    assert ab["updated"] == "now"
+
+
+def test_ab_status_too_few_samples_has_no_p_value() -> None:
+    rec = AbRecorder()
+    rec.record("x", ok=True, e2e=0.1, ttft=None, tpot=None)
+    ab = ab_status(rec.readout(["x", "y"]), "now")
+    assert ab["pValue"] is None and ab["significant"] is None
+    assert "not yet" in ab["test"]
+    assert [v["requests"] for v in ab["variants"]] == [1, 0]

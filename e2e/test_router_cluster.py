@@ -1,0 +1,227 @@
+"""``modelplane router --kubernetes``: routes from LLMRoute/LLMDeployment objects.
+
+The operator (``--target local``) runs two LLMDeployments as local Triton servers of the
+simulated engine and writes their real URLs into ``status.endpoint``; the router watches
+the API server, serves the LLMRoute's model through the official ``openai`` client
+(plain and streamed), splits by weight, keeps a sticky key on one variant, picks up a
+weight change made with ``kubectl patch`` with no failed request during the change, and
+writes the per-variant A/B readout into the LLMRoute's ``status.ab``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelplane.devcluster.harness import ClusterHandle, wait_for
+from modelplane.devcluster.procs import free_port
+
+pytestmark = [pytest.mark.cluster, pytest.mark.triton]
+
+MODEL = "chat"
+STICKY = "x-user-id"
+
+
+def _deployment(name: str, ns: str) -> dict[str, Any]:
+    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"model": {"name": f"{name}-model", "uri": "hf://org/m",
+                               "parametersBillions": 8},
+                     "runtime": "triton", "engine": "simulated",
+                     "engineProfile": "llama-3.1-8b-h100",
+                     "accelerator": {"type": "H100-SXM", "gpusPerReplica": 1},
+                     "replicas": 1, "slo": {"ttftP95Ms": 2000, "tpotP95Ms": 60}}}
+
+
+def _route(ns: str) -> dict[str, Any]:
+    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+            "metadata": {"name": "chat-ab", "namespace": ns},
+            "spec": {"model": MODEL,
+                     "variants": [{"name": "blue", "deployment": "blue", "weight": 50},
+                                  {"name": "green", "deployment": "green", "weight": 50}],
+                     "stickySession": {"header": STICKY}}}
+
+
+def _get(cluster: ClusterHandle, kind: str, name: str, ns: str) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(cluster.kubectl("get", kind, name, "-n", ns, "-o", "json"))
+    return obj
+
+
+def _ready(cluster: ClusterHandle, name: str, ns: str) -> bool:
+    conditions = (_get(cluster, "llmd", name, ns).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+class RouterProcess:
+    """``modelplane router --kubernetes`` as a subprocess, stopped by pid."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "modelplane.cli.main", "router", "--kubernetes",
+               "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+               "--port", str(self.port), "--log-level", "INFO"]
+        self.proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+    def get(self, path: str) -> str:
+        assert self.proc.poll() is None, self.log.read_text()[-3000:]
+        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+            body: bytes = resp.read()
+            return body.decode()
+
+    def models(self) -> list[str]:
+        return [m["id"] for m in json.loads(self.get("/v1/models"))["data"]]
+
+    def requests_by_variant(self) -> Counter[str]:
+        """``modelplane_router_requests_total`` of the route, summed per variant."""
+        counts: Counter[str] = Counter()
+        for family in text_string_to_metric_families(self.get("/metrics")):
+            for s in family.samples:
+                if (s.name == "modelplane_router_requests_total"
+                        and s.labels.get("route") == MODEL):
+                    counts[s.labels["variant"]] += int(s.value)
+        return counts
+
+
+@pytest.fixture
+def router_factory(tmp_path: Path) -> Iterator[Callable[[Path, str], RouterProcess]]:
+    made: list[RouterProcess] = []
+
+    def make(kubeconfig: Path, namespace: str) -> RouterProcess:
+        made.append(RouterProcess(kubeconfig, namespace, tmp_path / "router.log"))
+        return made[-1]
+
+    yield make
+    for proc in made:
+        proc.stop()
+
+
+def _ask(client: OpenAI, user: str | None = None, stream: bool = False) -> str:
+    headers = {STICKY: user} if user is not None else None
+    messages: Any = [{"role": "user", "content": "say hello"}]
+    if not stream:
+        out = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                             extra_headers=headers)
+        return out.choices[0].message.content or ""
+    chunks = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                            stream=True, extra_headers=headers)
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _landed(router: RouterProcess, send: Callable[[], object], n: int) -> Counter[str]:
+    """Per-variant requests that ``n`` sequential calls of ``send`` added."""
+    before = router.requests_by_variant()
+    for _ in range(n):
+        send()
+    after = router.requests_by_variant()
+    after.subtract(before)
+    return +after
+
+
+def _sender(client: OpenAI, user: str, stream: bool) -> Callable[[], str]:
+    return lambda: _ask(client, user, stream=stream)
+
+
+class Background:
+    """Requests in a loop on a thread; counts successes and failures."""
+
+    def __init__(self, client: OpenAI) -> None:
+        self.ok, self.failed, self.errors = 0, 0, list[str]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(client,), daemon=True)
+        self._thread.start()
+
+    def _run(self, client: OpenAI) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            try:
+                assert _ask(client, stream=i % 2 == 0)
+                self.ok += 1
+            except Exception as exc:  # counted; the test asserts there are none
+                self.failed += 1
+                self.errors.append(repr(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def test_router_follows_llmroute_and_writes_ab_readout(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+        router_factory: Callable[[Path, str], RouterProcess], tmp_path: Path) -> None:
+    operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
+                     str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
+    cluster.apply([_deployment("blue", namespace), _deployment("green", namespace),
+                   _route(namespace)])
+    wait_for(lambda: _ready(cluster, "blue", namespace) and _ready(cluster, "green", namespace),
+             240, "blue and green Ready (local Triton servers)")
+
+    router = router_factory(cluster.kubeconfig, namespace)
+    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+    client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=30)
+
+    assert _ask(client)
+    assert _ask(client, stream=True)
+
+    split = _landed(router, lambda: _ask(client), 40)
+    assert sum(split.values()) == 40 and split["blue"] > 0 and split["green"] > 0, split
+
+    for user in ("ana", "bo", "cy", "dee"):
+        sticky = _landed(router, _sender(client, user, stream=user == "bo"), 6)
+        assert len(sticky) == 1 and sum(sticky.values()) == 6, (user, sticky)
+
+    background = Background(client)
+    try:
+        cluster.kubectl("patch", "llmroute", "chat-ab", "-n", namespace, "--type=json", "-p",
+                        json.dumps([{"op": "replace", "path": "/spec/variants/0/weight",
+                                     "value": 100},
+                                    {"op": "replace", "path": "/spec/variants/1/weight",
+                                     "value": 0}]))
+        wait_for(lambda: set(_landed(router, lambda: _ask(client), 10)) == {"blue"}, 60,
+                 "weights 100/0 applied: all requests on blue")
+        sticky = _landed(router, lambda: _ask(client, "bo"), 5)
+        assert set(sticky) == {"blue"}, sticky  # weight 0 overrides stickiness
+        wait_for(lambda: background.ok >= 5, 60, "background requests during the change")
+    finally:
+        background.stop()
+    assert background.failed == 0, background.errors[:5]
+
+    totals = router.requests_by_variant()
+
+    def readout_matches() -> bool:
+        ab = (_get(cluster, "llmroute", "chat-ab", namespace).get("status") or {}).get("ab")
+        got = {v["name"]: v["requests"] for v in (ab or {}).get("variants", [])}
+        return got == dict(totals)
+
+    wait_for(readout_matches, 60, f"status.ab shows the router's counts {dict(totals)}")
+    ab = _get(cluster, "llmroute", "chat-ab", namespace)["status"]["ab"]
+    assert "Mann-Whitney" in ab["test"] and ab["updated"]
+    for v in ab["variants"]:
+        assert v["errorRate"] == 0 and v["requests"] > 0, v
+    router.stop()
+    assert router.proc.returncode == 0, router.log.read_text()[-3000:]
