@@ -1,11 +1,10 @@
 """``modelplane autoscaler``: the live loop, advisory (dry-run) by default.
 
-Without a kube writer the decisions are printed, one JSON line each, and nothing is
-changed: the advisory mode people ask autoscalers for (dynamo PR #8114). The operator
-wires the Kubernetes writer through :data:`WRITER_FACTORY_HOOK`::
-
-    from modelplane.autoscaler import cli
-    cli.WRITER_FACTORY_HOOK.append(lambda args: KubeScaleWriter(...))
+Without ``--kubeconfig``/``--in-cluster`` the decisions are printed, one JSON line each,
+and nothing is changed: the advisory mode people ask autoscalers for (dynamo PR #8114).
+With them, decisions go through the LLMDeployment scale subresource
+(:class:`modelplane.kube.scale.KubeScaleWriter`), with an Event per change and the
+observed SLO block in ``status.slo``.
 
 Targets come from a YAML/JSON file (a list of :class:`ScaleTarget` documents) or from
 flags for a single deployment.
@@ -19,7 +18,6 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +26,6 @@ from pydantic import ValidationError
 
 from modelplane.autoscaler.controller import Controller, MetricsSource, ScaleTarget, ScaleWriter
 from modelplane.autoscaler.types import Limits, SizingPlan, Slo
-
-# The operator appends a factory (args -> ScaleWriter) here; the last one wins.
-WRITER_FACTORY_HOOK: list[Callable[[argparse.Namespace], ScaleWriter]] = []
 
 
 class AdvisoryWriter:
@@ -75,6 +70,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--replicas", type=int, default=1, help="advisory mode: starting count")
     p.add_argument("--interval-s", type=float, default=10.0)
     p.add_argument("--once", action="store_true", help="one round, then exit")
+    p.add_argument("--kubeconfig", help="write decisions to this cluster (else advisory)")
+    p.add_argument("--in-cluster", action="store_true",
+                   help="write decisions with the pod's ServiceAccount")
     p.set_defaults(func=main)
 
 
@@ -108,11 +106,29 @@ def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
 
 
 async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
+
+
+    writer: ScaleWriter = AdvisoryWriter(args.replicas)
+    api = None
+    if args.kubeconfig or args.in_cluster:
+        from modelplane.kube.client import KubeApi
+        from modelplane.kube.scale import KubeScaleWriter
+
+        api = await KubeApi.connect(args.kubeconfig)
+        writer = KubeScaleWriter(api)
+    try:
+        await _loop(args, targets, writer)
+    finally:
+        if api is not None:
+            await api.close()
+
+
+async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
+                writer: ScaleWriter) -> None:
     import aiohttp
 
     from modelplane.autoscaler.sources import PrometheusSource, ScrapeSource
 
-    writer = WRITER_FACTORY_HOOK[-1](args) if WRITER_FACTORY_HOOK else AdvisoryWriter(args.replicas)
     async with aiohttp.ClientSession() as session:
         source: MetricsSource = (
             PrometheusSource(session, args.prometheus_url, window_s=max(30.0, 3 * args.interval_s))
