@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# every subpackage: `mypy -p modelplane` would only see the first namespace root
+PACKAGES := api builders bench catalog cli devcluster kube operator sizing engine routing autoscaler
 
 .PHONY: venv test lint unit integration e2e demo crds bench clean
 
@@ -19,7 +21,7 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator engine routing autoscaler tests e2e
-	$(BIN)/mypy -p modelplane
+	$(BIN)/mypy $(addprefix -p modelplane.,$(PACKAGES))
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
