@@ -342,3 +342,20 @@ def test_ab_status_too_few_samples_has_no_p_value() -> None:
     assert ab["pValue"] is None and ab["significant"] is None
     assert "not yet" in ab["test"]
     assert [v["requests"] for v in ab["variants"]] == [1, 0]
+
+
+async def test_expired_watch_relists() -> None:
+    api = FakeApi({"LLMRoute": [route("r", ab_spec())],
+                   "LLMDeployment": [deployment("a"), deployment("b")]})
+    router = Router(RouterConfig())
+    source = ClusterSource(api, router, None, debounce_s=0.01,  # type: ignore[arg-type]
+                           ab_interval_s=3600)
+    task = asyncio.create_task(source.run())
+    try:
+        await _until(lambda: "chat" in router.snapshot.routes, "route applied")
+        api.objects["LLMRoute"] = []  # deleted while the watch was down
+        await api.events["LLMRoute"].put({"type": "ERROR", "object": {"code": 410}})
+        await _until(lambda: "chat" not in router.snapshot.routes, "re-listed")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

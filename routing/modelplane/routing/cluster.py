@@ -62,14 +62,14 @@ class Reflector:
         while True:
             try:
                 version = await self._list()
-                backoff = 0.5
                 while version:
                     version = await self._watch(version)
+                    backoff = 0.5
             except _NET_ERRORS as exc:
                 log.warning("%s watch failed (%s); re-listing in %.1fs", self._kind, exc,
                             backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(30.0, backoff * 2)
+            await asyncio.sleep(backoff)  # also after an expired watch: no tight re-list loop
+            backoff = min(30.0, backoff * 2)
 
     async def _list(self) -> str:
         items, version = await self._api.list_versioned(self._version, self._kind,
@@ -226,9 +226,10 @@ class ClusterSource:
         """Write changed A/B readouts to LLMRoute status; returns how many were written."""
         written = 0
         snapshot = self._router.snapshot
+        static = {r.model for r in self._base.routes} if self._base else set()
         for model, key in route_owners(self.routes.objects.values()).items():
             body = self.routes.objects.get(key)
-            if body is None or model not in snapshot.routes:
+            if body is None or model not in snapshot.routes or model in static:
                 continue
             new = ab_status(self._router.ab_readout(model), self._now())
             old = (body.get("status") or {}).get("ab")
