@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.data.badcases import load_bad_cases
+
 from modelplane.api.crd import all_crds, to_yaml
 from modelplane.api.errors import InvalidObject
 from modelplane.builders import BuildSettings
