@@ -4,8 +4,9 @@ The operator (``--target local``) runs two LLMDeployments as local Triton server
 simulated engine and writes their real URLs into ``status.endpoint``; the router watches
 the API server, serves the LLMRoute's model through the official ``openai`` client
 (plain and streamed), splits by weight, keeps a sticky key on one variant, picks up a
-weight change made with ``kubectl patch`` with no failed request during the change, and
-writes the per-variant A/B readout into the LLMRoute's ``status.ab``.
+weight change made with ``kubectl patch`` with no failed request during the change, holds
+requests while the deployment's Service has an empty EndpointSlice and releases them when
+it goes, and writes the per-variant A/B readout into the LLMRoute's ``status.ab``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ class RouterProcess:
                         and s.labels.get("route") == MODEL):
                     counts[s.labels["variant"]] += int(s.value)
         return counts
+
+    def held(self, deployment: str) -> int:
+        """Requests the router holds for ``deployment`` (no ready replica)."""
+        return sum(int(s.value) for family in text_string_to_metric_families(self.get("/metrics"))
+                   for s in family.samples if s.name == "modelplane_router_held_requests"
+                   and s.labels.get("deployment") == deployment)
+
+
+def _empty_slice(ns: str, service: str, port: int) -> dict[str, Any]:
+    """An EndpointSlice of ``service`` with no endpoint (a Service scaled to zero)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-e2e", "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": service,
+                                    "endpointslice.kubernetes.io/managed-by": "e2e"}},
+            "addressType": "IPv4", "endpoints": [],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}
 
 
 @pytest.fixture
@@ -207,6 +224,24 @@ def test_router_follows_llmroute_and_writes_ab_readout(
         sticky = _landed(router, lambda: _ask(client, "bo"), 5)
         assert set(sticky) == {"blue"}, sticky  # weight 0 overrides stickiness
         wait_for(lambda: background.ok >= 5, 60, "background requests during the change")
+    finally:
+        background.stop()
+    assert background.failed == 0, background.errors[:5]
+
+    # EndpointSlices of the runtime's Service win over status.endpoint: an empty one means
+    # scaled to zero (requests are held, not failed); without it status.endpoint serves
+    # again and the held requests complete. (The API server refuses loopback addresses in
+    # slices, so a slice cannot point at the local Triton server itself.)
+    port = int(_get(cluster, "llmd", "blue", namespace)["status"]["endpoint"].rsplit(":", 1)[1])
+    cluster.apply(_empty_slice(namespace, "blue", port))
+    background = Background(client)
+    try:
+        wait_for(lambda: router.held(f"{namespace}/blue") >= 1, 60,
+                 "requests held: the Service's EndpointSlice has no endpoint")
+        held_at = background.ok
+        cluster.kubectl("delete", "endpointslice", "blue-e2e", "-n", namespace)
+        wait_for(lambda: background.ok > held_at + 3 and router.held(f"{namespace}/blue") == 0,
+                 60, "held requests released: no slice left, status.endpoint serves again")
     finally:
         background.stop()
     assert background.failed == 0, background.errors[:5]
