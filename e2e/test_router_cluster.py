@@ -260,3 +260,25 @@ def test_router_follows_llmroute_and_writes_ab_readout(
         assert v["errorRate"] == 0 and v["requests"] > 0, v
     router.stop()
     assert router.proc.returncode == 0, router.log.read_text()[-3000:]
+
+
+@pytest.mark.ray
+def test_router_serves_a_ray_serve_deployment(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+        router_factory: Callable[[Path, str], RouterProcess], tmp_path: Path) -> None:
+    """The OpenAI protocol path: ``status.endpoint`` of Ray Serve ends in ``/v1``."""
+    operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
+                     str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
+    ray = _deployment("ray", namespace)
+    ray["spec"]["runtime"] = "rayServe"
+    cluster.apply([ray, {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+                         "metadata": {"name": "chat", "namespace": namespace},
+                         "spec": {"model": MODEL, "variants": [
+                             {"name": "ray", "deployment": "ray"}]}}])
+    wait_for(lambda: _ready(cluster, "ray", namespace), 240, "Ray Serve app Ready (local)")
+    router = router_factory(cluster.kubeconfig, namespace)
+    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+    client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=30)
+    assert _ask(client)
+    assert _ask(client, stream=True)
+    assert router.requests_by_variant() == Counter({"ray": 2})
