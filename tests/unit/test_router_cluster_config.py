@@ -359,3 +359,15 @@ async def test_expired_watch_relists() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_force_tier_header_from_tiered_routes() -> None:
+    spec = {"model": "assistant", "tiers": {"fast": "a", "slow": "b", "policy": {
+        "forceTierHeader": "X-Tier"}}}
+    deps = [deployment("a"), deployment("b")]
+    assert router_config([route("t", spec)], deps, []).server.tier_header == "x-tier"
+    explicit = RouterConfig(server=ServerConfig(tier_header="x-mine"))
+    assert router_config([route("t", spec)], deps, [], base=explicit
+                         ).server.tier_header == "x-mine"
+    assert router_config([route("r", ab_spec())], deps, []).server.tier_header == (
+        ServerConfig().tier_header)

@@ -21,7 +21,8 @@ rule testable with plain dicts:
   onto the router's retry and timeout settings of the route's deployments (the strictest
   route wins when several share a deployment). A route naming a missing deployment is
   skipped (the operator reports ``DeploymentNotFound``); when two namespaces claim the same
-  model name the older route wins. ``fallback`` deployments are included in the config
+  model name the older route wins. The force-tier header is router-wide: tiered routes that
+  all name the same one set it. ``fallback`` deployments are included in the config
   (so their endpoints are known) but the router has no cross-deployment fallback yet.
 """
 
@@ -46,6 +47,7 @@ from modelplane.routing.config import (
     RetryConfig,
     RouteConfig,
     RouterConfig,
+    ServerConfig,
     TierConfig,
     VariantConfig,
 )
@@ -161,11 +163,14 @@ def _deployment(obj: Obj, slices: Mapping[Key, list[Obj]]) -> DeploymentConfig |
             else spec.accelerator.gpus_per_replica if isinstance(
                 spec.accelerator.gpus_per_replica, int) else 1)
     tps = sizing.tokens_per_second_per_replica if sizing is not None else 0.0
-    return DeploymentConfig(
-        name=deployment_name(namespace, name), protocol=protocol,
-        served_model=triton_model_name(spec.model.name) if triton else spec.model.name,
-        endpoints=endpoints, gpu_type=gpu, gpus_per_replica=max(1, gpus),
-        **({"tokens_per_s_per_replica": tps} if tps > 0 and math.isfinite(tps) else {}))
+    try:
+        return DeploymentConfig(
+            name=deployment_name(namespace, name), protocol=protocol,
+            served_model=triton_model_name(spec.model.name) if triton else spec.model.name,
+            endpoints=endpoints, gpu_type=gpu, gpus_per_replica=max(1, gpus),
+            **({"tokens_per_s_per_replica": tps} if tps > 0 and math.isfinite(tps) else {}))
+    except ValidationError:
+        return None
 
 
 def _tiers(spec: LLMRouteSpec, namespace: str) -> VariantConfig:
@@ -215,6 +220,16 @@ def _strictest(a: RetryConfig, b: RetryConfig) -> RetryConfig:
                        budget_ratio=min(a.budget_ratio, b.budget_ratio))
 
 
+def _server(base: ServerConfig, routes: Iterable[Obj]) -> ServerConfig:
+    """The force-tier header is router-wide: a tiered route's own one when they all agree."""
+    specs = [_route_spec(r) for r in routes]
+    headers = {s.tiers.policy.force_tier_header.lower() for s in specs
+               if s is not None and s.tiers is not None}
+    if len(headers) != 1 or base.tier_header != ServerConfig().tier_header:
+        return base  # none, several (the default stays), or set explicitly in the base
+    return base.model_copy(update={"tier_header": headers.pop()})
+
+
 def router_config(routes: Iterable[Obj], deployments: Iterable[Obj],
                   endpoint_slices: Iterable[Obj],
                   base: RouterConfig | None = None) -> RouterConfig:
@@ -252,6 +267,7 @@ def router_config(routes: Iterable[Obj], deployments: Iterable[Obj],
             retry = _retry(spec) if prev is None else _strictest(prev.retry, _retry(spec))
             used[dep.name] = dep.model_copy(update={"retry": retry})
     return RouterConfig(
-        server=base.server, auth=base.auth,
+        server=_server(base.server, [by_key[k] for k in route_owners(routes).values()]),
+        auth=base.auth,
         deployments=[*base.deployments, *(used[n] for n in sorted(used))],
         routes=[*base.routes, *out_routes])
