@@ -235,8 +235,8 @@ class ClusterSource:
             old = (body.get("status") or {}).get("ab")
             if _comparable(new) == _comparable(old or {}):
                 continue
-            if old is None and not any(v["requests"] for v in new["variants"]):
-                continue  # nothing to say yet
+            if not any(v["requests"] for v in new["variants"]):
+                continue  # nothing to say yet (nor erase a readout a restart forgot)
             try:
                 updated = await self._api.patch_status(API_VERSION, "LLMRoute", key[0], key[1],
                                                        {"ab": new})
