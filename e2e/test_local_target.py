@@ -100,3 +100,25 @@ def test_local_triton_serves_restarts_and_stops(
     assert _generate(_status(cluster, "tri", namespace)["endpoint"], "tri-model")["text_output"]
     cluster.kubectl("delete", "llmd", "tri", "-n", namespace)
     wait_for(lambda: not _pids_under(workdir, "tritonserver"), 60, "Triton stopped on delete")
+
+
+@pytest.mark.ray
+def test_local_ray_serve_follows_scale_subresource(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+        tmp_path: Path) -> None:
+    import openai
+
+    operator_factory("local-ray", "-n", namespace, "--target", "local", "--local-workdir",
+                     str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
+    cluster.apply(_spec("ray", namespace, "rayServe"))
+    wait_for(lambda: _ready(cluster, "ray", namespace) == "True", 300, "local Ray Serve ready")
+    endpoint = _status(cluster, "ray", namespace)["endpoint"]
+    client = openai.OpenAI(base_url=endpoint, api_key="unused", max_retries=0)
+    out = client.completions.create(model="ray-model", prompt="hello", max_tokens=4)
+    assert out.usage is not None and out.usage.completion_tokens == 4
+    cluster.kubectl("scale", "llmd/ray", "-n", namespace, "--replicas=2")
+    wait_for(lambda: _status(cluster, "ray", namespace).get("readyReplicas") == 2, 240,
+             "two Ray Serve replicas ready")
+    chunks = client.chat.completions.create(model="ray-model", stream=True, max_tokens=6,
+                                            messages=[{"role": "user", "content": "hi"}])
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 6

@@ -56,6 +56,7 @@ class BuildContext:
     plan: SizingPlan
     accelerator: Accelerator
     settings: BuildSettings = field(default_factory=BuildSettings)
+    generation: int = 0  # of the LLMDeployment; with uid, the key of the desired state
 
     @property
     def replicas(self) -> int:

@@ -33,4 +33,5 @@ def from_object(body: Mapping[str, Any], settings: BuildSettings) -> BuildContex
         plan=plan(spec),
         accelerator=get(spec.accelerator.type),
         settings=settings,
+        generation=int(meta.get("generation") or 0),
     )

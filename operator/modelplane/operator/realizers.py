@@ -102,11 +102,20 @@ def _ray_observed(ctx: BuildContext, store: Store, key: Key) -> Observed:
 class KubernetesRealizer:
     def __init__(self, api: KubeApi, store: Store) -> None:
         self.api, self.store = api, store
+        # key -> ((uid, generation), children): built once per spec generation
+        self._children: dict[Key, tuple[tuple[str, int], list[dict[str, Any]]]] = {}
+
+    def _desired(self, key: Key, ctx: BuildContext) -> list[dict[str, Any]]:
+        stamp = (ctx.uid, ctx.generation)
+        cached = self._children.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = self._children[key] = (stamp, build_children(ctx))
+        return cached[1]
 
     async def realize(self, key: Key, ctx: BuildContext) -> Observed:
         # Children are independent objects (a pod waits for its ConfigMap by itself), so
         # they converge concurrently: one round trip per reconcile instead of three.
-        await asyncio.gather(*(self._converge(key, ctx, c) for c in build_children(ctx)))
+        await asyncio.gather(*(self._converge(key, ctx, c) for c in self._desired(key, ctx)))
         if ctx.spec.runtime == "rayServe":
             return _ray_observed(ctx, self.store, key)
         return _triton_observed(ctx, self.store, key)
@@ -135,6 +144,7 @@ class KubernetesRealizer:
 
     async def forget(self, key: Key) -> None:
         """Children go with their owner through garbage collection."""
+        self._children.pop(key, None)
 
     async def close(self) -> None:
         """Nothing to stop: the children live in the cluster."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from modelplane.api.deployment import API_VERSION
 from modelplane.api.errors import InvalidObject
-from modelplane.builders import BuildSettings
+from modelplane.builders import BuildContext, BuildSettings
 from modelplane.builders.common import DEPLOYMENT_LABEL, MANAGED_BY
 from modelplane.builders.context import from_object
 from modelplane.kube.client import ApiError, KubeApi
@@ -28,6 +28,7 @@ from modelplane.operator.workqueue import WorkQueue
 from modelplane.sizing import SizingError
 
 log = logging.getLogger("modelplane.operator")
+Desired = BuildContext | InvalidObject | SizingError
 
 
 def _now() -> str:
@@ -48,12 +49,17 @@ class Reconciler:
         self.api, self.store, self.realizer, self.queue = api, store, realizer, queue
         self.settings, self.clock = settings, clock
         self.reconciles = 0
+        # key -> ((uid, generation), context or the error it raised). Validation, sizing
+        # and building depend only on the spec, which only changes with the generation, so
+        # a reconcile triggered by a child or status event skips all three.
+        self._desired: dict[Key, tuple[tuple[str, int], Desired]] = {}
 
     async def handle(self, key: Key) -> None:
         body = self.store.deployments.get(key)
         if body is None:
             self.queue.drop(key)
             await self.realizer.forget(key)
+            self._desired.pop(key, None)
             return
         if body["metadata"].get("deletionTimestamp"):
             return
@@ -72,18 +78,31 @@ class Reconciler:
         old = body.get("status") or {}
         generation = body["metadata"].get("generation")
         now = self.clock()
-        try:
-            ctx = from_object(body, self.settings)
-        except InvalidObject as exc:
-            new = compute_problem(Problem("InvalidSpec", str(exc)), generation, old, now)
-        except SizingError as exc:
-            new = compute_problem(Problem(exc.reason, str(exc)), generation, old, now)
+        ctx = self._context(key, body)
+        if isinstance(ctx, InvalidObject):
+            new = compute_problem(Problem("InvalidSpec", str(ctx)), generation, old, now)
+        elif isinstance(ctx, SizingError):
+            new = compute_problem(Problem(ctx.reason, str(ctx)), generation, old, now)
         else:
             observed = await self.realizer.realize(key, ctx)
             selector = f"{DEPLOYMENT_LABEL}={ctx.name},app.kubernetes.io/managed-by={MANAGED_BY}"
             new = compute(ctx.spec, ctx.plan, observed, selector, generation, old, now)
         if differs(new, old):
             await self._write_status(key, body, old, new)
+
+    def _context(self, key: Key, body: dict[str, Any]) -> Desired:
+        meta = body["metadata"]
+        stamp = (meta.get("uid", ""), int(meta.get("generation") or 0))
+        cached = self._desired.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        result: Desired
+        try:
+            result = from_object(body, self.settings)
+        except (InvalidObject, SizingError) as exc:
+            result = exc
+        self._desired[key] = (stamp, result)
+        return result
 
     async def _write_status(self, key: Key, body: dict[str, Any], old: dict[str, Any],
                             new: dict[str, Any]) -> None:
