@@ -114,3 +114,39 @@ def test_operator_may_not(cluster: ClusterHandle, installed: Any,
     ns = [] if "-n" in check else ["-n", "default"]
     res = cluster.kubectl.run("auth", "can-i", *check, *ns, "--as", SA, check=False)
     assert res.stdout.strip() == "no"
+
+
+ROUTER = "system:serviceaccount:modelplane-system:modelplane-router"
+ROUTER_CHECKS = [
+    ("yes", "watch", "llmroutes.modelplane.io"), ("yes", "list", "llmdeployments.modelplane.io"),
+    ("yes", "patch", "llmroutes.modelplane.io", "--subresource=status"),
+    ("yes", "watch", "endpointslices.discovery.k8s.io"),
+    ("no", "patch", "llmdeployments.modelplane.io"), ("no", "get", "secrets"),
+    ("no", "create", "deployments.apps"), ("no", "patch", "llmroutes.modelplane.io"),
+]
+
+
+@pytest.mark.parametrize("check", ROUTER_CHECKS, ids=[" ".join(c) for c in ROUTER_CHECKS])
+def test_router_service_account_rbac(cluster: ClusterHandle, installed: Any,
+                                     check: tuple[str, ...]) -> None:
+    expected, *args = check
+    res = cluster.kubectl.run("auth", "can-i", *args, "-n", "default", "--as", ROUTER,
+                              check=False)
+    assert res.stdout.strip() == expected, res.stderr
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (["--set", "operator.replicas=0"], "/operator/replicas"),
+    (["--set", "router.port=80"], "/router/port"),
+    (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+    (["--set", "operator.unknown=1"], "additional properties 'unknown' not allowed"),
+])
+def test_helm_rejects_invalid_values(cluster: ClusterHandle, values: list[str],
+                                     message: str) -> None:
+    import subprocess
+    from pathlib import Path
+
+    chart = Path(__file__).resolve().parents[1] / "charts" / "modelplane"
+    res = subprocess.run([str(cluster.binary("helm")), "template", "x", str(chart), *values],
+                         capture_output=True, text=True, env=cluster.env())
+    assert res.returncode != 0 and message in res.stderr, res.stderr
