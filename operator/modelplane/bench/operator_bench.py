@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -151,6 +152,12 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start_operator(kubeconfig: str, ns: str, port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "modelplane.cli.main", "operator", "--kubeconfig", kubeconfig,
            "-n", ns, "--no-leader-elect", "--metrics-port", str(port),
@@ -185,7 +192,9 @@ async def measure(kubeconfig: str, ns: str, port: int, pid: int,
 
         await _until(metrics_up, 60, "operator metrics endpoint", every=0.2)
         lat = await _latency(api, ns, args.latency_samples)
+        cpu0 = _cpu_s(pid)
         bulk = await _bulk(api, ns, args.objects)
+        bulk_cpu = _cpu_s(pid) - cpu0
         steady = await _steady(api, port, args.window_s)
         rss = _rss_mb(pid)
     finally:
@@ -196,6 +205,7 @@ async def measure(kubeconfig: str, ns: str, port: int, pid: int,
         "apply_to_children_p99_s": round(_pct(lat, 0.99), 4),
         "apply_to_children_samples": len(lat),
         "reconcile_1000_s": round(bulk, 2),
+        "operator_cpu_s_during_1000": round(bulk_cpu, 1),
         "objects": args.objects,
         "steady_state_writes": steady["writes"],
         "steady_state_writes_per_reconcile": round(
