@@ -20,7 +20,7 @@ async def _post(s: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str]
 
 
 async def test_queue_bound_answers_429_with_retry_after() -> None:
-    async with stub(name="slow", ttft_s=0.3) as (_s, backend):
+    async with stub(name="slow", ttft_s=1.0) as (_s, backend):
         cfg = simple_config({"d": [backend]}, {"m": {"d": 1}})
         cfg["deployments"][0].update(max_inflight_per_replica=2, max_queue=3)
         async with router(cfg) as (_r, url), aiohttp.ClientSession() as s:
