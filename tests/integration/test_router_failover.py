@@ -164,3 +164,18 @@ async def test_stalled_stream_hits_the_idle_timeout_with_an_sse_error() -> None:
         assert status == 200 and b"upstream_stream_broken" in raw
         assert raw.endswith(b"data: [DONE]\n\n")
         assert asyncio.get_running_loop().time() - started < 1.5
+
+
+async def test_client_leaving_mid_stream_releases_everything() -> None:
+    async with stub(name="long", itl_s=0.02, tokens=500) as (s, backend), \
+            router(simple_config({"d": [backend]}, {"m": {"d": 1}})) as (r, url):
+        dep = r.snapshot.deployments["d"]
+        body = {**CHAT, "stream": True, "max_tokens": 500}
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(url + "/v1/chat/completions", json=body)
+            assert resp.status == 200
+            assert (await resp.content.readline()).startswith(b"data: ")
+            resp.close()  # the client goes away mid-stream
+        await wait_for(lambda: dep.endpoints[0].outstanding == 0 and dep.gate.inflight == 0,
+                       10, "the router to release the stream")
+        await wait_for(lambda: s.inflight == 0, 10, "the upstream stream to be aborted")
