@@ -9,13 +9,14 @@ labels but not our owner reference).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 
 from modelplane.builders.common import DEPLOYMENT_LABEL
 
 Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str]  # (kind, name)
 Body = dict[str, Any]
+T = TypeVar("T")
 
 
 def key_of(body: Body) -> Key:
@@ -26,6 +27,16 @@ def key_of(body: Body) -> Key:
 def _version(body: Body) -> int:
     rv = body.get("metadata", {}).get("resourceVersion", "0")
     return int(rv) if str(rv).isdigit() else 0
+
+
+def _put(bucket: dict[T, Body], key: T, body: Body, deleted: bool) -> T:
+    """Record ``body`` unless the bucket holds a newer version (watch events and our own
+    write responses can arrive out of order); drop it when deleted."""
+    if deleted:
+        bucket.pop(key, None)
+    elif _version(body) >= _version(bucket.get(key, {})):
+        bucket[key] = body
+    return key
 
 
 def owner_of(body: Body) -> Key | None:
@@ -45,20 +56,10 @@ class Store:
         self.routes: dict[Key, Body] = {}
 
     def put_deployment(self, body: Body, deleted: bool) -> Key:
-        key = key_of(body)
-        if deleted:
-            self.deployments.pop(key, None)
-        elif _version(body) >= _version(self.deployments.get(key, {})):
-            self.deployments[key] = body
-        return key
+        return _put(self.deployments, key_of(body), body, deleted)
 
     def put_route(self, body: Body, deleted: bool) -> Key:
-        key = key_of(body)
-        if deleted:
-            self.routes.pop(key, None)
-        elif _version(body) >= _version(self.routes.get(key, {})):
-            self.routes[key] = body
-        return key
+        return _put(self.routes, key_of(body), body, deleted)
 
     def routes_referencing(self, deployment: Key) -> list[Key]:
         """Routes in the deployment's namespace that name it anywhere in their spec."""
@@ -81,10 +82,7 @@ class Store:
         bucket = self.pods[owner] if body.get("kind") == "Pod" else self.children[owner]
         ckey: Any = body["metadata"]["name"] if body.get("kind") == "Pod" \
             else (body.get("kind", ""), body["metadata"]["name"])
-        if deleted:
-            bucket.pop(ckey, None)
-        elif _version(body) >= _version(bucket.get(ckey, {})):
-            bucket[ckey] = body
+        _put(bucket, ckey, body, deleted)
         return owner
 
     def child(self, owner: Key, kind: str, name: str) -> Body | None:
