@@ -235,6 +235,7 @@ def test_fallback_deployments_are_included() -> None:
     cfg = router_config([route("r", ab_spec(fallback=["c"]))],
                         [deployment("a"), deployment("b"), deployment("c")], [])
     assert {d.name for d in cfg.deployments} == {"team/a", "team/b", "team/c"}
+    assert cfg.routes[0].fallback == ["team/c"]
 
 
 def test_base_supplies_server_and_static_entries() -> None:

@@ -22,8 +22,8 @@ rule testable with plain dicts:
   route wins when several share a deployment). A route naming a missing deployment is
   skipped (the operator reports ``DeploymentNotFound``); when two namespaces claim the same
   model name the older route wins. The force-tier header is router-wide: tiered routes that
-  all name the same one set it. ``fallback`` deployments are included in the config
-  (so their endpoints are known) but the router has no cross-deployment fallback yet.
+  all name the same one set it. ``fallback`` deployments become the route's ordered
+  ``fallback`` list (tried when the chosen deployment cannot answer).
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def _route(spec: LLMRouteSpec, namespace: str) -> RouteConfig:
         model=spec.model, variants=variants,
         sticky_header=spec.sticky_session.header if spec.sticky_session else None,
         timeout_s=spec.timeouts.request_ms / 1000,
-        stream_idle_timeout_s=spec.timeouts.first_token_ms / 1000)
+        stream_idle_timeout_s=spec.timeouts.first_token_ms / 1000,
+        fallback=[deployment_name(namespace, f) for f in spec.fallback])
 
 
 def _referenced(spec: LLMRouteSpec) -> list[str]:

@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from typing import Protocol
 
-from modelplane.routing.errors import too_many, unavailable
+from modelplane.routing.errors import queue_full, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Gate:
             self.inflight += 1
             return
         if len(self._waiters) >= self.max_queue:
-            raise too_many("deployment queue is full", retry_after_s=1.0)
+            raise queue_full("deployment queue is full", retry_after_s=1.0)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
@@ -69,7 +69,7 @@ class Gate:
             if fut in self._waiters:
                 self._waiters.remove(fut)
             if isinstance(exc, TimeoutError):
-                raise too_many("timed out waiting in the deployment queue", 1.0) from None
+                raise queue_full("timed out waiting in the deployment queue", 1.0) from None
             raise
 
     def release(self) -> None:

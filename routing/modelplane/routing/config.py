@@ -175,6 +175,7 @@ class RouteConfig(_Model):
     affinity_header: str | None = None
     timeout_s: Positive = 120.0
     stream_idle_timeout_s: Positive = 60.0
+    fallback: Annotated[list[Name], Field(max_length=8)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _weights(self) -> RouteConfig:
@@ -241,6 +242,10 @@ class RouterConfig(_Model):
                 if missing:
                     raise ValueError(f"route {route.model!r} variant {variant.name!r} names "
                                      f"unknown deployment(s) {missing!r}; known: {deps!r}")
+            missing = [d for d in route.fallback if d not in known]
+            if missing:
+                raise ValueError(f"route {route.model!r} fallback names unknown "
+                                 f"deployment(s) {missing!r}; known: {deps!r}")
         return self
 
     def deployment(self, name: str) -> DeploymentConfig:

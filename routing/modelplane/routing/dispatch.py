@@ -73,12 +73,55 @@ class Dispatcher:
 
     async def run(self, call: Call) -> Outcome:
         variant = call.route.choose(call.sticky)
+        fallback = call.route.cfg.fallback
+        if not fallback:
+            return await self._variant(call, variant)
+        try:
+            out = await self._variant(call, variant)
+        except RouterError as exc:
+            if not exc.elsewhere:
+                raise  # 4xx (and rate limits of the key) are never sent elsewhere
+            return await self._fallback(call, variant, fallback, exc, _reason(exc))
+        if out.buffered is not None and out.buffered.status >= 500:
+            return await self._fallback(call, variant, fallback, out, "5xx")
+        return out
+
+    async def _variant(self, call: Call, variant: VariantRuntime) -> Outcome:
         if variant.tiers is None:
             assert variant.cfg.deployment is not None
             dep = call.deployments[variant.cfg.deployment]
             return await self._on(call, variant, dep, "none", stream=call.stream,
                                   deadline=call.deadline)
         return await self._tiered(call, variant, variant.tiers)
+
+    async def _fallback(self, call: Call, variant: VariantRuntime, names: list[str],
+                        failed: Outcome | RouterError, reason: str) -> Outcome:
+        """Try ``names`` in order after the variant could not answer; one answer only.
+
+        Returns the first outcome below 500; when all fail, the last failure (an outcome
+        with the engine's 5xx answer, or the router error to raise).
+        """
+        last = failed
+        for name in names:
+            if self._clock() >= call.deadline:
+                break
+            dep = call.deployments[name]
+            self._metrics.count(self._metrics.fallbacks, call.route.model, variant.name,
+                                name, reason).inc()
+            try:
+                out = await self._on(call, variant, dep, "fallback", stream=call.stream,
+                                     deadline=call.deadline)
+            except RouterError as exc:
+                if not exc.elsewhere:
+                    raise
+                last, reason = exc, _reason(exc)
+                continue
+            if out.buffered is None or out.buffered.status < 500:
+                return out
+            last, reason = out, "5xx"
+        if isinstance(last, RouterError):
+            raise last
+        return last
 
     async def _on(self, call: Call, variant: VariantRuntime, dep: DeploymentRuntime, tier: str,
                   *, stream: bool, deadline: float,
@@ -196,3 +239,9 @@ class Dispatcher:
                              deadline=call.deadline)
         out.escalated_from = fast
         return out
+
+
+def _reason(exc: RouterError) -> str:
+    """The ``reason`` label of a fallback caused by ``exc``."""
+    return {429: "queue_full", 502: "connect", 503: "unavailable",
+            504: "timeout"}.get(exc.status, "5xx")

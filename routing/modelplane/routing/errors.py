@@ -23,6 +23,7 @@ class RouterError(Exception):
     code: str | None = None
     param: str | None = None
     retry_after_s: float | None = None
+    elsewhere: bool = False  # another deployment may answer (no replica, queue full, 5xx)
 
     def body(self, request_id: str) -> bytes:
         return error_body(self.message, self.type, self.code, self.param, request_id)
@@ -47,21 +48,28 @@ def unknown_model(model: str) -> RouterError:
 
 
 def bad_gateway(message: str = "upstream connection failed") -> RouterError:
-    return RouterError(502, message, "api_error", "bad_gateway")
+    return RouterError(502, message, "api_error", "bad_gateway", elsewhere=True)
 
 
 def unavailable(message: str, retry_after_s: float | None = 1.0) -> RouterError:
     return RouterError(503, message, "api_error", "service_unavailable",
-                       retry_after_s=retry_after_s)
+                       retry_after_s=retry_after_s, elsewhere=True)
 
 
 def gateway_timeout(message: str = "upstream timed out") -> RouterError:
-    return RouterError(504, message, "api_error", "gateway_timeout")
+    return RouterError(504, message, "api_error", "gateway_timeout", elsewhere=True)
 
 
 def too_many(message: str, retry_after_s: float) -> RouterError:
     return RouterError(429, message, "rate_limit_error", "rate_limit_exceeded",
                        retry_after_s=retry_after_s)
+
+
+def queue_full(message: str, retry_after_s: float) -> RouterError:
+    """A deployment's own queue is full: 429, but another deployment may have room."""
+    err = too_many(message, retry_after_s)
+    err.elsewhere = True
+    return err
 
 
 def looks_like_openai_error(body: bytes) -> bool:

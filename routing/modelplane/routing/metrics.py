@@ -63,6 +63,8 @@ class RouterMetrics:
                                        ("deployment", "kind"), registry=r)
         self.escalations = Counter(p + "escalations", "Fast-to-slow escalations",
                                    ("route", "variant", "reason"), registry=r)
+        self.fallbacks = Counter(p + "fallbacks", "Requests sent to a fallback deployment",
+                                 ("route", "variant", "deployment", "reason"), registry=r)
         self.tier_decisions = Counter(p + "tier_decisions", "Tier chosen before the request",
                                       ("route", "variant", "tier", "source"), registry=r)
         self.cost_saved = Counter(p + "cost_saved_usd",
