@@ -35,15 +35,16 @@ def helm_install(cluster: ClusterHandle) -> None:
                     "crd/llmdeployments.modelplane.io", "crd/llmroutes.modelplane.io")
 
 
-def service_account_kubeconfig(cluster: ClusterHandle, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", SA, "-n", SYSTEM_NS, "--duration=3h").strip()
+def service_account_kubeconfig(cluster: ClusterHandle, path: Path, sa: str = SA) -> Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount ``sa``."""
+    token = cluster.kubectl("create", "token", sa, "-n", SYSTEM_NS, "--duration=3h").strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     config = {
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "e2e", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": SA, "user": {"token": token}}],
-        "contexts": [{"name": SA, "context": {"cluster": "e2e", "user": SA}}],
-        "current-context": SA,
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": "e2e", "user": sa}}],
+        "current-context": sa,
     }
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)

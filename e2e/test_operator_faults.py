@@ -121,6 +121,9 @@ ROUTER_CHECKS = [
     ("yes", "watch", "llmroutes.modelplane.io"), ("yes", "list", "llmdeployments.modelplane.io"),
     ("yes", "patch", "llmroutes.modelplane.io", "--subresource=status"),
     ("yes", "watch", "endpointslices.discovery.k8s.io"),
+    ("yes", "get", "llmdeployments.modelplane.io", "--subresource=scale"),
+    ("yes", "patch", "llmdeployments.modelplane.io", "--subresource=scale"),
+    ("no", "update", "llmdeployments.modelplane.io", "--subresource=scale"),
     ("no", "patch", "llmdeployments.modelplane.io"), ("no", "get", "secrets"),
     ("no", "create", "deployments.apps"), ("no", "patch", "llmroutes.modelplane.io"),
 ]

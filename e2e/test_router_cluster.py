@@ -7,6 +7,8 @@ the API server, serves the LLMRoute's model through the official ``openai`` clie
 weight change made with ``kubectl patch`` with no failed request during the change, holds
 requests while the deployment's Service has an empty EndpointSlice and releases them when
 it goes, and writes the per-variant A/B readout into the LLMRoute's ``status.ab``.
+Running under the chart's ``modelplane-router`` ServiceAccount, it wakes a deployment
+scaled to zero (the router is the activator) and the held request gets its answer.
 """
 
 from __future__ import annotations
@@ -282,3 +284,39 @@ def test_router_serves_a_ray_serve_deployment(
     assert _ask(client)
     assert _ask(client, stream=True)
     assert router.requests_by_variant() == Counter({"ray": 2})
+
+
+def test_router_wakes_a_deployment_scaled_to_zero(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+        router_factory: Callable[[Path, str], RouterProcess], tmp_path: Path) -> None:
+    """Held request -> scale subresource 0 -> 1 -> local Triton starts -> answer."""
+    from mp_install import service_account_kubeconfig
+
+    operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
+                     str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
+    cold = _deployment("cold", namespace)
+    cold["spec"].update(replicas=0, minReplicas=0)
+    cluster.apply([cold, {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+                          "metadata": {"name": "chat", "namespace": namespace},
+                          "spec": {"model": MODEL, "timeouts": {"requestMs": 120_000},
+                                   "variants": [{"name": "cold", "deployment": "cold"}]}}])
+    wait_for(lambda: (_get(cluster, "llmd", "cold", namespace).get("status") or {})
+             .get("observedGeneration") == 1, 60, "cold reconciled at zero replicas")
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "router-kubeconfig",
+                                            "modelplane-router")
+    router = router_factory(kubeconfig, namespace)
+    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+    assert _get(cluster, "llmd", "cold", namespace)["spec"]["replicas"] == 0
+    client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=150)
+    answers: list[str] = []
+    asker = threading.Thread(target=lambda: answers.append(_ask(client)), daemon=True)
+    asker.start()
+    wait_for(lambda: router.held(f"{namespace}/cold") == 1 or bool(answers), 30,
+             "the request is held while cold has no replica")
+    wait_for(lambda: _get(cluster, "llmd", "cold", namespace)["spec"]["replicas"] == 1, 30,
+             "the router scaled cold from 0 to 1 through the scale subresource")
+    asker.join(timeout=150)
+    assert answers and answers[0], router.log.read_text()[-3000:]
+    assert router.held(f"{namespace}/cold") == 0
+    assert "scaled LLMDeployment" in router.log.read_text()
+    assert router.requests_by_variant() == Counter({"cold": 1})

@@ -231,6 +231,11 @@ class KubeApi:
         return result
 
     async def patch_scale(self, api_version: str, kind: str, namespace: str, name: str,
-                          replicas: int) -> None:
+                          replicas: int, resource_version: str | None = None) -> None:
+        """Merge-patch ``spec.replicas`` of the scale subresource; with ``resource_version``
+        the API server refuses (409) when the object changed since it was read."""
+        body: dict[str, Any] = {"spec": {"replicas": replicas}}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         await self.request("PATCH", resource_path(api_version, kind, namespace, name, "scale"),
-                           {"spec": {"replicas": replicas}}, "application/merge-patch+json")
+                           body, "application/merge-patch+json")

@@ -15,13 +15,16 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from modelplane.routing.app import Router, create_app
 from modelplane.routing.config import ConfigError, RouterConfig, load_config
 from modelplane.routing.reload import FileWatcher
+
+if TYPE_CHECKING:
+    from modelplane.routing.cluster import KubeScaleSignal
 
 Source = Callable[[], Coroutine[Any, Any, None]]  # what keeps the config current
 
@@ -59,15 +62,19 @@ def run(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # uvloop is optional on platforms without it
         pass
-    router = Router(config)
     if args.kubernetes:
-        source = _cluster_source(router, args.kubeconfig, args.namespace)
+        from modelplane.routing.cluster import KubeScaleSignal
+
+        wake = KubeScaleSignal()
+        router = Router(config, scale_signal=wake)
+        source = _cluster_source(router, wake, args.kubeconfig, args.namespace)
     else:
+        router = Router(config)
         source = FileWatcher(args.config, router, args.reload_interval).run
     return asyncio.run(_serve(source=source, router=router, host=args.host, port=args.port))
 
 
-def _cluster_source(router: Router, kubeconfig: str | None,
+def _cluster_source(router: Router, wake: KubeScaleSignal, kubeconfig: str | None,
                     namespace: str | None) -> Source:
     """The cluster watcher, connected inside the event loop it runs on."""
     async def run() -> None:
@@ -75,6 +82,7 @@ def _cluster_source(router: Router, kubeconfig: str | None,
         from modelplane.routing.cluster import ClusterSource
 
         api = await KubeApi.connect(kubeconfig)
+        wake.api = api
         try:
             await ClusterSource(api, router, namespace).run()
         finally:

@@ -98,6 +98,43 @@ class Reflector:
         return version
 
 
+class KubeScaleSignal:
+    """The router as activator: wakes a scaled-to-zero LLMDeployment (0 -> 1 replica).
+
+    ``Hold`` calls :meth:`wake` once per hold episode. The scale subresource is read and,
+    only when ``spec.replicas`` is 0, patched to 1 with the read ``resourceVersion`` as a
+    precondition: a concurrent change (another router replica, the autoscaler) wins and
+    the call is a no-op, so waking is idempotent and never scales anything down.
+    Deployments without a namespace (static ones of a base config) are not in the cluster.
+    """
+
+    def __init__(self, api: KubeApi | None = None) -> None:
+        self.api = api  # set by the cluster source once connected
+
+    async def wake(self, deployment: str) -> None:
+        namespace, sep, name = deployment.partition("/")
+        if self.api is None or not sep:
+            log.info("deployment %s has no ready replica; holding requests", deployment)
+            return
+        scale = await self.api.get_scale(API_VERSION, "LLMDeployment", namespace, name)
+        replicas = int((scale.get("spec") or {}).get("replicas") or 0)
+        if replicas != 0:
+            log.info("LLMDeployment %s wants %d replica(s); holding requests until one is "
+                     "ready", deployment, replicas)
+            return
+        version = str((scale.get("metadata") or {}).get("resourceVersion") or "")
+        try:
+            await self.api.patch_scale(API_VERSION, "LLMDeployment", namespace, name, 1,
+                                       resource_version=version or None)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            log.info("LLMDeployment %s changed while waking it; leaving it as it is",
+                     deployment)
+            return
+        log.info("scaled LLMDeployment %s from 0 to 1 replica for held requests", deployment)
+
+
 def _ms(seconds: object) -> float | None:
     return round(seconds * 1000, 3) if isinstance(seconds, int | float) else None
 
