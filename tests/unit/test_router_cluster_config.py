@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
-from modelplane.builders.router import route_owners, router_config
+from modelplane.builders.router import (
+    API_KEY_LIMITS_ANNOTATION,
+    api_keys,
+    route_owners,
+    router_config,
+)
 from modelplane.routing.abtest import AbRecorder
-from modelplane.routing.app import Router
+from modelplane.routing.app import Router, create_app
 from modelplane.routing.cluster import ClusterSource, ab_status
 from modelplane.routing.config import DeploymentConfig, RouterConfig, ServerConfig
+from modelplane.routing.errors import RouterError
+from modelplane.routing.testing import serve, stub
 
 NS = "team"
 
@@ -261,16 +271,21 @@ class FakeApi:
     def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
         self.objects = objects
         self.events: dict[str, asyncio.Queue[dict[str, Any]]] = {
-            k: asyncio.Queue() for k in ("LLMRoute", "LLMDeployment", "EndpointSlice")}
+            k: asyncio.Queue() for k in ("LLMRoute", "LLMDeployment", "EndpointSlice",
+                                         "Secret")}
         self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.selectors: dict[str, str | None] = {}
 
     async def list_versioned(self, api_version: str, kind: str, namespace: str | None,
                              label_selector: str | None = None,
+                             field_selector: str | None = None,
                              ) -> tuple[list[dict[str, Any]], str]:
+        self.selectors[kind] = field_selector
         return list(self.objects.get(kind, [])), "1"
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
                     resource_version: str, label_selector: str | None = None,
+                    field_selector: str | None = None,
                     ) -> AsyncIterator[dict[str, Any]]:
         while True:
             yield await self.events[kind].get()
@@ -372,3 +387,91 @@ def test_force_tier_header_from_tiered_routes() -> None:
                          ).server.tier_header == "x-mine"
     assert router_config([route("r", ab_spec())], deps, []).server.tier_header == (
         ServerConfig().tier_header)
+
+
+# --- API keys from a Secret (--api-keys-secret) ---
+
+SENTINEL = "sk-sentinel-4b1d9c7e"
+
+
+def secret(keys: dict[str, str], limits: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "router-keys", "namespace": "sys"}
+    if limits is not None:
+        meta["annotations"] = {API_KEY_LIMITS_ANNOTATION: limits}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()}}
+
+
+def test_api_keys_from_secret_entries_and_limits_annotation() -> None:
+    keys = api_keys(secret({"alice": SENTINEL + "\n", "bob": "sk-b", "empty": ""},
+                           '{"alice": {"requestsPerMinute": 60, "tokensPerMinute": 1000}}'))
+    assert [(k.name, k.key.get_secret_value(), k.requests_per_minute, k.tokens_per_minute)
+            for k in keys] == [("alice", SENTINEL, 60, 1000), ("bob", "sk-b", None, None)]
+    assert api_keys(None) == []
+
+
+@pytest.mark.parametrize("bad", [
+    secret({"alice": SENTINEL}, "not json " + SENTINEL),
+    secret({"alice": SENTINEL}, '{"alice": {"requestsPerMinute": "' + SENTINEL + '"}}'),
+    {"metadata": {}, "data": {"alice": "%%%" + SENTINEL}},
+])
+def test_bad_secret_errors_never_quote_values(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError) as info:
+        api_keys(bad)
+    assert SENTINEL not in str(info.value)
+
+
+async def _status(url: str, key: str | None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    body = {"model": "chat", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json=body,
+                                                    headers=headers) as r:
+        await r.read()
+        return r.status
+
+
+def _knows(r: Router, key: str) -> bool:
+    try:
+        return r.keys.authenticate(f"Bearer {key}") is not None
+    except RouterError:
+        return False
+
+
+async def test_cluster_source_hot_swaps_keys_from_the_secret(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    r = Router(RouterConfig())
+    async with stub() as (_s, backend), serve(create_app(r)) as url:
+        api = FakeApi({"LLMRoute": [route("r", ab_spec())],
+                       "LLMDeployment": [deployment(n, "rayServe", endpoint=backend)
+                                         for n in ("a", "b")],
+                       "Secret": [secret({"alice": SENTINEL})]})
+        source = ClusterSource(api, r, NS, debounce_s=0.01,  # type: ignore[arg-type]
+                               ab_interval_s=3600, api_keys_secret=("sys", "router-keys"))
+        task = asyncio.create_task(source.run())
+        try:
+            await _until(lambda: "chat" in r.snapshot.routes, "route applied")
+            assert api.selectors["Secret"] == "metadata.name=router-keys"
+            assert await _status(url, None) == 401
+            assert await _status(url, "wrong") == 401
+            assert await _status(url, SENTINEL) == 200
+            await api.events["Secret"].put({"type": "MODIFIED", "object": secret(
+                {"alice": "sk-rotated"}, '{"alice": {"requestsPerMinute": 1}}')})
+            await _until(lambda: _knows(r, "sk-rotated"), "rotated key applied")
+            assert await _status(url, SENTINEL) == 401
+            assert await _status(url, "sk-rotated") == 200
+            assert await _status(url, "sk-rotated") == 429  # the annotation's limit
+            await api.events["Secret"].put({"type": "MODIFIED", "object": secret(
+                {"alice": SENTINEL}, "broken " + SENTINEL)})
+            await asyncio.sleep(0.1)  # a bad Secret keeps the keys loaded before
+            assert await _status(url, SENTINEL) == 401
+            await api.events["Secret"].put({"type": "DELETED", "object": secret({})})
+            await _until(lambda: not _knows(r, "sk-rotated"), "keys dropped")
+            assert await _status(url, "sk-rotated") == 401  # no Secret: fail closed
+            async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as resp:
+                text = await resp.text()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert "not applied" in caplog.text
+    assert SENTINEL not in caplog.text and SENTINEL not in text

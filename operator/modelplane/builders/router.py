@@ -28,11 +28,14 @@ rule testable with plain dicts:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from modelplane.api.deployment import LLMDeploymentSpec, LLMDeploymentStatus
 from modelplane.api.route import LLMRouteSpec, TierPolicy
@@ -41,6 +44,7 @@ from modelplane.builders.rayservice import SERVE_PORT
 from modelplane.builders.triton import HTTP_PORT
 from modelplane.catalog import CATALOG
 from modelplane.routing.config import (
+    ApiKey,
     DeploymentConfig,
     EndpointConfig,
     EscalationReason,
@@ -55,6 +59,7 @@ from modelplane.routing.config import (
 Obj = Mapping[str, Any]
 Key = tuple[str, str]
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+API_KEY_LIMITS_ANNOTATION = "modelplane.io/api-key-limits"
 TIERS_VARIANT = "tiers"
 
 _ESCALATION: dict[str, EscalationReason] = {
@@ -272,3 +277,44 @@ def router_config(routes: Iterable[Obj], deployments: Iterable[Obj],
         auth=base.auth,
         deployments=[*base.deployments, *(used[n] for n in sorted(used))],
         routes=[*base.routes, *out_routes])
+
+
+def _limits(secret: Obj) -> dict[str, dict[str, float]]:
+    """The Secret's per-key limits annotation (JSON); the error never quotes it."""
+    raw = ((secret.get("metadata") or {}).get("annotations") or {}).get(
+        API_KEY_LIMITS_ANNOTATION)
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"annotation {API_KEY_LIMITS_ANNOTATION} must be a JSON object "
+                         '{"<key name>": {"requestsPerMinute": n, "tokensPerMinute": n}}')
+    return data
+
+
+def api_keys(secret: Obj | None) -> list[ApiKey]:
+    """API keys from a Secret: each ``data`` entry is one key (entry name = key name).
+
+    Per-key limits come from the ``modelplane.io/api-key-limits`` annotation,
+    ``{"<key name>": {"requestsPerMinute": n, "tokensPerMinute": n}}``. Empty values are
+    skipped. Raises ``ValueError`` naming the entry (never its value) when one is bad.
+    """
+    if secret is None:
+        return []
+    limits = _limits(secret)
+    keys: list[ApiKey] = []
+    for name, encoded in sorted((secret.get("data") or {}).items()):
+        try:
+            value = base64.b64decode(str(encoded), validate=True).decode().strip()
+            own = limits.get(name, {})
+            if value:
+                keys.append(ApiKey(name=name, key=SecretStr(value),
+                                   requests_per_minute=own.get("requestsPerMinute"),
+                                   tokens_per_minute=own.get("tokensPerMinute")))
+        except (binascii.Error, UnicodeDecodeError, ValidationError):
+            raise ValueError(f"API key entry {name!r} of the Secret is not valid (a "
+                             "non-empty UTF-8 value and numeric limits)") from None
+    return keys

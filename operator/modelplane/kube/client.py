@@ -67,6 +67,13 @@ def resource_path(api_version: str, kind: str, namespace: str | None = None,
     return path
 
 
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    params = {"labelSelector": label_selector} if label_selector else {}
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
 @dataclass
 class WriteCounter:
     total: int = 0
@@ -150,9 +157,13 @@ class KubeApi:
 
     async def list_versioned(self, api_version: str, kind: str, namespace: str | None = None,
                              label_selector: str | None = None,
-                             ) -> tuple[Items, str]:
-        """Like :meth:`list`, plus the list's ``resourceVersion`` to start a watch from."""
-        params = {"labelSelector": label_selector} if label_selector else None
+                             field_selector: str | None = None) -> tuple[Items, str]:
+        """Like :meth:`list`, plus the list's ``resourceVersion`` to start a watch from.
+
+        ``field_selector`` (such as ``metadata.name=NAME``) is what RBAC rules restricted
+        with ``resourceNames`` require for list and watch.
+        """
+        params = _selectors(label_selector, field_selector) or None
         result = await self.request("GET", resource_path(api_version, kind, namespace),
                                     params=params)
         items: Items = result.get("items", [])
@@ -160,7 +171,8 @@ class KubeApi:
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
                     resource_version: str, label_selector: str | None = None,
-                    timeout_s: int = 300) -> AsyncIterator[dict[str, Any]]:
+                    timeout_s: int = 300, field_selector: str | None = None,
+                    ) -> AsyncIterator[dict[str, Any]]:
         """Stream watch events (``{"type": ..., "object": ...}``) from ``resource_version``.
 
         Ends when the server closes the watch (about ``timeout_s``); an ``ERROR`` event
@@ -168,8 +180,7 @@ class KubeApi:
         """
         params = {"watch": "1", "resourceVersion": resource_version,
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
-        if label_selector:
-            params["labelSelector"] = label_selector
+        params.update(_selectors(label_selector, field_selector))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s + 30)
         async with self._session.get(self._host + resource_path(api_version, kind, namespace),
                                      headers=self._headers, params=params,

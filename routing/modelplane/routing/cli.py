@@ -1,5 +1,5 @@
-"""``modelplane router (--config FILE | --kubernetes [--kubeconfig F] [--namespace NS])
---port PORT [--host 127.0.0.1]``.
+"""``modelplane router (--config FILE | --kubernetes [--kubeconfig F] [--namespace NS]
+[--api-keys-secret NS/NAME]) --port PORT [--host 127.0.0.1]``.
 
 ``--config`` reads a YAML file and reloads it when it changes; ``--kubernetes`` takes
 routes from LLMRoute/LLMDeployment objects and EndpointSlices (:mod:`modelplane.routing.
@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--kubeconfig", help="with --kubernetes (default: in-cluster, then "
                    "$KUBECONFIG / ~/.kube/config)")
     p.add_argument("--namespace", help="with --kubernetes: watch one namespace (default: all)")
+    p.add_argument("--api-keys-secret", metavar="NAMESPACE/NAME",
+                   help="with --kubernetes: API keys from this Secret (watched; each data "
+                   "entry is one key, the entry name its name; docs/router.md)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--reload-interval", type=float, default=1.0,
@@ -49,8 +52,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.kubernetes and (args.kubeconfig or args.namespace):
-        print("error: --kubeconfig and --namespace need --kubernetes", file=sys.stderr)
+    if not args.kubernetes and (args.kubeconfig or args.namespace or args.api_keys_secret):
+        print("error: --kubeconfig, --namespace and --api-keys-secret need --kubernetes",
+              file=sys.stderr)
+        return 2
+    secret = _secret_ref(args.api_keys_secret)
+    if args.api_keys_secret and secret is None:
+        print("error: --api-keys-secret must be NAMESPACE/NAME", file=sys.stderr)
         return 2
     try:
         config = RouterConfig() if args.kubernetes else load_config(args.config)
@@ -67,15 +75,23 @@ def run(args: argparse.Namespace) -> int:
 
         wake = KubeScaleSignal()
         router = Router(config, scale_signal=wake)
-        source = _cluster_source(router, wake, args.kubeconfig, args.namespace)
+        source = _cluster_source(router, wake, args.kubeconfig, args.namespace, secret)
     else:
         router = Router(config)
         source = FileWatcher(args.config, router, args.reload_interval).run
     return asyncio.run(_serve(source=source, router=router, host=args.host, port=args.port))
 
 
+def _secret_ref(value: str | None) -> tuple[str, str] | None:
+    """``NAMESPACE/NAME`` -> the pair; ``None`` when absent or malformed."""
+    namespace, sep, name = (value or "").partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        return None
+    return namespace, name
+
+
 def _cluster_source(router: Router, wake: KubeScaleSignal, kubeconfig: str | None,
-                    namespace: str | None) -> Source:
+                    namespace: str | None, secret: tuple[str, str] | None) -> Source:
     """The cluster watcher, connected inside the event loop it runs on."""
     async def run() -> None:
         from modelplane.kube.client import KubeApi
@@ -84,7 +100,7 @@ def _cluster_source(router: Router, wake: KubeScaleSignal, kubeconfig: str | Non
         api = await KubeApi.connect(kubeconfig)
         wake.api = api
         try:
-            await ClusterSource(api, router, namespace).run()
+            await ClusterSource(api, router, namespace, api_keys_secret=secret).run()
         finally:
             await api.close()
     return run

@@ -10,6 +10,11 @@ swaps it in. That swap keeps in-flight requests on the snapshot they started wit
 carries per-deployment state over, so changes never drop requests. A watch that ends is
 resumed from its last resourceVersion; an expired one (410) or an error re-lists.
 
+With ``api_keys_secret`` a fourth reflector watches that one Secret (field selector
+``metadata.name``, so RBAC can restrict the router to it with ``resourceNames``) and
+its entries become the router's API keys (:func:`modelplane.builders.router.api_keys`),
+hot-swapped like any other change. Key values never reach logs.
+
 Every ``ab_interval_s`` the router's A/B statistics are written to each served route's
 ``status.ab`` (merge patch on the status subresource) in the ``ABReadout`` shape, only when
 the readout differs from what the status already shows, so an idle router writes nothing.
@@ -29,10 +34,15 @@ import aiohttp
 
 from modelplane.api.deployment import API_VERSION
 from modelplane.api.route import ABReadout, VariantReadout
-from modelplane.builders.router import SERVICE_NAME_LABEL, route_owners, router_config
+from modelplane.builders.router import (
+    SERVICE_NAME_LABEL,
+    api_keys,
+    route_owners,
+    router_config,
+)
 from modelplane.kube.client import ApiError, KubeApi
 from modelplane.routing.app import Router
-from modelplane.routing.config import RouterConfig
+from modelplane.routing.config import ApiKey, RouterConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +60,11 @@ class Reflector:
     """One kind's objects, kept current by list-then-watch; calls ``on_change`` on each."""
 
     def __init__(self, api: KubeApi, api_version: str, kind: str, namespace: str | None,
-                 on_change: Callable[[], None], label_selector: str | None = None) -> None:
+                 on_change: Callable[[], None], label_selector: str | None = None,
+                 field_selector: str | None = None) -> None:
         self._api, self._version, self._kind = api, api_version, kind
         self._namespace, self._selector, self._on_change = namespace, label_selector, on_change
+        self._fields = field_selector
         self.objects: dict[Key, Obj] = {}
         self.synced = asyncio.Event()
 
@@ -72,8 +84,9 @@ class Reflector:
             backoff = min(30.0, backoff * 2)
 
     async def _list(self) -> str:
-        items, version = await self._api.list_versioned(self._version, self._kind,
-                                                        self._namespace, self._selector)
+        items, version = await self._api.list_versioned(
+            self._version, self._kind, self._namespace, self._selector,
+            field_selector=self._fields)
         self.objects = {_key(o): o for o in items}
         self.synced.set()
         self._on_change()
@@ -82,10 +95,11 @@ class Reflector:
     async def _watch(self, version: str) -> str:
         """Apply events from ``version``; the version to resume from, or "" to re-list."""
         async for event in self._api.watch(self._version, self._kind, self._namespace,
-                                           version, self._selector):
+                                           version, self._selector,
+                                           field_selector=self._fields):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
-                log.info("%s watch expired (%s); re-listing", self._kind, obj.get("message"))
+                log.info("%s watch expired (%s); re-listing", self._kind, obj.get("code"))
                 return ""
             version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
             if kind == "DELETED":
@@ -185,7 +199,8 @@ class ClusterSource:
 
     def __init__(self, api: KubeApi, router: Router, namespace: str | None = None, *,
                  base: RouterConfig | None = None, debounce_s: float = 0.1,
-                 ab_interval_s: float = 10.0, now: Callable[[], str] = _now) -> None:
+                 ab_interval_s: float = 10.0, now: Callable[[], str] = _now,
+                 api_keys_secret: Key | None = None) -> None:
         self._api, self._router, self._base, self._now = api, router, base, now
         self._debounce, self._ab_interval = debounce_s, ab_interval_s
         self._dirty = asyncio.Event()
@@ -196,11 +211,20 @@ class ClusterSource:
         self.deployments = Reflector(api, API_VERSION, "LLMDeployment", namespace, mark)
         self.slices = Reflector(api, "discovery.k8s.io/v1", "EndpointSlice", namespace, mark,
                                 label_selector=SERVICE_NAME_LABEL)
+        self._secret_key = api_keys_secret
+        self.secrets = (None if api_keys_secret is None else Reflector(
+            api, "v1", "Secret", api_keys_secret[0], mark,
+            field_selector=f"metadata.name={api_keys_secret[1]}"))
+        self._keys: list[ApiKey] = []
+
+    @property
+    def _reflectors(self) -> list[Reflector]:
+        found = [self.routes, self.deployments, self.slices]
+        return found if self.secrets is None else [*found, self.secrets]
 
     async def run(self) -> None:
         """Watch, rebuild and publish until cancelled."""
-        reflectors = (self.routes, self.deployments, self.slices)
-        tasks = [asyncio.create_task(r.run()) for r in reflectors]
+        tasks = [asyncio.create_task(r.run()) for r in self._reflectors]
         tasks += [asyncio.create_task(self._rebuild_loop()),
                   asyncio.create_task(self._ab_loop())]
         try:
@@ -211,15 +235,34 @@ class ClusterSource:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def synced(self) -> None:
-        for r in (self.routes, self.deployments, self.slices):
+        for r in self._reflectors:
             await r.synced.wait()
+
+    def _with_keys(self) -> RouterConfig | None:
+        """The base config, with the Secret's API keys when a Secret is the key source.
+
+        With a Secret configured authentication is always on (``required``): a missing or
+        empty Secret refuses every request rather than opening the router. A bad Secret
+        keeps the keys loaded before (the error names the Secret, never a value).
+        """
+        if self.secrets is None or self._secret_key is None:
+            return self._base
+        base = self._base or RouterConfig()
+        try:
+            self._keys = api_keys(self.secrets.objects.get(self._secret_key))
+        except ValueError as exc:
+            log.error("API keys Secret %s/%s not applied, keeping the previous keys: %s",
+                      *self._secret_key, exc)
+        auth = base.auth.model_copy(update={"keys": [*base.auth.keys, *self._keys],
+                                            "required": True})
+        return base.model_copy(update={"auth": auth})
 
     def rebuild(self) -> bool:
         """Build from the caches; apply when changed. True when a new config was applied."""
         try:
             config = router_config(self.routes.objects.values(),
                                    self.deployments.objects.values(),
-                                   self.slices.objects.values(), self._base)
+                                   self.slices.objects.values(), self._with_keys())
         except ValueError as exc:  # the builder skips bad objects; this is a safety net
             log.error("cluster objects give no valid router config (%s); keeping the "
                       "running one", exc)

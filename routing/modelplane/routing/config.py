@@ -205,10 +205,11 @@ class AuthConfig(_Model):
     keys_env: str | None = None
     default_requests_per_minute: Positive | None = None
     default_tokens_per_minute: Positive | None = None
+    required: bool = False  # authenticate even with no key loaded (refuse everyone)
 
     @property
     def configured(self) -> bool:
-        return bool(self.keys or self.keys_file or self.keys_env)
+        return bool(self.required or self.keys or self.keys_file or self.keys_env)
 
 
 class ServerConfig(_Model):
