@@ -1,13 +1,25 @@
 """``modelplane bench router``: added latency of ModelPlane, LiteLLM and vllm-router.
 
-Starts everything itself, side by side, against the same backend: the router stub
-(:mod:`modelplane.routing.stub`, an aiohttp OpenAI server answering at once; paced at
-``--itl-ms`` for streams) and one process per target. The load generator
-(:mod:`modelplane.routing.loadgen`) runs as its own process. Added latency is the
-target's percentile minus the direct percentile at the same rate, measured in the same
-run. LiteLLM (``litellm[proxy]``) and ``vllm-router`` are installed into a separate
-virtual environment (``.modelplane/bench-venv``) when missing, because the LiteLLM proxy
-pins versions of shared libraries that must not change under the project's venv.
+Starts everything itself, side by side, against the same backend and one process per
+target. The backend is ``--backend stub`` (default: the router stub,
+:mod:`modelplane.routing.stub`, an aiohttp OpenAI server answering at once, paced at
+``--itl-ms`` for streams) or ``--backend engine`` (the simulated engine,
+:mod:`modelplane.engine.server`, with a latency profile of zero costs built here: no
+prefill or per-sequence time, one step of ``--itl-ms`` per token for streams). The load
+generator (:mod:`modelplane.routing.loadgen`) runs as its own process, open loop for
+non-streamed requests, with a warm-up before every measurement.
+
+Fairness on a small machine: every process is pinned with ``os.sched_setaffinity``; by
+default the target under test (router, LiteLLM, vllm-router) on one core and the backend
+and the load generator on another, and the direct baseline with the very same placement
+(its target core then idles). Before each measurement the bench waits until every target
+process is idle, so one target's backlog never steals CPU from the next. Added latency is
+the target's percentile minus the direct percentile at the same rate in the same run.
+LiteLLM (``litellm[proxy]``) and ``vllm-router`` are installed into a separate virtual
+environment (``.modelplane/bench-venv``) when missing, because the LiteLLM proxy pins
+versions of shared libraries that must not change under the project's venv.
+
+``python -m modelplane.routing.bench --serve-engine --port P`` runs the engine backend.
 """
 
 from __future__ import annotations
@@ -33,18 +45,19 @@ LITELLM_KEY = "sk-bench-master-key-0123456789abcdef"
 _PIDS: dict[str, int] = {}  # target -> pid, to wait for its backlog to drain
 
 
-def _settle(target: str, limit_s: float = 90.0) -> None:
-    """Wait until ``target`` is idle (CPU < 5% over 0.5 s), so an overloaded target's
-    backlog does not steal CPU from the next measurement."""
-    pid = _PIDS.get(target)
-    if pid is None:
-        return
+def _settle(limit_s: float = 180.0) -> bool:
+    """Wait until every target process is idle (each under 5% CPU over 0.5 s), so an
+    overloaded target's backlog does not steal CPU from the next measurement; ``False``
+    when one was still busy at the limit."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        before = _cpu_seconds(pid)
+        before = {pid: _cpu_seconds(pid) for pid in _PIDS.values()}
         time.sleep(0.5)
-        if _cpu_seconds(pid) - before < 0.025:
-            return
+        if all(_cpu_seconds(pid) - cpu < 0.025 for pid, cpu in before.items()):
+            return True
+    print("warning: a target was still busy when the next measurement started",
+          file=sys.stderr)
+    return False
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -53,13 +66,79 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _core_ticks() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) jiffies from /proc/stat."""
+    out: dict[int, tuple[int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(v) for v in values]
+            idle = ticks[3] + ticks[4]  # idle + iowait
+            out[int(name[3:])] = (sum(ticks[:8]) - idle, sum(ticks[:8]))
+    return out
+
+
+def _core_busy(before: dict[int, tuple[int, int]]) -> dict[str, float]:
+    """Busy share of each core since ``before`` (all processes, ours and others')."""
+    after = _core_ticks()
+    return {str(c): round((after[c][0] - b[0]) / max(1, after[c][1] - b[1]), 2)
+            for c, b in before.items() if c in after}
+
+
+class Placement:
+    """Which cores the target, the backend and the load generator run on."""
+
+    def __init__(self, target: set[int], backend: set[int], loadgen: set[int]) -> None:
+        self.target, self.backend, self.loadgen = target, backend, loadgen
+
+    @classmethod
+    def parse(cls, spec: str) -> Placement | None:
+        """``auto``, ``none``, or ``target=1,backend=0,loadgen=0`` (cores joined by ``+``)."""
+        if spec == "none":
+            return None
+        if spec == "auto":
+            cores = sorted(os.sched_getaffinity(0))
+            if len(cores) < 2:
+                return None
+            return cls({cores[1]}, {cores[0]}, {cores[0]})
+        parts = dict(item.split("=", 1) for item in spec.split(","))
+        sets = {k: {int(c) for c in v.split("+")} for k, v in parts.items()}
+        return cls(sets["target"], sets["backend"], sets["loadgen"])
+
+    def describe(self) -> str:
+        def cores(s: set[int]) -> str:
+            return "+".join(str(c) for c in sorted(s))
+        return (f"target={cores(self.target)},backend={cores(self.backend)},"
+                f"loadgen={cores(self.loadgen)}")
+
+
+def _pinned(cores: set[int] | None) -> Any:
+    """A ``preexec_fn`` pinning the child (and whatever it forks later) to ``cores``."""
+    if not cores:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cores)
+    return pin
+
+
 TARGETS = ("modelplane", "litellm", "vllm-router")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print rows as a JSON list")
     p.add_argument("--rates", default="100,300,1000,1500", help="non-streaming req/s")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    p.add_argument("--duration", type=float, default=20.0,
+                   help="measured seconds per rate and target (20 s: 6,000 requests at 300/s)")
+    p.add_argument("--warmup", type=float, default=3.0,
+                   help="unmeasured seconds of the same load before each measurement")
+    p.add_argument("--backend", choices=("stub", "engine"), default="stub",
+                   help="stub: the router stub; engine: the simulated engine, zero costs")
+    p.add_argument("--cpus", default="auto",
+                   help="placement: auto (target on the 2nd core, backend and load "
+                        "generator on the 1st), none, or target=1,backend=0,loadgen=0")
     p.add_argument("--streams", type=int, default=1000, help="concurrent streams")
     p.add_argument("--stream-tokens", type=int, default=20)
     p.add_argument("--itl-ms", type=float, default=50.0, help="backend gap between chunks")
@@ -72,6 +151,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     targets = [t for t in args.targets.split(",") if t]
     tools = _tools(args.bench_venv, targets, install=not args.no_install)
+    args.placement = Placement.parse(args.cpus)
+    if args.placement is not None:  # the bench's own process sits with the load generator
+        os.sched_setaffinity(0, args.placement.loadgen)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
         rows += _nonstream(args, targets, tools, Path(tmp))
@@ -86,37 +168,44 @@ def run(args: argparse.Namespace) -> int:
 def _nonstream(args: argparse.Namespace, targets: list[str], tools: dict[str, str],
                tmp: Path) -> list[dict[str, Any]]:
     rows = []
-    with _backend(tmp, itl_ms=0.0, tokens=16) as backend, _targets(targets, tools, backend,
-                                                                     tmp) as urls:
-        for target, url in [("direct", backend), *urls.items()]:
-            _load(url, target, mode="nonstream", rate=50, duration=1.0)  # warm up
+    with _backend(args, tmp, itl_ms=0.0, tokens=16) as backend, \
+            _targets(args, targets, tools, backend, tmp) as urls:
         for rate in (float(r) for r in args.rates.split(",")):
-            base = _load(backend, "direct", "nonstream", rate=rate, duration=args.duration)
-            rows.append(_row("direct", "nonstream", base, base, rate_rps=rate))
-            for target, url in urls.items():
-                got = _load(url, target, "nonstream", rate=rate, duration=args.duration)
-                rows.append(_row(target, "nonstream", got, base, rate_rps=rate))
-                _settle(target)
+            base: dict[str, Any] = {}
+            for target, url in [("direct", backend), *urls.items()]:
+                got = _measure(args, url, target, "nonstream", rate=rate)
+                base = base or got
+                rows.append(_row(args, target, "nonstream", got, base, rate_rps=rate))
     return rows
+
+
+def _measure(args: argparse.Namespace, url: str, target: str, mode: str, *,
+             rate: float = 0, concurrency: int = 0) -> dict[str, Any]:
+    """Wait for quiet, then one warmed-up measurement with per-core busy shares."""
+    settled = _settle()
+    ticks = _core_ticks()
+    got = _load(args, url, target, mode, rate=rate, concurrency=concurrency)
+    got["core_busy"] = _core_busy(ticks)
+    got["settled"] = settled
+    return got
 
 
 def _stream(args: argparse.Namespace, targets: list[str], tools: dict[str, str],
             tmp: Path) -> list[dict[str, Any]]:
     rows = []
-    with _backend(tmp, itl_ms=args.itl_ms, tokens=args.stream_tokens) as backend, \
-            _targets(targets, tools, backend, tmp) as urls:
-        n, d = args.streams, args.duration
-        base = _load(backend, "direct", "stream", concurrency=n, duration=d)
-        rows.append(_row("direct", "stream", base, base, concurrency=n))
-        for target, url in urls.items():
-            got = _load(url, target, "stream", concurrency=n, duration=d)
-            rows.append(_row(target, "stream", got, base, concurrency=n))
-            _settle(target)
+    with _backend(args, tmp, itl_ms=args.itl_ms, tokens=args.stream_tokens) as backend, \
+            _targets(args, targets, tools, backend, tmp) as urls:
+        n = args.streams
+        base: dict[str, Any] = {}
+        for target, url in [("direct", backend), *urls.items()]:
+            got = _measure(args, url, target, "stream", concurrency=n)
+            base = base or got
+            rows.append(_row(args, target, "stream", got, base, concurrency=n))
     return rows
 
 
-def _row(target: str, mode: str, got: dict[str, Any], base: dict[str, Any],
-         **key: float) -> dict[str, Any]:
+def _row(args: argparse.Namespace, target: str, mode: str, got: dict[str, Any],
+         base: dict[str, Any], **key: float) -> dict[str, Any]:
     lat = ("ttft_p50_ms", "ttft_p99_ms") if mode == "stream" else ("p50_ms", "p99_ms")
 
     def added(name: str) -> float | None:
@@ -128,7 +217,14 @@ def _row(target: str, mode: str, got: dict[str, Any], base: dict[str, Any],
                            "achieved_rps": round(got["achieved_rps"], 1),
                            "error_rate": round(got["error_rate"], 5),
                            "p50_ms": _r(got.get(lat[0])), "p99_ms": _r(got.get(lat[1])),
+                           "requests": got.get("requests"),
+                           "sched_lag_p99_ms": _r(got.get("sched_lag_p99_ms")),
+                           "backend": args.backend,
+                           "cpus": args.placement.describe() if args.placement else "none",
+                           "core_busy": got.get("core_busy"), "settled": got.get("settled"),
                            "load1": round(os.getloadavg()[0], 2)}
+    if mode == "nonstream":
+        row["p999_ms"] = _r(got.get("p999_ms"))
     if mode == "stream":
         row["chunk_gap_added_p50_ms"] = added("gap_p50_ms")
         row["chunk_gap_added_p99_ms"] = added("gap_p99_ms")
@@ -139,14 +235,18 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def _load(url: str, target: str, mode: str, *, duration: float, rate: float = 0,
+def _load(args: argparse.Namespace, url: str, target: str, mode: str, *, rate: float = 0,
           concurrency: int = 0) -> dict[str, Any]:
+    duration = args.duration
+    tokens = 16 if mode == "nonstream" else args.stream_tokens
     cmd = [sys.executable, "-m", "modelplane.routing.loadgen", "--url", url, "--mode", mode,
-           "--duration", str(duration), "--rate", str(rate), "--concurrency", str(concurrency),
-           "--max-tokens", "16" if mode == "nonstream" else "0",
+           "--duration", str(duration), "--warmup", str(args.warmup), "--rate", str(rate),
+           "--concurrency", str(concurrency), "--max-tokens", str(tokens),
            "--api-key", LITELLM_KEY]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration * 4 + 120,
-                         check=False)
+    placement: Placement | None = args.placement
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         timeout=(duration + args.warmup) * 4 + 120, check=False,
+                         preexec_fn=_pinned(placement.loadgen if placement else None))
     if out.returncode != 0:
         print(f"loadgen failed for {target}: {out.stderr[-2000:]}", file=sys.stderr)
         return {"achieved_rps": 0.0, "error_rate": 1.0}
@@ -162,10 +262,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+def _process(cmd: list[str], log: Path, env: dict[str, str] | None = None,
+             cores: set[int] | None = None) -> Iterator[int]:
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+                                env={**os.environ, **(env or {})}, start_new_session=True,
+                                preexec_fn=_pinned(cores))
     try:
         yield proc.pid
     finally:
@@ -194,27 +296,37 @@ def _wait_ready(url: str, timeout: float = 120.0) -> None:
 
 
 @contextmanager
-def _backend(tmp: Path, *, itl_ms: float, tokens: int) -> Iterator[str]:
+def _backend(args: argparse.Namespace, tmp: Path, *, itl_ms: float,
+             tokens: int) -> Iterator[str]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "modelplane.routing.stub", "--port", str(port), "--name",
-           "bench", "--tokens", str(tokens), "--itl-ms", str(itl_ms)]
-    with _process(cmd, tmp / f"backend-{port}.log"):
+    if args.backend == "engine":
+        cmd = [sys.executable, "-m", "modelplane.routing.bench", "--serve-engine", "--port",
+               str(port), "--itl-ms", str(itl_ms)]
+    else:
+        cmd = [sys.executable, "-m", "modelplane.routing.stub", "--port", str(port), "--name",
+               "bench", "--tokens", str(tokens), "--itl-ms", str(itl_ms)]
+    placement: Placement | None = args.placement
+    with _process(cmd, tmp / f"backend-{port}.log",
+                  cores=placement.backend if placement else None):
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url)
         yield url
 
 
 @contextmanager
-def _targets(targets: list[str], tools: dict[str, str], backend: str,
-             tmp: Path) -> Iterator[dict[str, str]]:
+def _targets(args: argparse.Namespace, targets: list[str], tools: dict[str, str],
+             backend: str, tmp: Path) -> Iterator[dict[str, str]]:
     urls: dict[str, str] = {}
+    placement: Placement | None = args.placement
+    cores = placement.target if placement else None
+    _PIDS.clear()
     with _stack() as enter:
         for target in targets:
             if target not in tools and target != "modelplane":
                 continue
             port = _free_port()
             cmd, env = _command(target, tools, backend, port, tmp)
-            _PIDS[target] = enter(_process(cmd, tmp / f"{target}.log", env))
+            _PIDS[target] = enter(_process(cmd, tmp / f"{target}.log", env, cores))
             urls[target] = f"http://127.0.0.1:{port}"
         for target, url in urls.items():
             try:
@@ -222,7 +334,10 @@ def _targets(targets: list[str], tools: dict[str, str], backend: str,
             except RuntimeError:
                 print((tmp / f"{target}.log").read_text()[-3000:], file=sys.stderr)
                 raise
-        yield urls
+        try:
+            yield urls
+        finally:
+            _PIDS.clear()
 
 
 @contextmanager
@@ -284,9 +399,43 @@ def _find(name: str, venv: Path) -> str | None:
     return shutil.which(name)
 
 
+def engine_profile(itl_ms: float) -> Any:
+    """A latency profile of zero costs: no prefill or per-sequence time, ``itl_ms`` per
+    step (one token for every running sequence), room for thousands of sequences."""
+    from modelplane.engine.latency import LatencyProfile
+
+    return LatencyProfile(name="bench-zero", model="bench", gpu="none",
+                          source="modelplane bench router: zero costs",
+                          prefill_ms_per_token=0.0, step_base_ms=itl_ms, step_ms_per_seq=0.0,
+                          step_ms_per_seq2=0.0, kv_cache_tokens=10**9, max_num_seqs=100_000,
+                          max_prefill_tokens_per_step=10**9, max_model_len=8192)
+
+
+def _serve_engine(port: int, itl_ms: float) -> None:
+    import asyncio
+
+    from modelplane.engine.server import EngineConfig, serve
+
+    with suppress(ImportError):
+        import uvloop
+        uvloop.install()
+    config = EngineConfig(profile=engine_profile(itl_ms), served_name="bench")
+    with suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, "127.0.0.1", port))
+
+
 def _print_table(rows: list[dict[str, Any]]) -> None:
     cols = ("target", "mode", "rate_rps", "concurrency", "added_p50_ms", "added_p99_ms",
             "achieved_rps", "error_rate", "chunk_gap_added_p50_ms", "chunk_gap_added_p99_ms")
     print(" | ".join(cols))
     for row in rows:
         print(" | ".join(str(row.get(c, "")) for c in cols))
+
+
+if __name__ == "__main__":
+    _p = argparse.ArgumentParser(description="the bench's engine backend")
+    _p.add_argument("--serve-engine", action="store_true", required=True)
+    _p.add_argument("--port", type=int, required=True)
+    _p.add_argument("--itl-ms", type=float, default=0.0)
+    _a = _p.parse_args()
+    _serve_engine(_a.port, _a.itl_ms)

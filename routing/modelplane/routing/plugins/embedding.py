@@ -6,6 +6,12 @@ similarity-weighted share of ``slow`` labels among its ``k`` nearest neighbours 
 labelled set kept in the repo. Encoding runs in a worker thread so the event loop never
 blocks on the model. The dependency is optional: :func:`from_package` raises
 ``ImportError`` when it is missing and the router falls back to the heuristic.
+
+Measured with the real model (CPU torch from PyPI, 2-core machine under other load):
+loading and embedding the labelled set about 9 s; one classification 8-11 ms at the
+median (p95 13-19 ms, one or two torch threads), 35-55 ms for a prompt long enough to be
+truncated at the model's 256 tokens. Leave-one-out over the labelled set: AUC 0.93,
+accuracy 0.87 with the threshold calibrated to the labelled slow share (0.80 at 0.3).
 """
 
 from __future__ import annotations
