@@ -138,11 +138,59 @@ def test_router_service_account_rbac(cluster: ClusterHandle, installed: Any,
     assert res.stdout.strip() == expected, res.stderr
 
 
+def _router_docs(cluster: ClusterHandle, *values: str) -> list[dict[str, Any]]:
+    """The chart's router objects as ``helm template`` renders them (release modelplane)."""
+    import subprocess
+    from pathlib import Path
+
+    import yaml
+
+    chart = Path(__file__).resolve().parents[1] / "charts" / "modelplane"
+    res = subprocess.run([str(cluster.binary("helm")), "template", "modelplane", str(chart),
+                          "-n", "modelplane-system", "--show-only", "templates/router.yaml",
+                          *values], capture_output=True, text=True, env=cluster.env(),
+                         check=True)
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+def test_router_api_keys_secret_rbac_is_one_secret_by_name(cluster: ClusterHandle,
+                                                           installed: Any) -> None:
+    """``router.apiKeysSecret``: a Role for that Secret only, and the router's flag."""
+    plain = _router_docs(cluster)
+    assert "secrets" not in json.dumps(plain)
+    docs = _router_docs(cluster, "--set", "router.apiKeysSecret=router-keys")
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "modelplane-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                              "resourceNames": ["router-keys"],
+                              "verbs": ["get", "list", "watch"]}]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--api-keys-secret=modelplane-system/router-keys" in args
+    access = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    cluster.apply(access)
+    try:
+        for expected, verb, resource, ns in [
+                ("yes", "get", "secrets/router-keys", "modelplane-system"),
+                ("yes", "watch", "secrets/router-keys", "modelplane-system"),
+                ("no", "get", "secrets/other", "modelplane-system"),
+                ("no", "list", "secrets", "modelplane-system"),
+                ("no", "get", "secrets/router-keys", "default")]:
+            res = cluster.kubectl.run("auth", "can-i", verb, resource, "-n", ns, "--as",
+                                      ROUTER, check=False)
+            assert res.stdout.strip() == expected, (verb, resource, ns, res.stderr)
+    finally:
+        for d in access:
+            cluster.kubectl.run("delete", d["kind"].lower(), d["metadata"]["name"], "-n",
+                                "modelplane-system", check=False)
+
+
 @pytest.mark.parametrize(("values", "message"), [
     (["--set", "operator.replicas=0"], "/operator/replicas"),
     (["--set", "router.port=80"], "/router/port"),
     (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
     (["--set", "operator.unknown=1"], "additional properties 'unknown' not allowed"),
+    (["--set", "router.apiKeysSecret=ns/name"], "/router/apiKeysSecret"),
 ])
 def test_helm_rejects_invalid_values(cluster: ClusterHandle, values: list[str],
                                      message: str) -> None:

@@ -8,7 +8,8 @@ weight change made with ``kubectl patch`` with no failed request during the chan
 requests while the deployment's Service has an empty EndpointSlice and releases them when
 it goes, and writes the per-variant A/B readout into the LLMRoute's ``status.ab``.
 Running under the chart's ``modelplane-router`` ServiceAccount, it wakes a deployment
-scaled to zero (the router is the activator) and the held request gets its answer.
+scaled to zero (the router is the activator) and the held request gets its answer, and it
+takes API keys from one Secret (RBAC limited to it by name), following a rotation.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai import OpenAI
+from openai import AuthenticationError, OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelplane.devcluster.harness import ClusterHandle, wait_for
@@ -71,13 +72,13 @@ def _ready(cluster: ClusterHandle, name: str, ns: str) -> bool:
 class RouterProcess:
     """``modelplane router --kubernetes`` as a subprocess, stopped by pid."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         cmd = [sys.executable, "-m", "modelplane.cli.main", "router", "--kubernetes",
                "--kubeconfig", str(kubeconfig), "--namespace", namespace,
-               "--port", str(self.port), "--log-level", "INFO"]
+               "--port", str(self.port), "--log-level", "INFO", *extra]
         self.proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -127,11 +128,11 @@ def _empty_slice(ns: str, service: str, port: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def router_factory(tmp_path: Path) -> Iterator[Callable[[Path, str], RouterProcess]]:
+def router_factory(tmp_path: Path) -> Iterator[Callable[..., RouterProcess]]:
     made: list[RouterProcess] = []
 
-    def make(kubeconfig: Path, namespace: str) -> RouterProcess:
-        made.append(RouterProcess(kubeconfig, namespace, tmp_path / "router.log"))
+    def make(kubeconfig: Path, namespace: str, *extra: str) -> RouterProcess:
+        made.append(RouterProcess(kubeconfig, namespace, tmp_path / "router.log", *extra))
         return made[-1]
 
     yield make
@@ -192,7 +193,7 @@ class Background:
 
 def test_router_follows_llmroute_and_writes_ab_readout(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
-        router_factory: Callable[[Path, str], RouterProcess], tmp_path: Path) -> None:
+        router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
     operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     cluster.apply([_deployment("blue", namespace), _deployment("green", namespace),
@@ -267,7 +268,7 @@ def test_router_follows_llmroute_and_writes_ab_readout(
 @pytest.mark.ray
 def test_router_serves_a_ray_serve_deployment(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
-        router_factory: Callable[[Path, str], RouterProcess], tmp_path: Path) -> None:
+        router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
     """The OpenAI protocol path: ``status.endpoint`` of Ray Serve ends in ``/v1``."""
     operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
@@ -283,12 +284,13 @@ def test_router_serves_a_ray_serve_deployment(
     client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=30)
     assert _ask(client)
     assert _ask(client, stream=True)
-    assert router.requests_by_variant() == Counter({"ray": 2})
+    wait_for(lambda: router.requests_by_variant() == Counter({"ray": 2}), 10,
+             "both requests counted (a stream is counted when its relay ends)")
 
 
 def test_router_wakes_a_deployment_scaled_to_zero(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
-        router_factory: Callable[[Path, str], RouterProcess], tmp_path: Path) -> None:
+        router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
     """Held request -> scale subresource 0 -> 1 -> local Triton starts -> answer."""
     from mp_install import service_account_kubeconfig
 
@@ -320,3 +322,70 @@ def test_router_wakes_a_deployment_scaled_to_zero(
     assert router.held(f"{namespace}/cold") == 0
     assert "scaled LLMDeployment" in router.log.read_text()
     assert router.requests_by_variant() == Counter({"cold": 1})
+
+
+SENTINEL = "sk-e2e-sentinel-5f0c2a91"
+
+
+def _keys_access(ns: str) -> list[dict[str, Any]]:
+    """What the chart grants with ``router.apiKeysSecret``: one Secret, by name."""
+    meta = {"name": "router-api-keys", "namespace": ns}
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+             "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                        "resourceNames": ["router-keys"], "verbs": ["get", "list", "watch"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": meta, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                           "kind": "Role", "name": "router-api-keys"},
+             "subjects": [{"kind": "ServiceAccount", "name": "modelplane-router",
+                           "namespace": "modelplane-system"}]}]
+
+
+def _keys_secret(ns: str, key: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "router-keys", "namespace": ns,
+                         "annotations": {"modelplane.io/api-key-limits":
+                                         '{"team-a": {"requestsPerMinute": 600}}'}},
+            "stringData": {"team-a": key}}
+
+
+def _authorized(client_for: Callable[[str], OpenAI], key: str) -> bool:
+    try:
+        return bool(_ask(client_for(key)))
+    except AuthenticationError:
+        return False
+
+
+def test_router_takes_api_keys_from_a_secret(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+        router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
+    from mp_install import service_account_kubeconfig
+
+    operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
+                     str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
+    cluster.apply([_deployment("blue", namespace), _keys_secret(namespace, SENTINEL),
+                   *_keys_access(namespace),
+                   {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+                    "metadata": {"name": "chat", "namespace": namespace},
+                    "spec": {"model": MODEL, "variants": [
+                        {"name": "blue", "deployment": "blue"}]}}])
+    wait_for(lambda: _ready(cluster, "blue", namespace), 240, "blue Ready (local Triton)")
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "router-kubeconfig",
+                                            "modelplane-router")
+    router = router_factory(kubeconfig, namespace, "--api-keys-secret",
+                            f"{namespace}/router-keys", "--log-level", "DEBUG")
+    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+
+    def client_for(key: str) -> OpenAI:
+        return OpenAI(base_url=router.url + "/v1", api_key=key, max_retries=0, timeout=30)
+
+    assert _authorized(client_for, SENTINEL)
+    assert _ask(client_for(SENTINEL), stream=True)
+    assert not _authorized(client_for, "sk-wrong")
+    cluster.apply(_keys_secret(namespace, "sk-rotated-e2e"))
+    wait_for(lambda: _authorized(client_for, "sk-rotated-e2e"), 60, "rotated key accepted")
+    assert not _authorized(client_for, SENTINEL)
+    assert SENTINEL not in router.get("/metrics")
+    router.stop()
+    logs = router.log.read_text()
+    assert SENTINEL not in logs and "sk-rotated-e2e" not in logs
+    assert router.proc.returncode == 0, logs[-3000:]
