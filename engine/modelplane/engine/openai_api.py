@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+MAX_BODY_BYTES = 4 * 1024 * 1024  # request bodies above this get 413
+
 DEFAULT_MAX_TOKENS = 128
 CHAT_TOKENS_PER_MESSAGE = 4
 HINT_FIELD = "modelplane"

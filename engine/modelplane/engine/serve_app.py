@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from modelplane.engine.latency import EngineCore, LatencyProfile, RequestTooLarge
 from modelplane.engine.metrics import CONTENT_TYPE, EngineMetrics
 from modelplane.engine.openai_api import (
+    MAX_BODY_BYTES,
     ApiError,
     GenRequest,
     Kind,
@@ -50,7 +51,6 @@ from modelplane.engine.openai_api import (
 from modelplane.engine.profiles import get_profile
 from modelplane.engine.runner import EngineRunner
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
 ROUTES: dict[str, Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "completion"}
 
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from modelplane.engine.latency import LatencyProfile, RequestTooLarge
 from modelplane.engine.metrics import CONTENT_TYPE, EngineMetrics
 from modelplane.engine.openai_api import (
+    MAX_BODY_BYTES,
     ApiError,
     GenRequest,
     Kind,
@@ -34,8 +35,6 @@ from modelplane.engine.openai_api import (
     usage_chunk,
 )
 from modelplane.engine.runner import EngineRunner, NotReady
-
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

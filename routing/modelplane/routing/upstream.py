@@ -150,13 +150,7 @@ class OpenAIBackend:
         if entry is None:
             return await self._aiohttp_buffered(ep, req, timeout_s)
         pool, prefix = entry
-        try:
-            ex = await http1.start(pool, prefix + req.path, req.data(), timeout_s=timeout_s,
-                                   connect_timeout_s=req.connect_timeout_s)
-        except http1.Timeout:
-            raise UpstreamTimeout() from None
-        except (http1.ConnectFailed, http1.Broken) as exc:
-            raise UpstreamConnectError(type(exc).__name__) from None
+        ex = await _start_http1(pool, prefix, req, timeout_s)
         try:
             body = await ex.conn.body()
         except http1.Timeout:
@@ -173,13 +167,7 @@ class OpenAIBackend:
     async def _open_http1(self, entry: tuple[http1.Pool, str], req: UpstreamRequest,
                           timeout_s: float) -> Stream | Buffered:
         pool, prefix = entry
-        try:
-            ex = await http1.start(pool, prefix + req.path, req.data(), timeout_s=timeout_s,
-                                   connect_timeout_s=req.connect_timeout_s)
-        except http1.Timeout:
-            raise UpstreamTimeout() from None
-        except (http1.ConnectFailed, http1.Broken) as exc:
-            raise UpstreamConnectError(type(exc).__name__) from None
+        ex = await _start_http1(pool, prefix, req, timeout_s)
         try:
             if ex.conn.status >= 300:
                 body = await ex.conn.body()
@@ -244,3 +232,15 @@ class OpenAIBackend:
             resp.close()
             raise UpstreamConnectError("empty stream")
         return _AiohttpStream(resp, first)
+
+
+async def _start_http1(pool: http1.Pool, prefix: str, req: UpstreamRequest,
+                       timeout_s: float) -> http1.Exchange:
+    """Send the request head and body; map transport failures to upstream errors."""
+    try:
+        return await http1.start(pool, prefix + req.path, req.data(), timeout_s=timeout_s,
+                                 connect_timeout_s=req.connect_timeout_s)
+    except http1.Timeout:
+        raise UpstreamTimeout() from None
+    except (http1.ConnectFailed, http1.Broken) as exc:
+        raise UpstreamConnectError(type(exc).__name__) from None
