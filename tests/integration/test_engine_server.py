@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,12 @@ import aiohttp
 import openai
 import pytest
 
+from modelplane.devcluster.procs import free_port
 from modelplane.engine.profiles import get_profile
 from modelplane.engine.server import EngineConfig, start
 
 PROFILE = get_profile("llama-3.1-8b-a100-40gb")  # ~13 ms/token: easy to see on a busy CPU
 MODEL = "sim-8b"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_for(cond: Callable[[], Awaitable[bool]], limit_s: float = 10.0) -> None:

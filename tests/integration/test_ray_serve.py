@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ import aiohttp
 import openai
 import pytest
 
+from modelplane.devcluster.procs import free_port
 from modelplane.engine.profiles import get_profile
 
 pytestmark = pytest.mark.ray
@@ -22,12 +22,6 @@ serve = pytest.importorskip("ray.serve")
 PROFILE = get_profile("llama-3.1-8b-a100-40gb")
 MODEL = "sim-8b"
 APP = "sim"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

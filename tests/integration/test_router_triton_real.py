@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
+from modelplane.devcluster.procs import free_ports
 from modelplane.engine.triton import TritonServer, TritonSpec
 from modelplane.routing.testing import router
 
 pytestmark = pytest.mark.triton
 
 
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    http, grpc, metrics = _ports(3)
+    http, grpc, metrics = free_ports(3)
     spec = TritonSpec("llama-3.1-8b-a100-40gb", "meta-llama/Llama-3.1-8B",
                       Path(tmp_path_factory.mktemp("triton")), http, grpc, metrics)
     server = TritonServer(spec)

@@ -7,7 +7,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,22 +16,12 @@ import aiohttp
 import numpy as np
 import pytest
 
+from modelplane.devcluster.procs import free_ports
 from modelplane.engine.profiles import get_profile
 from modelplane.engine.triton import TritonServer, TritonSpec
 
 pytestmark = pytest.mark.triton
 PROFILE = get_profile("llama-3.1-8b-a100-40gb")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def make_server(workdir: Path) -> TritonServer:

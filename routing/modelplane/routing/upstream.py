@@ -9,7 +9,8 @@ hangs never holds a request forever. Failures are typed by what they mean for fa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -151,16 +152,8 @@ class OpenAIBackend:
             return await self._aiohttp_buffered(ep, req, timeout_s)
         pool, prefix = entry
         ex = await _start_http1(pool, prefix, req, timeout_s)
-        try:
+        with _aborting(ex):
             body = await ex.conn.body()
-        except http1.Timeout:
-            ex.abort()
-            raise UpstreamTimeout() from None
-        except BaseException as exc:
-            ex.abort()
-            if isinstance(exc, http1.Broken | http1.ConnectFailed):
-                raise UpstreamConnectError(type(exc).__name__) from None
-            raise
         ex.finish()
         return Buffered(ex.conn.status, body, ex.conn.content_type.decode("latin-1"))
 
@@ -168,20 +161,12 @@ class OpenAIBackend:
                           timeout_s: float) -> Stream | Buffered:
         pool, prefix = entry
         ex = await _start_http1(pool, prefix, req, timeout_s)
-        try:
+        with _aborting(ex):
             if ex.conn.status >= 300:
                 body = await ex.conn.body()
                 ex.finish()
                 return Buffered(ex.conn.status, body, ex.conn.content_type.decode("latin-1"))
             first = await ex.conn.chunk()
-        except http1.Timeout:
-            ex.abort()
-            raise UpstreamTimeout() from None
-        except BaseException as exc:
-            ex.abort()
-            if isinstance(exc, http1.Broken | http1.ConnectFailed):
-                raise UpstreamConnectError(type(exc).__name__) from None
-            raise
         if not first:
             ex.finish()
             raise UpstreamConnectError("empty stream")
@@ -244,3 +229,18 @@ async def _start_http1(pool: http1.Pool, prefix: str, req: UpstreamRequest,
         raise UpstreamTimeout() from None
     except (http1.ConnectFailed, http1.Broken) as exc:
         raise UpstreamConnectError(type(exc).__name__) from None
+
+
+@contextlib.contextmanager
+def _aborting(ex: http1.Exchange) -> Iterator[None]:
+    """Abort the exchange on any failure; map transport failures to upstream errors."""
+    try:
+        yield
+    except http1.Timeout:
+        ex.abort()
+        raise UpstreamTimeout() from None
+    except BaseException as exc:
+        ex.abort()
+        if isinstance(exc, http1.Broken | http1.ConnectFailed):
+            raise UpstreamConnectError(type(exc).__name__) from None
+        raise
