@@ -24,12 +24,16 @@ from modelplane.devcluster.harness import ClusterHandle
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_NS = "modelplane-system"
 SA = "modelplane-operator"
+AUTOSCALER_SA = "modelplane-autoscaler"
+# Nothing runs in the chart's kwok pods; the autoscaler needs a URL to render.
+PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 
 
 def helm_install(cluster: ClusterHandle) -> None:
     helm = str(cluster.binary("helm"))
     subprocess.run([helm, "upgrade", "--install", "modelplane", str(ROOT / "charts" / "modelplane"),
-                    "--namespace", SYSTEM_NS, "--create-namespace", "--wait=false"],
+                    "--namespace", SYSTEM_NS, "--create-namespace", "--wait=false",
+                    "--set", f"autoscaler.prometheusUrl={PROMETHEUS_URL}"],
                    env=cluster.env(), check=True, capture_output=True, text=True)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     "crd/llmdeployments.modelplane.io", "crd/llmroutes.modelplane.io")

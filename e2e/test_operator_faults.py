@@ -148,7 +148,8 @@ def _router_docs(cluster: ClusterHandle, *values: str) -> list[dict[str, Any]]:
     chart = Path(__file__).resolve().parents[1] / "charts" / "modelplane"
     res = subprocess.run([str(cluster.binary("helm")), "template", "modelplane", str(chart),
                           "-n", "modelplane-system", "--show-only", "templates/router.yaml",
-                          *values], capture_output=True, text=True, env=cluster.env(),
+                          "--set", "autoscaler.enabled=false", *values],
+                         capture_output=True, text=True, env=cluster.env(),
                          check=True)
     return [d for d in yaml.safe_load_all(res.stdout) if d]
 
@@ -185,12 +186,66 @@ def test_router_api_keys_secret_rbac_is_one_secret_by_name(cluster: ClusterHandl
                                 "modelplane-system", check=False)
 
 
+AUTOSCALER = "system:serviceaccount:modelplane-system:modelplane-autoscaler"
+AUTOSCALER_CHECKS = [
+    ("yes", "get", "llmdeployments.modelplane.io"),
+    ("yes", "list", "llmdeployments.modelplane.io"),
+    ("yes", "watch", "llmdeployments.modelplane.io"),
+    ("yes", "patch", "llmdeployments.modelplane.io", "--subresource=scale"),
+    ("yes", "patch", "llmdeployments.modelplane.io", "--subresource=status"),
+    ("yes", "create", "events"),
+    ("no", "update", "llmdeployments.modelplane.io"),
+    ("no", "patch", "llmdeployments.modelplane.io"),
+    ("no", "update", "llmdeployments.modelplane.io", "--subresource=scale"),
+    ("no", "update", "llmdeployments.modelplane.io", "--subresource=status"),
+    ("no", "delete", "llmdeployments.modelplane.io"),
+    ("no", "create", "llmdeployments.modelplane.io"),
+    ("no", "delete", "events"), ("no", "delete", "deployments.apps"),
+    ("no", "delete", "pods"), ("no", "list", "pods"), ("no", "get", "pods"),
+    ("no", "get", "secrets"), ("no", "list", "secrets"),
+    ("no", "patch", "deployments.apps"), ("no", "patch", "rayservices.ray.io"),
+    ("no", "list", "llmroutes.modelplane.io"),
+    ("no", "create", "leases.coordination.k8s.io"),
+    ("no", "*", "*"),
+]
+
+
+@pytest.mark.parametrize("check", AUTOSCALER_CHECKS, ids=[" ".join(c) for c in AUTOSCALER_CHECKS])
+def test_autoscaler_service_account_rbac(cluster: ClusterHandle, installed: Any,
+                                         check: tuple[str, ...]) -> None:
+    expected, *args = check
+    for ns in ("default", "modelplane-system"):
+        res = cluster.kubectl.run("auth", "can-i", *args, "-n", ns, "--as", AUTOSCALER,
+                                  check=False)
+        assert res.stdout.strip() == expected, (ns, res.stderr)
+
+
+def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
+                                                  installed: Any) -> None:
+    """``helm upgrade --install`` created the autoscaler's Deployment under its own
+    ServiceAccount, pointed at the Prometheus URL from the values."""
+    from mp_install import AUTOSCALER_SA, PROMETHEUS_URL, SYSTEM_NS
+
+    dep = cluster.get_json("deployment", "modelplane-autoscaler", "-n", SYSTEM_NS)
+    assert dep["spec"]["replicas"] == 1
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == AUTOSCALER_SA
+    args = pod["containers"][0]["args"]
+    assert args[:2] == ["autoscaler", "--in-cluster"]
+    assert f"--prometheus-url={PROMETHEUS_URL}" in args
+    assert cluster.exists("serviceaccount", AUTOSCALER_SA, "-n", SYSTEM_NS)
+    wait_for(lambda: (cluster.get_json("deployment", "modelplane-autoscaler", "-n", SYSTEM_NS)
+                      .get("status") or {}).get("readyReplicas") == 1, 120,
+             "the autoscaler's (kwok) pod ready")
+
+
 @pytest.mark.parametrize(("values", "message"), [
     (["--set", "operator.replicas=0"], "/operator/replicas"),
     (["--set", "router.port=80"], "/router/port"),
     (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
     (["--set", "operator.unknown=1"], "additional properties 'unknown' not allowed"),
     (["--set", "router.apiKeysSecret=ns/name"], "/router/apiKeysSecret"),
+    ([], "at '/autoscaler': missing property 'prometheusUrl'"),
 ])
 def test_helm_rejects_invalid_values(cluster: ClusterHandle, values: list[str],
                                      message: str) -> None:

@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     _step("helm upgrade --install modelplane charts/modelplane")
     subprocess.run(["helm", "upgrade", "--install", "modelplane", str(ROOT / "charts" /
                                                                       "modelplane"),
-                    "-n", "modelplane-system", "--create-namespace"], env=env, check=True)
+                    "-n", "modelplane-system", "--create-namespace",
+                    # no Prometheus in the demo cluster for the autoscaler to read
+                    "--set", "autoscaler.enabled=false"], env=env, check=True)
     _step("modelplane operator (Ctrl-C to stop)")
     operator = subprocess.Popen([sys.executable, "-m", "modelplane.cli.main", "operator",
                                  "--kubeconfig", kubeconfig, "--lease-namespace",

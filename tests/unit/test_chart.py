@@ -1,0 +1,184 @@
+"""The Helm chart as ``helm template`` renders it (the cached, pinned helm binary; no cluster).
+
+The autoscaler's Deployment and least-privilege RBAC, the values schema's checks, and the
+engines' PodMonitor giving series exactly the labels the autoscaler's PromQL selects on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelplane.autoscaler.sources import PromQueries
+from modelplane.builders.common import DEPLOYMENT_LABEL
+from modelplane.devcluster import build
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "modelplane"
+URL = "http://prometheus-operated.monitoring.svc:9090"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    path = build.binary("helm").path
+    if not path.is_file():
+        message = f"helm is not built ({path}); `modelplane cluster build` builds it"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return str(path)
+
+
+def _run(helm: str, *values: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm, "template", "modelplane", str(CHART), "-n", "mp-system",
+                           *values], capture_output=True, text=True, timeout=60)
+
+
+def _render(helm: str, *values: str) -> list[dict[str, Any]]:
+    res = _run(helm, *values)
+    assert res.returncode == 0, res.stderr
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+def _component(docs: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    return [d for d in docs
+            if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
+
+
+def test_autoscaler_deployment_args_and_one_replica(helm: str) -> None:
+    docs = _render(helm, "--set", f"autoscaler.prometheusUrl={URL}",
+                   "--set", "autoscaler.intervalSeconds=15")
+    [dep] = [d for d in _component(docs, "autoscaler") if d["kind"] == "Deployment"]
+    assert dep["metadata"]["name"] == "modelplane-autoscaler"
+    assert dep["spec"]["replicas"] == 1  # no leader election in the process
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}  # never two during an upgrade
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "modelplane-autoscaler"
+    [container] = pod["containers"]
+    assert container["args"] == ["autoscaler", "--in-cluster", f"--prometheus-url={URL}",
+                                 "--interval-s=15"]
+    operator = next(d for d in docs if d["kind"] == "Deployment"
+                    and d["metadata"]["name"] == "modelplane-operator")
+    op_container = operator["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == op_container["image"]
+    assert container["securityContext"] == op_container["securityContext"]
+    # the process serves no HTTP endpoint: no port, no probes pretending otherwise
+    assert not {"ports", "livenessProbe", "readinessProbe"} & container.keys()
+
+
+def test_autoscaler_rbac_is_exactly_what_it_calls(helm: str) -> None:
+    docs = _component(_render(helm, "--set", f"autoscaler.prometheusUrl={URL}"), "autoscaler")
+    [role] = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [
+        {"apiGroups": ["modelplane.io"], "resources": ["llmdeployments"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["modelplane.io"], "resources": ["llmdeployments/scale"],
+         "verbs": ["patch"]},
+        {"apiGroups": ["modelplane.io"], "resources": ["llmdeployments/status"],
+         "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelplane-autoscaler",
+                                    "namespace": "mp-system"}]
+    assert {d["kind"] for d in docs} == {"Deployment", "ServiceAccount", "ClusterRole",
+                                         "ClusterRoleBinding"}
+
+
+def test_autoscaler_namespace_binds_in_that_namespace_only(helm: str) -> None:
+    docs = _component(_render(helm, "--set", f"autoscaler.prometheusUrl={URL}",
+                              "--set", "autoscaler.namespace=team-a"), "autoscaler")
+    assert not [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert binding["metadata"]["namespace"] == "team-a"
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    assert "--namespace=team-a" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_autoscaler_disabled_renders_nothing(helm: str) -> None:
+    docs = _render(helm, "--set", "autoscaler.enabled=false")
+    assert not _component(docs, "autoscaler")
+    assert "autoscaler" not in yaml.safe_dump_all(docs)
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"} == {
+        "modelplane-operator", "modelplane-router"}
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ([], "at '/autoscaler': missing property 'prometheusUrl'"),
+    (["--set", "autoscaler.prometheusUrl="], "at '/autoscaler/prometheusUrl'"),
+    (["--set", "autoscaler.prometheusUrl=prometheus:9090"], "at '/autoscaler/prometheusUrl'"),
+    (["--set", f"autoscaler.prometheusUrl={URL}", "--set", "autoscaler.intervalSeconds=0"],
+     "at '/autoscaler/intervalSeconds'"),
+    (["--set", f"autoscaler.prometheusUrl={URL}", "--set", "autoscaler.replicas=2"],
+     "additional properties 'replicas' not allowed"),
+    (["--set", "prometheus.podMonitor.interval=often", "--set", "autoscaler.enabled=false"],
+     "at '/prometheus/podMonitor/interval'"),
+])
+def test_schema_rejects(helm: str, values: list[str], message: str) -> None:
+    res = _run(helm, *values)
+    assert res.returncode != 0
+    assert "values don't meet the specifications of the schema" in res.stderr, res.stderr
+    assert message in res.stderr, res.stderr
+
+
+def test_podmonitor_off_by_default(helm: str) -> None:
+    docs = _render(helm, "--set", f"autoscaler.prometheusUrl={URL}")
+    assert not [d for d in docs if d["kind"] == "PodMonitor"]
+
+
+def _relabel(rules: list[dict[str, Any]], meta: dict[str, str]) -> dict[str, str]:
+    """Prometheus' relabelling (replace, defaults: separator ';', regex (.*), $1)."""
+    out = dict(meta)
+    for rule in rules:
+        assert rule.get("action", "replace") == "replace"
+        value = ";".join(out.get(s, "") for s in rule["sourceLabels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if match:
+            out[rule["targetLabel"]] = match.expand(
+                rule.get("replacement", "$1").replace("$1", r"\1"))
+    return {k: v for k, v in out.items() if not k.startswith("__")}
+
+
+def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
+    docs = _render(helm, "--set", "autoscaler.enabled=false",
+                   "--set", "prometheus.podMonitor.enabled=true",
+                   "--set", "prometheus.podMonitor.labels.release=kube-prometheus-stack")
+    [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["metadata"]["namespace"] == "mp-system"
+    assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert pm["spec"]["namespaceSelector"] == {"any": True}
+    # the pods the builders label (modelplane.builders.common.labels)
+    assert pm["spec"]["selector"]["matchExpressions"] == [
+        {"key": DEPLOYMENT_LABEL, "operator": "Exists"}]
+    [endpoint] = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics"
+    # Prometheus' service discovery meta labels for pod "llama-0" of LLMDeployment
+    # "llama" in namespace "team-a" (label names sanitized: [^a-zA-Z0-9_] -> _)
+    meta_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_",
+                                                         DEPLOYMENT_LABEL)
+    labels = _relabel(endpoint["relabelings"], {
+        "__meta_kubernetes_namespace": "team-a", meta_label: "llama",
+        "__meta_kubernetes_pod_name": "llama-0"})
+    assert labels == {"namespace": "team-a", "modelplane_io_deployment": "llama",
+                      "pod": "llama-0"}
+    # ... which is exactly what the autoscaler's default PromQL selector asks for
+    selector = PromQueries().selector.format(ns="team-a", name="llama")
+    wanted = dict(re.findall(r'(\w+)="([^"]*)"', selector))
+    assert wanted and wanted.items() <= labels.items()
+
+
+def test_podmonitor_namespaces(helm: str) -> None:
+    docs = _render(helm, "--set", "autoscaler.enabled=false",
+                   "--set", "prometheus.podMonitor.enabled=true",
+                   "--set", "prometheus.podMonitor.namespace=monitoring",
+                   "--set", "prometheus.podMonitor.namespaces={team-a,team-b}")
+    [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert pm["metadata"]["namespace"] == "monitoring"
+    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
