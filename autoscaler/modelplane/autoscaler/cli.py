@@ -6,8 +6,11 @@ With them, decisions go through the LLMDeployment scale subresource
 (:class:`modelplane.kube.scale.KubeScaleWriter`), with an Event per change and the
 observed SLO block in ``status.slo``.
 
-Targets come from a YAML/JSON file (a list of :class:`ScaleTarget` documents) or from
-flags for a single deployment.
+Targets come from a YAML/JSON file (a list of :class:`ScaleTarget` documents), from
+flags for a single deployment, or, with ``--kubeconfig``/``--in-cluster`` and no
+``--targets``, from the cluster itself: every LLMDeployment with autoscaling enabled
+(:mod:`modelplane.autoscaler.discovery`, watched by
+:mod:`modelplane.kube.autoscale_watch`), in ``--namespace`` or all namespaces.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 import time
@@ -25,6 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from modelplane.autoscaler.controller import Controller, MetricsSource, ScaleTarget, ScaleWriter
+from modelplane.autoscaler.discovery import Discovery, DiscoveryOptions
 from modelplane.autoscaler.types import Limits, SizingPlan, Slo
 
 
@@ -56,7 +61,9 @@ def register(subparsers: Any) -> None:
     src.add_argument("--prometheus-url", help="Prometheus base URL (HTTP API)")
     src.add_argument("--scrape", nargs="+", metavar="URL", help="engine /metrics URLs")
     p.add_argument("--targets", type=Path, help="YAML/JSON list of ScaleTarget documents")
-    p.add_argument("--namespace", default="default")
+    p.add_argument("--namespace", default=None,
+                   help="discovery: only this namespace (default: all); flags mode: the "
+                        "deployment's namespace (default: default)")
     p.add_argument("--name", default="llm")
     p.add_argument("--slo-ttft-ms", type=float, default=2500.0)
     p.add_argument("--slo-tpot-ms", type=float, default=100.0)
@@ -73,6 +80,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--kubeconfig", help="write decisions to this cluster (else advisory)")
     p.add_argument("--in-cluster", action="store_true",
                    help="write decisions with the pod's ServiceAccount")
+    p.add_argument("--policy", default="slo", help="policy for discovered deployments")
+    p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                   help="policy knob for discovered deployments (repeatable)")
+    p.add_argument("--stale-after-s", type=float, default=60.0,
+                   help="hold when the newest metrics are older than this")
+    p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=main)
 
 
@@ -86,7 +99,7 @@ def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
         return [ScaleTarget.model_validate(d) for d in docs]
     return [
         ScaleTarget(
-            namespace=args.namespace,
+            namespace=args.namespace or "default",
             name=args.name,
             slo=Slo(ttft_p95_ms=args.slo_ttft_ms, tpot_p95_ms=args.slo_tpot_ms),
             plan=SizingPlan(
@@ -99,15 +112,36 @@ def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
                 min_replicas=args.min_replicas,
                 max_replicas=args.max_replicas,
                 cold_start_s=args.cold_start_s,
+                stale_after_s=args.stale_after_s,
             ),
             endpoints=tuple(args.scrape or ()),
         )
     ]
 
 
+def parse_knobs(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; values are YAML scalars (``2`` is an int, ``0.5`` a float)."""
+    knobs: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--knob {pair!r}: expected NAME=VALUE")
+        knobs[name] = yaml.safe_load(value)
+    return knobs
+
+
+def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
+    return DiscoveryOptions(policy=args.policy, knobs=parse_knobs(args.knob),
+                            stale_after_s=args.stale_after_s,
+                            default_cold_start_s=args.cold_start_s)
+
+
+def _discovers(args: argparse.Namespace) -> bool:
+    """Targets from the cluster: a cluster to talk to and no targets file."""
+    return bool(args.kubeconfig or args.in_cluster) and args.targets is None
+
+
 async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
-
-
     writer: ScaleWriter = AdvisoryWriter(args.replicas)
     api = None
     if args.kubeconfig or args.in_cluster:
@@ -117,14 +151,14 @@ async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
         api = await KubeApi.connect(args.kubeconfig)
         writer = KubeScaleWriter(api)
     try:
-        await _loop(args, targets, writer)
+        await _loop(args, targets, writer, api)
     finally:
         if api is not None:
             await api.close()
 
 
 async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
-                writer: ScaleWriter) -> None:
+                writer: ScaleWriter, api: Any) -> None:
     import aiohttp
 
     from modelplane.autoscaler.sources import PrometheusSource, ScrapeSource
@@ -136,19 +170,36 @@ async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
             else ScrapeSource(session)
         )
         ctl = Controller(targets, source, writer, clock=time.time, interval_s=args.interval_s)
+        discovery = Discovery(ctl, discovery_options(args)) if api is not None else None
+        stop = asyncio.Event()
         if args.once:
+            if discovery is not None and _discovers(args):
+                from modelplane.kube.autoscale_watch import initial_targets
+
+                await initial_targets(api, args.namespace, discovery)
             await ctl.step()
             return
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await ctl.run(stop)
+        tasks = [asyncio.create_task(ctl.run(stop))]
+        if discovery is not None and _discovers(args):
+            from modelplane.kube.autoscale_watch import watch_deployments
+
+            tasks.append(asyncio.create_task(
+                watch_deployments(api, args.namespace, discovery, stop)))
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        targets = load_targets(args)
+        parse_knobs(args.knob)
+        targets = [] if _discovers(args) else load_targets(args)
     except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
         print(f"modelplane autoscaler: {exc}", file=sys.stderr)
         return 2

@@ -138,6 +138,7 @@ class _Tracked:
     window: deque[MetricSample] = field(default_factory=deque)
     state: ScalerState | None = None
     last_status: dict[str, Any] | None = None
+    holding: bool = False
 
 
 class Controller:
@@ -167,6 +168,8 @@ class Controller:
         if target.policy == "slo":
             knobs.setdefault("interval_s", self.interval_s)
         old = self.tracked.get(target.key)
+        if old is not None and old.target == target:
+            return
         tracked = _Tracked(target, make_policy(target.policy, **knobs))
         if old is not None:
             tracked.window, tracked.state = old.window, old.state
@@ -214,6 +217,7 @@ class Controller:
         ctx = PolicyContext(MetricsWindow(tuple(tr.window)), t.slo, t.plan, t.limits, state, now)
         decision = tr.policy(ctx)
         tr.state = decision.state
+        self._log(tr, decision, spec)
         if decision.desired_replicas != spec and not decision.held:
             await self.writer.set_scale(
                 t.namespace, t.name, decision.desired_replicas, decision.reason
@@ -224,6 +228,18 @@ class Controller:
             await self.writer.record_status(t.namespace, t.name, observed)
             tr.last_status = observed
         return decision
+
+    @staticmethod
+    def _log(tr: _Tracked, decision: Decision, spec: int) -> None:
+        """Log what changes something: a scale write, or the start of a hold (once, so a
+        long outage is one line, not one per round)."""
+        key = tr.target.key
+        if decision.held and not tr.holding:
+            log.info("holding %s/%s at %d: %s", *key, spec, decision.reason)
+        elif not decision.held and decision.desired_replicas != spec:
+            log.info("scaling %s/%s %d -> %d: %s", *key, spec, decision.desired_replicas,
+                     decision.reason)
+        tr.holding = decision.held
 
     def _observed(self, tr: _Tracked, decision: Decision) -> dict[str, Any]:
         samples, slo = tuple(tr.window), tr.target.slo

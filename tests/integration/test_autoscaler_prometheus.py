@@ -1,0 +1,129 @@
+"""Every PromQL query of ``PrometheusSource`` returns data from a real Prometheus
+(Debian's package, unpacked by ``modelplane.devcluster.prometheus``) scraping a real
+simulated engine (``modelplane engine``) under load, and the resulting sample agrees with
+what the engine served; a stopped Prometheus makes the source fail (the controller then
+holds)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from openai import AsyncOpenAI
+
+from modelplane.autoscaler.controller import ScaleTarget
+from modelplane.autoscaler.sources import PrometheusSource, PromQueries
+from modelplane.autoscaler.types import Limits, SizingPlan, Slo
+from modelplane.devcluster import prometheus
+from modelplane.devcluster.harness import wait_for
+from modelplane.devcluster.procs import free_port
+
+NS, NAME = "team", "chat"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "engine.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "modelplane.cli.main", "engine",
+                             "--profile", "qwen3.6-35b-a3b-gb10", "--served-name", "m",
+                             "--port", str(port), "--host", "127.0.0.1"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    try:
+        wait_for(up, 60, "simulated engine serving /metrics")
+        yield url
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def prom(engine: str, tmp_path: Path) -> Iterator[prometheus.LocalPrometheus]:
+    try:
+        prometheus.binary()
+    except prometheus.PrometheusUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    target = prometheus.ScrapeTarget(engine + "/metrics", prometheus.deployment_labels(NS, NAME))
+    p = prometheus.LocalPrometheus(tmp_path / "prom", [target], interval_s=1.0).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def _target() -> ScaleTarget:
+    return ScaleTarget(namespace=NS, name=NAME, slo=Slo(ttft_p95_ms=2000, tpot_p95_ms=50),
+                       plan=SizingPlan(max_concurrency=8, decode_tokens_per_s=300,
+                                       prefill_tokens_per_s=3000), limits=Limits())
+
+
+async def _load(url: str, n: int, concurrency: int) -> None:
+    client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with sem:
+            await client.completions.create(model="m", prompt="hello " * 8, max_tokens=32)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    await client.close()
+
+
+def test_every_promql_query_returns_data(engine: str,
+                                         prom: prometheus.LocalPrometheus) -> None:
+    queries = PromQueries()
+    sel = queries.selector.format(ns=NS, name=NAME)
+
+    async def run() -> None:
+        load = asyncio.create_task(_load(engine, 400, 12))
+        await asyncio.sleep(7)  # load runs across several 1 s scrapes (and goes on)
+        names = [n for n in PromQueries.model_fields if n != "selector"]
+        for name in names:
+            text = getattr(queries, name).format(sel=sel, w=6)
+            assert prom.query(text), f"{name}: no data for {text}"
+        async with aiohttp.ClientSession() as session:
+            source = PrometheusSource(session, prom.url, window_s=6)
+            sample = await source.collect(_target(), time.time())
+        load.cancel()
+        await asyncio.gather(load, return_exceptions=True)
+        assert sample is not None
+        assert abs(sample.t - time.time()) < 5, "sample time is the last scrape"
+        assert sample.running > 0 and sample.arrival_rate > 0 and sample.gen_token_rate > 0
+        assert sample.ttft is not None and sample.ttft.total > 0
+        assert sample.tpot is not None and sample.tpot.total > 0
+
+    asyncio.run(run())
+    wait_for(lambda: prom.query(f"sum(vllm:request_success_total{{{sel}}})") != [], 10,
+             "counter scraped")
+    done = float(prom.query(f"sum(vllm:request_success_total{{{sel}}})")[0]["value"][1])
+    assert done > 0
+
+
+def test_stopped_prometheus_fails_the_source(engine: str,
+                                             prom: prometheus.LocalPrometheus) -> None:
+    prom.stop()
+
+    async def run() -> None:
+        async with aiohttp.ClientSession() as session:
+            source = PrometheusSource(session, prom.url, timeout_s=2)
+            with pytest.raises(aiohttp.ClientError):
+                await source.collect(_target(), time.time())
+
+    asyncio.run(run())

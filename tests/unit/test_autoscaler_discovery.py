@@ -1,0 +1,194 @@
+"""LLMDeployment -> ScaleTarget mapping, the discovery set, the watch driver (fake API)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from modelplane.api.deployment import SizingPlan as OperatorPlan
+from modelplane.autoscaler.cli import parse_knobs
+from modelplane.autoscaler.controller import ScaleTarget
+from modelplane.autoscaler.discovery import (
+    PLAN_UTILIZATION,
+    Discovery,
+    DiscoveryOptions,
+    Skipped,
+    metrics_url,
+    plan_from_sizing,
+    target_from_object,
+)
+from modelplane.kube import autoscale_watch
+
+SIZING = {"gpusPerReplica": 1, "weightsGib": 7.5, "kvCacheGib": 10.0,
+          "kvBytesPerToken": 524288, "maxBatchPerReplica": 10, "estTpotMs": 34.0,
+          "estTtftMs": 38.0, "tokensPerSecondPerReplica": 300.0,
+          "requestsPerSecondPerReplica": 4.0, "costPerMillionTokensUsd": 0.7}
+
+
+def _obj(name: str = "chat", ns: str = "team", **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": {"name": "m", "uri": "hf://o/m", "parametersBillions": 4},
+        "runtime": "rayServe", "engine": "simulated",
+        "accelerator": {"type": "L4", "gpusPerReplica": 1},
+        "replicas": 1, "minReplicas": 1, "maxReplicas": 3,
+        "slo": {"ttftP95Ms": 2000, "tpotP95Ms": 35, "targetAttainment": 0.95},
+        "workload": {"inputTokens": 16, "outputTokens": 64},
+        "autoscaling": {"scaleUpStabilizationSeconds": 5, "scaleDownStabilizationSeconds": 40,
+                        "coldStartSeconds": 10},
+    }
+    base.update(spec)
+    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": base,
+            "status": {"sizing": dict(SIZING), "endpoint": "http://127.0.0.1:8000/v1"}}
+
+
+def test_plan_mapping_keeps_a_share_of_the_operators_capacity() -> None:
+    plan = plan_from_sizing(OperatorPlan.model_validate(SIZING), input_tokens=16)
+    assert plan.max_concurrency == pytest.approx(10 * PLAN_UTILIZATION)
+    assert plan.decode_tokens_per_s == pytest.approx(300 * PLAN_UTILIZATION)
+    # TTFT estimate = one prefill + one decode step: 16 tokens in 4 ms
+    assert plan.prefill_tokens_per_s == pytest.approx(4000)
+    assert plan.usable_fraction == 1.0
+
+
+def test_plan_without_prefill_time_has_no_prefill_cost() -> None:
+    same = OperatorPlan.model_validate({**SIZING, "estTtftMs": 34.0})
+    assert plan_from_sizing(same, 1024).prefill_tokens_per_s >= 1e9
+
+
+def test_target_from_object_maps_spec_and_status() -> None:
+    t = target_from_object(_obj(), DiscoveryOptions(stale_after_s=12, knobs={"a": 1}))
+    assert isinstance(t, ScaleTarget)
+    assert t.key == ("team", "chat")
+    assert (t.slo.ttft_p95_ms, t.slo.tpot_p95_ms, t.slo.target_attainment) == (2000, 35, 0.95)
+    lim = t.limits
+    assert (lim.min_replicas, lim.max_replicas, lim.cold_start_s) == (1, 3, 10)
+    assert (lim.scale_up_stabilization_s, lim.scale_down_stabilization_s) == (5, 40)
+    assert lim.stale_after_s == 12 and lim.scale_to_zero_after_s is None
+    assert t.endpoints == ("http://127.0.0.1:8000/metrics",)
+    assert t.knobs == {"a": 1}
+
+
+def test_defaults_and_scale_to_zero() -> None:
+    obj = _obj(minReplicas=0, autoscaling={"scaleToZeroAfterSeconds": 120})
+    t = target_from_object(obj, DiscoveryOptions(default_cold_start_s=45))
+    assert isinstance(t, ScaleTarget)
+    assert t.limits.min_replicas == 0 and t.limits.scale_to_zero_after_s == 120
+    assert t.limits.cold_start_s == 45 and t.limits.scale_down_stabilization_s == 300
+
+
+def test_metrics_url() -> None:
+    assert metrics_url("http://h:1/v1") == "http://h:1/metrics"
+    assert metrics_url("http://h:1/v1/") == "http://h:1/metrics"
+    assert metrics_url("http://h:1") == "http://h:1/metrics"
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda o: o["spec"].update(autoscaling={"enabled": False}), "enabled is false"),
+    (lambda o: o["status"].pop("sizing"), "no sizing plan"),
+    (lambda o: o["spec"]["slo"].pop("tpotP95Ms"), "invalid"),
+])
+def test_skipped(change: Any, reason: str) -> None:
+    obj = _obj()
+    change(obj)
+    out = target_from_object(obj, DiscoveryOptions())
+    assert isinstance(out, Skipped) and reason in out.reason
+
+
+def test_no_endpoint_yet_still_a_target_for_prometheus() -> None:
+    obj = _obj()
+    obj["status"].pop("endpoint")
+    t = target_from_object(obj, DiscoveryOptions())
+    assert isinstance(t, ScaleTarget) and t.endpoints == ()
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.targets: dict[tuple[str, str], ScaleTarget] = {}
+        self.adds = 0
+
+    def add(self, target: ScaleTarget) -> None:
+        self.adds += 1
+        self.targets[target.key] = target
+
+    def remove(self, ns: str, name: str) -> None:
+        del self.targets[(ns, name)]
+
+
+def test_discovery_adds_updates_drops() -> None:
+    sink = FakeSink()
+    d = Discovery(sink, DiscoveryOptions())
+    d.replace_all([_obj("a"), _obj("b")])
+    assert set(sink.targets) == {("team", "a"), ("team", "b")} and sink.adds == 2
+    d.upsert(_obj("a"))  # our own status write coming back: nothing to do
+    assert sink.adds == 2
+    changed = _obj("a", maxReplicas=5)
+    d.upsert(changed)
+    assert sink.targets[("team", "a")].limits.max_replicas == 5 and sink.adds == 3
+    disabled = _obj("a", autoscaling={"enabled": False})
+    d.upsert(disabled)
+    assert ("team", "a") not in sink.targets and d.skipped[("team", "a")]
+    d.delete("team", "b")
+    assert sink.targets == {}
+    d.upsert(_obj("c"))
+    d.replace_all([_obj("d")])  # c vanished while not watching
+    assert set(sink.targets) == {("team", "d")}
+
+
+class FakeApi:
+    """list_versioned + one scripted watch per call; a second list ends the test."""
+
+    def __init__(self, lists: list[list[dict[str, Any]]],
+                 watches: list[list[dict[str, Any]]], stop: asyncio.Event) -> None:
+        self.lists, self.watches, self.stop = lists, watches, stop
+        self.namespaces: list[str | None] = []
+
+    async def list_versioned(self, api_version: str, kind: str,
+                             namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+        self.namespaces.append(namespace)
+        if not self.lists:
+            self.stop.set()
+            return [], "9"
+        return self.lists.pop(0), "1"
+
+    async def watch(self, api_version: str, kind: str, namespace: str | None,
+                    version: str, timeout_s: int = 300) -> AsyncIterator[dict[str, Any]]:
+        for event in self.watches.pop(0) if self.watches else []:
+            yield event
+
+
+def test_watch_feeds_discovery_and_relists_on_error() -> None:
+    sink = FakeSink()
+    d = Discovery(sink, DiscoveryOptions())
+    stop = asyncio.Event()
+    b = _obj("b")
+    b_more = copy.deepcopy(b)
+    b_more["spec"]["maxReplicas"] = 4
+    events = [{"type": "ADDED", "object": b}, {"type": "MODIFIED", "object": b_more},
+              {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5"}}},
+              {"type": "DELETED", "object": _obj("a")},
+              {"type": "ERROR", "object": {"message": "too old resource version"}},
+              {"type": "ADDED", "object": _obj("never-seen")}]
+    api = FakeApi([[_obj("a")], [_obj("b", maxReplicas=4), _obj("c")]], [events], stop)
+
+    async def run() -> None:
+        await asyncio.wait_for(autoscale_watch.watch_deployments(
+            api, "team", d, stop, retry_s=0), 5)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    assert api.namespaces[:2] == ["team", "team"]
+    # the last list (empty) dropped everything; before it, b (max 4) and c were there
+    assert sink.targets == {}
+    assert sink.adds == 4  # a, b, b changed, c (b unchanged on re-list: no add)
+
+
+def test_parse_knobs() -> None:
+    assert parse_knobs(["down_min_step=1", "safety_z=0.5"]) == {"down_min_step": 1,
+                                                                "safety_z": 0.5}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_knobs(["oops"])
