@@ -239,6 +239,43 @@ def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
              "the autoscaler's (kwok) pod ready")
 
 
+def test_autoscaler_calls_succeed_under_its_service_account(
+        cluster: ClusterHandle, installed: Any, namespace: str, tmp_path: Any) -> None:
+    """What the autoscaler actually calls, as its ServiceAccount: discovery's cluster-wide
+    list, and KubeScaleWriter's get, scale patch with its Event, and status patch."""
+    import asyncio
+
+    from modelplane.api.deployment import API_VERSION
+    from modelplane.kube.client import KubeApi
+    from modelplane.kube.scale import KubeScaleWriter
+    from mp_install import AUTOSCALER_SA, service_account_kubeconfig
+
+    cluster.apply(_objects(namespace, 1, "scaled"))
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig", AUTOSCALER_SA)
+
+    async def act() -> None:
+        api = await KubeApi.connect(str(kubeconfig))
+        try:
+            listed = await api.list(API_VERSION, "LLMDeployment", None)
+            assert (namespace, "scaled-0") in {
+                (o["metadata"]["namespace"], o["metadata"]["name"]) for o in listed}
+            writer = KubeScaleWriter(api)
+            assert await writer.get_scale(namespace, "scaled-0") == (0, 0)
+            await writer.set_scale(namespace, "scaled-0", 2, "e2e demand 1.7 replicas")
+            await writer.record_status(namespace, "scaled-0",
+                                       {"attainment": 0.995, "targetAttainment": 0.99})
+        finally:
+            await api.close()
+
+    asyncio.run(act())
+    obj = cluster.get_json("llmdeployment", "scaled-0", "-n", namespace)
+    assert obj["spec"]["replicas"] == 2
+    assert obj["status"]["slo"]["attainment"] == 0.995
+    events = cluster.get_json("events", "-n", namespace,
+                              "--field-selector", "reason=Scaled")["items"]
+    assert [e["message"] for e in events] == ["scaled to 2: e2e demand 1.7 replicas"]
+
+
 @pytest.mark.parametrize(("values", "message"), [
     (["--set", "operator.replicas=0"], "/operator/replicas"),
     (["--set", "router.port=80"], "/router/port"),
