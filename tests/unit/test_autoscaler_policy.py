@@ -153,3 +153,23 @@ def test_config_errors_show_the_bad_value() -> None:
 
 def replace_limits(*, cold: float) -> Limits:
     return LIMITS.model_copy(update={"cold_start_s": cold})
+
+
+def test_hysteresis_band_keeps_the_count_on_a_small_dip() -> None:
+    # demand 8 -> 7.2: need falls by 10% (< the 15% band): with 10 replicas at
+    # utilization 0.8 the kept count is ceil(7.2 * 1.15 / 0.8) = 11 >= 10: no scale-down
+    band = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.15)
+    dip = drive(band, lambda t: 8.0 if t < 1300 else 7.2, start=10, seconds=900)
+    assert all(d.desired_replicas == 10 for d in dip)
+    # without the band the same dip is a scale-down (9 = ceil(7.2 / 0.8))
+    none = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.0, down_min_step=1)
+    assert min(d.desired_replicas for d in drive(none, lambda t: 8.0 if t < 1300 else 7.2,
+                                                  start=10, seconds=900)) == 9
+
+
+def test_hysteresis_band_scales_down_to_need_plus_margin() -> None:
+    band = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.15)
+    decisions = drive(band, lambda t: 8.0 if t < 1300 else 2.2, start=10, seconds=900)
+    # the need alone is ceil(2.2 / 0.8) = 3; the band keeps ceil(2.2 * 1.15 / 0.8) = 4
+    assert decisions[-1].desired_replicas == 4
+    assert reversals(decisions) == 0

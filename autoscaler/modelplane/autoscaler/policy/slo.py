@@ -63,7 +63,13 @@ class SloPolicy(BaseModel):
     default_output_tokens: float = Field(default=256.0, gt=0)
     exponent: float = Field(default=4.0, gt=0, description="shape of predicted attainment")
     safety_z: float = Field(
-        default=0.25, ge=0, description="headroom in std-devs of recent demand (safety stock)"
+        default=0.0, ge=0, description="headroom in std-devs of recent demand (safety stock)"
+    )
+    down_margin: float = Field(
+        default=0.15, ge=0, description="share of need kept on scale-down (hysteresis band)"
+    )
+    down_safety_z: float | None = Field(
+        default=None, ge=0, description="safety stock for scale-down (None: safety_z)"
     )
 
     def __call__(self, ctx: PolicyContext) -> Decision:
@@ -77,6 +83,7 @@ class SloPolicy(BaseModel):
         gain, observed = self._feedback(ctx)
         base = max(level, forecast) + self.safety_z * spread
         raw = self._count(gain * base / self.target_utilization, ctx.state.current_replicas)
+        raw = self._band(raw, ctx.state.current_replicas, gain, max(level, forecast), spread)
         reason = (
             f"demand {level:.2f} replicas (forecast {forecast:.2f} in "
             f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min, "
@@ -109,6 +116,15 @@ class SloPolicy(BaseModel):
         if raw > current:
             return math.ceil(round(need * (1 + self.up_headroom), 6))
         return raw
+
+    def _band(self, raw: int, current: int, gain: float, load: float, spread: float) -> int:
+        """Hysteresis: a scale-down must leave ``down_margin`` (and ``down_safety_z``
+        std-devs) above the need, so the count does not go down only to come back up."""
+        if raw >= current:
+            return raw
+        z = self.safety_z if self.down_safety_z is None else self.down_safety_z
+        keep = gain * (load + z * spread) * (1 + self.down_margin) / self.target_utilization
+        return min(current, max(raw, math.ceil(round(keep, 6))))
 
     def _down_guard(self, ctx: PolicyContext, raw: int) -> tuple[int, str]:
         """Scale-downs are where autoscalers flap: never cancel capacity that is still
