@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelplane.autoscaler.policy import POLICIES
-from modelplane.autoscaler.sim.compare import DEFAULT_SWEEPS, compare, table
+from modelplane.autoscaler.sim.compare import DEFAULT_SWEEPS, SLO_SWEEP, compare, frontiers, table
+from modelplane.autoscaler.sim.frontier import Frontier, cost_table
 from modelplane.autoscaler.sim.runner import Run, Runner, Scenario
 from modelplane.autoscaler.sim.trace import TraceError, load_trace, scale_rate
 from modelplane.autoscaler.types import Limits, Slo
@@ -52,6 +53,10 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--hpa", action="append", default=[], metavar="KNOB=VALUE")
     p.add_argument("--kpa", action="append", default=[], metavar="KNOB=VALUE")
+    p.add_argument(
+        "--frontier", action="store_true",
+        help="with --compare: also sweep ours and print GPU-hours at equal attainment",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG (load, replicas, TTFT p95)")
     p.set_defaults(func=main)
@@ -93,19 +98,39 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         runner = build_runner(args)
+        fronts: dict[str, Frontier] = {}
         knobs = _knobs(args.set)
         if args.compare:
             fixed = {"hpa": [_knobs(args.hpa)], "kpa": [_knobs(args.kpa)]}
             sweeps = fixed if args.no_tune else DEFAULT_SWEEPS
             runs, swept = compare(runner, slo_knobs=knobs, sweeps=sweeps)
+            if args.frontier:
+                fronts = frontiers(runner, swept, [{**knobs, **k} for k in SLO_SWEEP])
         else:
             runs, swept = [runner.run(args.policy, knobs)], {}
     except (TraceError, ValueError, ValidationError) as exc:
         print(f"modelplane sim: {exc}", file=sys.stderr)
         return 2
     _report(args, runner, runs, swept)
+    if fronts:
+        _report_frontiers(args, fronts)
     print(f"# simulated in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+def _report_frontiers(args: argparse.Namespace, fronts: dict[str, Frontier]) -> None:
+    """GPU-hours each policy needs at the target attainment and a little above it."""
+    levels = [args.target_attainment + d for d in (0.0, 0.0025, 0.005, 0.0075)]
+    levels = [lv for lv in levels if lv < 1.0]
+    if args.json:
+        out = {n: [list(p) for p in f.points] for n, f in fronts.items()}
+        print(json.dumps({"frontiers": out}, indent=2))
+        return
+    print("\nfrontiers (attainment, GPU-hours), Pareto-optimal runs of each sweep:")
+    for name, front in fronts.items():
+        print(f"  {name}: " + ", ".join(f"({a:.2%}, {c:.3f})" for a, c in front.points))
+    print("\nGPU-hours at equal attainment (interpolated on each frontier):")
+    print(cost_table(fronts, levels))
 
 
 def _report(

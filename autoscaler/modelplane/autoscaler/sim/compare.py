@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modelplane.autoscaler.sim.frontier import Frontier, pareto
 from modelplane.autoscaler.sim.runner import Run, Runner
 
 COLUMNS = (
@@ -30,6 +31,16 @@ DEFAULT_SWEEPS: Mapping[str, Sequence[Mapping[str, Any]]] = {
         for t in (6.0, 8.0, 10.0, 12.0, 14.0, 16.0)
     ],
 }
+
+
+# Ours, for the frontier only (the headline row runs the defaults): the width of the
+# scale-down band and the target utilization are the knobs that trade GPU-hours for
+# attainment.
+SLO_SWEEP: Sequence[Mapping[str, Any]] = [
+    {"down_margin": m, "target_utilization": u}
+    for u in (1.0, 0.9)
+    for m in (0.05, 0.1, 0.15, 0.2, 0.3)
+]
 
 
 def sweep(runner: Runner, name: str, settings: Sequence[Mapping[str, Any]]) -> list[Run]:
@@ -62,6 +73,20 @@ def compare(
     rows.append(runner.run("fixed", {"replicas": runner.oracle().peak}))
     rows.append(runner.run("oracle"))
     return rows, swept
+
+
+def frontiers(
+    runner: Runner, swept: Mapping[str, Sequence[Run]], slo_sweep: Sequence[Mapping[str, Any]]
+) -> dict[str, Frontier]:
+    """Each policy's attainment/GPU-hours frontier: ours swept here, the baselines from
+    the tuning sweeps already run."""
+    runs = {"slo": sweep(runner, "slo", slo_sweep), **swept}
+    return {name: pareto(name, [_point(r) for r in rs]) for name, rs in runs.items()}
+
+
+def _point(run: Run) -> tuple[float, float]:
+    s = run.summary
+    return float(str(s["slo_attainment"])), float(str(s["gpu_hours"]))
 
 
 def _cell(summary: Mapping[str, object], col: str) -> str:
