@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,84 @@ def test_scheduling_passthrough_and_label_override() -> None:
     assert pod["nodeSelector"] == {"gpu": "l4", "pool": "inference"}
     assert {"key": "dedicated", "operator": "Exists"} in pod["tolerations"]
     assert pod["containers"][0]["image"] == "registry.local/triton:1"
+
+
+# --- what Prometheus finds: the labels the autoscaler selects on, one engine target each
+
+
+def _scrape_target(template: dict[str, Any]) -> tuple[int, str] | None:
+    """(port, path) the chart's PodMonitor scrapes on a pod from this template, or None."""
+    ann = template.get("metadata", {}).get("annotations", {})
+    if ann.get("prometheus.io/scrape") != "true":
+        return None
+    ports = {p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"]}
+    port = int(ann["prometheus.io/port"])
+    assert port in ports  # keepequal on the declared container port: one target
+    return port, ann["prometheus.io/path"]
+
+
+def _owned(template: dict[str, Any], name: str) -> None:
+    labels = template["metadata"]["labels"]
+    assert labels["modelplane.io/deployment"] == name
+    assert labels["app.kubernetes.io/managed-by"] == "modelplane"
+    assert "app.kubernetes.io/name" not in labels or labels["app.kubernetes.io/name"] \
+        == "modelplane-llm"
+
+
+def test_rayservice_simulated_head_is_the_one_engine_scrape_target() -> None:
+    (svc,) = children("llama-8b-ray", engine="simulated", replicas=3)
+    cluster = svc["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]
+    [workers] = cluster["workerGroupSpecs"]
+    _owned(head, "llama-8b-ray")
+    _owned(workers["template"], "llama-8b-ray")
+    # KubeRay keeps its own app.kubernetes.io/name on Ray pods
+    assert "app.kubernetes.io/name" not in head["metadata"]["labels"]
+    assert head["metadata"]["labels"]["app.kubernetes.io/component"] == "ray-head"
+    assert workers["template"]["metadata"]["labels"]["app.kubernetes.io/component"] \
+        == "ray-worker"
+    # the ingress serves /metrics under the app's route prefix on the Serve HTTP port
+    app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
+    assert app["route_prefix"] == "/"
+    assert _scrape_target(head) == (8000, "/metrics")
+    # workers have no ingress: owned but never an engine target (no double count)
+    assert _scrape_target(workers["template"]) is None
+    # the Serve port keeps the name KubeRay's serve Service looks for; `metrics` is left
+    # to KubeRay (Ray's own export port, 8080) on every Ray container
+    ports = head["spec"]["containers"][0]["ports"]
+    assert {"name": "serve", "containerPort": 8000} in ports
+    for tpl in (head, workers["template"]):
+        assert not [p for p in tpl["spec"]["containers"][0].get("ports", [])
+                    if p["name"] == "metrics"]
+    # unique (containerPort, protocol): the CRD's list-map key for server-side apply
+    assert len({p["containerPort"] for p in ports}) == len(ports)
+
+
+def test_rayservice_vllm_is_owned_but_not_an_engine_target() -> None:
+    # Ray Serve LLM exports vLLM's stats through Ray (ray_vllm_*), not vllm:* at /metrics
+    (svc,) = children("llama-8b-ray")
+    cluster = svc["spec"]["rayClusterConfig"]
+    _owned(cluster["headGroupSpec"]["template"], "llama-8b-ray")
+    assert _scrape_target(cluster["headGroupSpec"]["template"]) is None
+    assert _scrape_target(cluster["workerGroupSpecs"][0]["template"]) is None
+
+
+@pytest.mark.parametrize("engine", ["vllm", "simulated"])
+def test_triton_pod_is_scraped_on_its_metrics_port(engine: str) -> None:
+    _cm, dep, _svc = children("llama-8b-triton", engine=engine)
+    template = dep["spec"]["template"]
+    _owned(template, "llama-8b-triton")
+    assert _scrape_target(template) == (8002, "/metrics")
+    ports = template["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 8002} in ports
+
+
+def test_triton_vllm_reports_custom_metrics() -> None:
+    cm, _dep, _svc = children("llama-8b-triton")
+    cfg = text_format.Parse(cm["data"]["config.pbtxt"], model_config_pb2.ModelConfig())
+    assert cfg.backend == "vllm"
+    assert cfg.parameters["REPORT_CUSTOM_METRICS"].string_value == "true"
+    assert json.loads(cm["data"]["model.json"])["disable_log_stats"] is False
+    cm, _dep, _svc = children("llama-8b-triton", engine="simulated")
+    cfg = text_format.Parse(cm["data"]["config.pbtxt"], model_config_pb2.ModelConfig())
+    assert "REPORT_CUSTOM_METRICS" not in cfg.parameters

@@ -132,17 +132,47 @@ def test_podmonitor_off_by_default(helm: str) -> None:
     assert not [d for d in docs if d["kind"] == "PodMonitor"]
 
 
-def _relabel(rules: list[dict[str, Any]], meta: dict[str, str]) -> dict[str, str]:
-    """Prometheus' relabelling (replace, defaults: separator ';', regex (.*), $1)."""
+def _relabel(rules: list[dict[str, Any]], meta: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus' relabelling (replace, keep, keepequal; defaults: separator ';',
+    regex (.*), $1); None: the target is dropped. Returns the labels plus
+    __address__ / __metrics_path__."""
     out = dict(meta)
     for rule in rules:
-        assert rule.get("action", "replace") == "replace"
+        action = rule.get("action", "replace")
         value = ";".join(out.get(s, "") for s in rule["sourceLabels"])
         match = re.fullmatch(rule.get("regex", "(.*)"), value)
-        if match:
-            out[rule["targetLabel"]] = match.expand(
-                rule.get("replacement", "$1").replace("$1", r"\1"))
-    return {k: v for k, v in out.items() if not k.startswith("__")}
+        if action == "keep":
+            if not match:
+                return None
+        elif action == "keepequal":
+            if value != out.get(rule["targetLabel"], ""):
+                return None
+        else:
+            assert action == "replace"
+            if match:
+                out[rule["targetLabel"]] = match.expand(
+                    rule.get("replacement", "$1").replace("$1", r"\1"))
+    return {k: v for k, v in out.items()
+            if not k.startswith("__") or k in ("__address__", "__metrics_path__")}
+
+
+def _pod_targets(pod: dict[str, Any], default_path: str) -> list[dict[str, str]]:
+    """Prometheus' pod service discovery: one target per declared container port."""
+    meta = pod["metadata"]
+    base = {"__meta_kubernetes_namespace": meta["namespace"],
+            "__meta_kubernetes_pod_name": meta["name"], "__metrics_path__": default_path}
+    for key, value in meta.get("labels", {}).items():
+        base["__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)] = value
+    for key, value in meta.get("annotations", {}).items():
+        base["__meta_kubernetes_pod_annotation_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)] = value
+    out = []
+    for container in pod["spec"]["containers"]:
+        for port in container.get("ports", []):
+            out.append({**base, "__address__": f"10.0.0.1:{port['containerPort']}",
+                        "__meta_kubernetes_pod_container_port_number":
+                            str(port["containerPort"]),
+                        "__meta_kubernetes_pod_container_port_name": port["name"]})
+    return out
 
 
 def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
@@ -158,14 +188,19 @@ def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
     assert pm["spec"]["selector"]["matchExpressions"] == [
         {"key": DEPLOYMENT_LABEL, "operator": "Exists"}]
     [endpoint] = pm["spec"]["podMetricsEndpoints"]
-    assert endpoint["port"] == "metrics"
+    assert "port" not in endpoint  # the prometheus.io/port annotation picks the port
     # Prometheus' service discovery meta labels for pod "llama-0" of LLMDeployment
     # "llama" in namespace "team-a" (label names sanitized: [^a-zA-Z0-9_] -> _)
     meta_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_",
                                                          DEPLOYMENT_LABEL)
     labels = _relabel(endpoint["relabelings"], {
         "__meta_kubernetes_namespace": "team-a", meta_label: "llama",
-        "__meta_kubernetes_pod_name": "llama-0"})
+        "__meta_kubernetes_pod_name": "llama-0",
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true",
+        "__meta_kubernetes_pod_annotation_prometheus_io_port": "8002",
+        "__meta_kubernetes_pod_container_port_number": "8002"})
+    assert labels is not None
+    labels = {k: v for k, v in labels.items() if not k.startswith("__")}
     assert labels == {"namespace": "team-a", "modelplane_io_deployment": "llama",
                       "pod": "llama-0"}
     # ... which is exactly what the autoscaler's default PromQL selector asks for
@@ -182,3 +217,76 @@ def test_podmonitor_namespaces(helm: str) -> None:
     [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
     assert pm["metadata"]["namespace"] == "monitoring"
     assert pm["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def _built_pods() -> dict[str, dict[str, Any]]:
+    """Pods as KubeRay / the ReplicaSet would create them from the builders' templates."""
+    from modelplane.builders import BuildSettings, build_children
+    from modelplane.builders.context import from_object
+
+    examples = CHART.parents[1] / "examples"
+    docs = {d["metadata"]["name"]: d for f in sorted(examples.glob("*.yaml"))
+            for d in yaml.safe_load_all(f.read_text())
+            if d and d.get("kind") == "LLMDeployment"}
+    pods: dict[str, dict[str, Any]] = {}
+
+    def pod(name: str, template: dict[str, Any], ns: str = "team-a") -> dict[str, Any]:
+        return {"metadata": {**template["metadata"], "name": name, "namespace": ns},
+                "spec": template["spec"]}
+
+    for engine in ("simulated", "vllm"):
+        ray = docs["llama-8b-ray"] | {"spec": docs["llama-8b-ray"]["spec"] | {"engine": engine}}
+        ray["metadata"] = ray["metadata"] | {"uid": "u1"}
+        (svc,) = build_children(from_object(ray, BuildSettings()))
+        cluster = svc["spec"]["rayClusterConfig"]
+        head = pod("head", cluster["headGroupSpec"]["template"])
+        worker = pod("worker", cluster["workerGroupSpecs"][0]["template"])
+        for p in (head, worker):  # KubeRay adds Ray's metrics export port to every Ray pod
+            c = p["spec"]["containers"][0] = dict(p["spec"]["containers"][0])
+            c["ports"] = [*c.get("ports", []), {"name": "metrics", "containerPort": 8080}]
+        pods[f"ray-{engine}-head"], pods[f"ray-{engine}-worker"] = head, worker
+    triton = docs["llama-8b-triton"] | {"metadata": docs["llama-8b-triton"]["metadata"]
+                                        | {"uid": "u2"}}
+    dep = build_children(from_object(triton, BuildSettings()))[1]
+    pods["triton"] = pod("triton-0", dep["spec"]["template"])
+    return pods
+
+
+def test_podmonitor_scrapes_one_engine_target_per_deployment(helm: str) -> None:
+    docs = _render(helm, "--set", "autoscaler.enabled=false",
+                   "--set", "prometheus.podMonitor.enabled=true")
+    [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
+    [endpoint] = pm["spec"]["podMetricsEndpoints"]
+    matched = pm["spec"]["selector"]["matchLabels"].items()
+
+    def targets(pod: dict[str, Any]) -> list[tuple[str, str]]:
+        labels = pod["metadata"]["labels"]
+        assert matched <= labels.items() and DEPLOYMENT_LABEL in labels  # selected
+        out = [_relabel(endpoint["relabelings"], t)
+               for t in _pod_targets(pod, endpoint["path"])]
+        return [(t["__address__"], t["__metrics_path__"]) for t in out if t]
+
+    pods = _built_pods()
+    # Triton: its metrics port; the Ray head of the simulated engine: the Serve HTTP port
+    # where the ingress serves /metrics (under route prefix "/"), not Ray's own 8080
+    assert targets(pods["triton"]) == [("10.0.0.1:8002", "/metrics")]
+    assert targets(pods["ray-simulated-head"]) == [("10.0.0.1:8000", "/metrics")]
+    # workers (no ingress) and real vLLM on Ray (ray_vllm_* names): not engine targets
+    for name in ("ray-simulated-worker", "ray-vllm-head", "ray-vllm-worker"):
+        assert targets(pods[name]) == [], name
+    # a custom path in the annotation wins over the endpoint's default
+    custom = pods["ray-simulated-head"]
+    custom["metadata"] = custom["metadata"] | {
+        "annotations": custom["metadata"]["annotations"] | {"prometheus.io/path": "/llm/metrics"}}
+    assert targets(custom) == [("10.0.0.1:8000", "/llm/metrics")]
+
+
+def test_podmonitor_named_port_override(helm: str) -> None:
+    docs = _render(helm, "--set", "autoscaler.enabled=false",
+                   "--set", "prometheus.podMonitor.enabled=true",
+                   "--set", "prometheus.podMonitor.port=metrics")
+    [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
+    [endpoint] = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics"
+    # the Prometheus Operator keeps the named port; no annotation-port filter on top
+    assert "keepequal" not in {r.get("action") for r in endpoint["relabelings"]}

@@ -78,6 +78,22 @@ def selector_labels(ctx: BuildContext) -> dict[str, str]:
     return {DEPLOYMENT_LABEL: ctx.name, "app.kubernetes.io/managed-by": MANAGED_BY}
 
 
+def pod_labels(ctx: BuildContext, component: str) -> dict[str, str]:
+    """Labels for pods another controller creates from our template (KubeRay).
+
+    :func:`labels` less ``app.kubernetes.io/name``, which KubeRay sets on its pods.
+    """
+    return {k: v for k, v in labels(ctx, component).items() if k != "app.kubernetes.io/name"}
+
+
+def scrape_annotations(port: int, path: str) -> dict[str, str]:
+    """Where the pod serves its engine metrics (``vllm:*``); the chart's PodMonitor and the
+    plain scrape job in docs/autoscaler.md keep only pods with ``scrape: "true"`` and
+    scrape exactly this container port and path (one target per pod)."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+            "prometheus.io/path": path}
+
+
 def metadata(ctx: BuildContext, name: str, component: str) -> Manifest:
     return {
         "name": name,

@@ -5,6 +5,17 @@ The serve config is a Ray Serve deploy config (``applications: [...]``) serialis
 with vLLM); ``engine: simulated`` uses ModelPlane's own Ray Serve application.
 Replicas come from the LLMDeployment (its scale subresource): Ray Serve's own autoscaler
 is off so that exactly one controller decides the replica count.
+
+Metrics: labels on the RayService object do not reach its pods, so the head and worker
+pod templates carry the ownership labels themselves. With ``engine: simulated`` the
+single ``OpenAIIngress`` replica serves the ``vllm:*`` metrics (aggregated over all
+engine replicas) at ``<route prefix>/metrics`` on the Serve HTTP port of the head pod:
+only the head pod gets the ``prometheus.io/*`` scrape annotations, so a deployment is one
+scrape target. KubeRay reserves the container port name ``metrics`` for Ray's own
+metrics export port (8080, added to every Ray pod) and serves the Serve Service from the
+port named ``serve``, so the engine metrics port is given by the ``prometheus.io/port``
+annotation, not by a port name. Real vLLM on Ray Serve reports through Ray's metrics
+export under other names (``ray_vllm_*``): not annotated (docs/autoscaler.md).
 """
 
 from __future__ import annotations
@@ -21,11 +32,14 @@ from modelplane.builders.common import (
     metadata,
     model_path,
     node_selector,
+    pod_labels,
+    scrape_annotations,
     tolerations,
 )
 
 SERVE_PORT = 8000
 APP_NAME = "llm"
+ROUTE_PREFIX = "/"
 SIMULATED_IMPORT_PATH = "modelplane.engine.serve_app:build_app"
 VLLM_IMPORT_PATH = "ray.serve.llm:build_openai_app"
 
@@ -64,7 +78,7 @@ def serve_config(ctx: BuildContext) -> dict[str, Any]:
     if ctx.spec.engine == "simulated":
         app: dict[str, Any] = {
             "name": APP_NAME,
-            "route_prefix": "/",
+            "route_prefix": ROUTE_PREFIX,
             "import_path": SIMULATED_IMPORT_PATH,
             "args": {"profile": ctx.spec.engine_profile or "llama-3.1-8b-h100",
                      "served_name": ctx.spec.model.name,
@@ -73,11 +87,16 @@ def serve_config(ctx: BuildContext) -> dict[str, Any]:
     else:
         app = {
             "name": APP_NAME,
-            "route_prefix": "/",
+            "route_prefix": ROUTE_PREFIX,
             "import_path": VLLM_IMPORT_PATH,
             "args": {"llm_configs": [_llm_config(ctx)]},
         }
     return {"http_options": {"host": "0.0.0.0", "port": SERVE_PORT}, "applications": [app]}
+
+
+def metrics_path() -> str:
+    """Where the simulated app's ingress serves ``/metrics``: under the route prefix."""
+    return ROUTE_PREFIX.rstrip("/") + "/metrics"
 
 
 def _image(ctx: BuildContext) -> str:
@@ -103,9 +122,12 @@ def _head(ctx: BuildContext) -> Manifest:
         {"name": "dashboard", "containerPort": 8265},
         {"name": "serve", "containerPort": SERVE_PORT},
     ]
+    template_meta: Manifest = {"labels": pod_labels(ctx, "ray-head")}
+    if ctx.spec.engine == "simulated":
+        template_meta["annotations"] = scrape_annotations(SERVE_PORT, metrics_path())
     return {
         "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
-        "template": {"spec": {"containers": [container]}},
+        "template": {"metadata": template_meta, "spec": {"containers": [container]}},
     }
 
 
@@ -123,7 +145,8 @@ def _workers(ctx: BuildContext) -> list[Manifest]:
         "minReplicas": 0,
         "maxReplicas": max(ctx.spec.max_replicas, ctx.replicas),
         "rayStartParams": {},
-        "template": {"spec": pod_spec},
+        # owned, but no scrape annotations: workers have no ingress (no engine metrics)
+        "template": {"metadata": {"labels": pod_labels(ctx, "ray-worker")}, "spec": pod_spec},
     }]
 
 

@@ -18,6 +18,7 @@ from modelplane.builders.common import (
     metadata,
     model_path,
     node_selector,
+    scrape_annotations,
     selector_labels,
     tolerations,
     triton_model_name,
@@ -75,6 +76,10 @@ def _parameters(ctx: BuildContext) -> dict[str, str]:
         return {"gpt_model_path": model_path(ctx), "decoupled_mode": "true",
                 "batching_strategy": "inflight_fused_batching",
                 "max_num_sequences": str(ctx.plan.max_batch_per_replica)}
+    if ctx.spec.engine == "vllm":
+        # the vLLM backend reports vllm:* on Triton's metrics port only with this
+        # (and disable_log_stats false in model.json)
+        return {"REPORT_CUSTOM_METRICS": "true"}
     return {}
 
 
@@ -86,6 +91,7 @@ def _vllm_model_json(ctx: BuildContext) -> str:
         "max_model_len": spec.model.max_context_length,
         "max_num_seqs": ctx.plan.max_batch_per_replica,
         "gpu_memory_utilization": 0.9,
+        "disable_log_stats": False,  # engine stats feed REPORT_CUSTOM_METRICS
     }
     if spec.model.revision:
         cfg["revision"] = spec.model.revision
@@ -155,8 +161,8 @@ def _deployment(ctx: BuildContext) -> Manifest:
             "replicas": ctx.replicas,
             "selector": {"matchLabels": selector_labels(ctx)},
             "template": {"metadata": {"labels": meta["labels"],
-                                      "annotations": {"prometheus.io/scrape": "true",
-                                                      "prometheus.io/port": str(METRICS_PORT)}},
+                                      "annotations": scrape_annotations(METRICS_PORT,
+                                                                        "/metrics")},
                          "spec": pod_spec},
         },
     }
