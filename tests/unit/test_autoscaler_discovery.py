@@ -192,3 +192,24 @@ def test_parse_knobs() -> None:
                                                                 "safety_z": 0.5}
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_knobs(["oops"])
+
+
+def test_controller_ignores_an_identical_target_and_keeps_state_on_change() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from modelplane.autoscaler.controller import Controller
+
+    t = target_from_object(_obj(), DiscoveryOptions())
+    assert isinstance(t, ScaleTarget)
+    ctl = Controller([t], source=None, writer=None, clock=lambda: 0.0,  # type: ignore[arg-type]
+                     registry=CollectorRegistry())
+    tracked = ctl.tracked[t.key]
+    ctl.add(t.model_copy())
+    assert ctl.tracked[t.key] is tracked  # same object: window and policy untouched
+    tracked.window.append(object())  # type: ignore[arg-type]
+    changed = target_from_object(_obj(maxReplicas=5), DiscoveryOptions())
+    assert isinstance(changed, ScaleTarget)
+    ctl.add(changed)
+    assert ctl.tracked[t.key] is not tracked and len(ctl.tracked[t.key].window) == 1
+    ctl.remove(*t.key)
+    assert ctl.tracked == {}
