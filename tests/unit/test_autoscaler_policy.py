@@ -143,8 +143,8 @@ def test_policy_is_pure() -> None:
 
 
 def test_config_errors_show_the_bad_value() -> None:
-    with pytest.raises(ValidationError, match=r"1\.5"):
-        SloPolicy(target_utilization=1.5)
+    with pytest.raises(ValidationError, match=r"2\.5"):
+        SloPolicy(target_utilization=2.5)
     with pytest.raises(ValidationError, match=r"min_replicas \(5\) exceeds max_replicas \(2\)"):
         Limits(min_replicas=5, max_replicas=2)
     with pytest.raises(ValueError, match="unknown policy 'nope'"):

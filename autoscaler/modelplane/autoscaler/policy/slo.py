@@ -38,7 +38,12 @@ from modelplane.autoscaler.types import Decision, MetricSample, PolicyContext
 class SloPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    target_utilization: float = Field(default=1.0, gt=0, le=1.0)
+    target_utilization: float = Field(
+        default=1.0,
+        gt=0,
+        le=2.0,
+        description="share of the plan's capacity to use (>1: the plan is cautious)",
+    )
     level_window_s: float = Field(default=30.0, gt=0)
     trend_window_s: float = Field(default=120.0, gt=0)
     trend_damping: float = Field(

@@ -37,9 +37,7 @@ DEFAULT_SWEEPS: Mapping[str, Sequence[Mapping[str, Any]]] = {
 # scale-down band and the target utilization are the knobs that trade GPU-hours for
 # attainment.
 SLO_SWEEP: Sequence[Mapping[str, Any]] = [
-    {"down_margin": m, "target_utilization": u}
-    for u in (1.0, 0.9)
-    for m in (0.05, 0.1, 0.15, 0.2, 0.3)
+    {"down_margin": m, "target_utilization": u} for u in (1.15, 1.0, 0.9) for m in (0.05, 0.15, 0.3)
 ]
 
 
