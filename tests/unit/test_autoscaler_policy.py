@@ -173,3 +173,15 @@ def test_hysteresis_band_scales_down_to_need_plus_margin() -> None:
     # the need alone is ceil(2.2 / 0.8) = 3; the band keeps ceil(2.2 * 1.15 / 0.8) = 4
     assert decisions[-1].desired_replicas == 4
     assert reversals(decisions) == 0
+
+
+def test_two_replicas_go_back_to_one_after_a_quiet_spell() -> None:
+    # a one-replica scale-down is below the default step of two; it must still happen
+    # once the count has been unchanged for small_step_after_s, or 2 could never reach 1
+    policy = SloPolicy(target_utilization=0.8, gain_step=0, small_step_after_s=600)
+    state = ScalerState(2, 2, last_scale_up_at=1000.0)
+    decisions = drive(policy, lambda t: 0.3, start=2, seconds=1200, state=state)
+    times = [1000 + 10 * i for i in range(len(decisions))]
+    first_one = next(t for t, d in zip(times, decisions, strict=True) if d.desired_replicas == 1)
+    assert first_one >= 1600
+    assert decisions[-1].desired_replicas == 1

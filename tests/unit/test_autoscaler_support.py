@@ -85,10 +85,11 @@ def drive(
     interval: float = 10,
     limits: Limits = LIMITS,
     ready_lag: float = 0.0,
+    state: ScalerState | None = None,
 ) -> list[Decision]:
     """Run the policy every ``interval`` on a fake clock; replicas become ready after
     ``ready_lag`` seconds (a cold start), so the state evolves as in the controller."""
-    state = ScalerState(start, start)
+    state = state or ScalerState(start, start)
     out: list[Decision] = []
     pending: list[tuple[float, int]] = []
     t = 1000.0

@@ -62,6 +62,10 @@ class SloPolicy(BaseModel):
         default=0.0, ge=0, description="extra share added when scaling up, so a ramp is one step"
     )
     down_min_step: int = Field(default=2, ge=1, description="smallest scale-down worth doing")
+    small_step_after_s: float = Field(
+        default=600.0, ge=0,
+        description="a smaller scale-down is allowed this long after the last change",
+    )  # fmt: skip
     up_tolerance: float = Field(
         default=0.05, ge=0, description="need must exceed current by this share to scale up"
     )
@@ -139,12 +143,19 @@ class SloPolicy(BaseModel):
             return raw, ""
         if state.ready_replicas < state.current_replicas:
             return state.current_replicas, "; no scale-down while replicas are starting"
-        if state.current_replicas - raw < self.down_min_step:
+        if state.current_replicas - raw < self.down_min_step and not self._settled(ctx):
             return state.current_replicas, f"; scale-down below step {self.down_min_step}"
         last = state.last_scale_down_at
         if last is not None and ctx.now - last < self.down_cooldown_s:
             return state.current_replicas, f"; scale-down cooldown ({self.down_cooldown_s:.0f}s)"
         return raw, ""
+
+    def _settled(self, ctx: PolicyContext) -> bool:
+        """No change for ``small_step_after_s``: a one-replica excess that has lasted
+        this long is real (without this, 2 replicas could never go back to 1)."""
+        state = ctx.state
+        changes = [t for t in (state.last_scale_up_at, state.last_scale_down_at) if t is not None]
+        return not changes or ctx.now - max(changes) >= self.small_step_after_s
 
     def _load(
         self, samples: tuple[MetricSample, ...], ctx: PolicyContext, ratio: float
