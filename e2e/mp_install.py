@@ -74,8 +74,12 @@ class OperatorProcess:
                "--resync-seconds", "3", "--lease-name", self.lease or f"e2e-{self.identity}",
                *self.extra]
         out = self.log.open("ab")
+        # its own session: the local target's Ray processes (gcs, raylet and its agents)
+        # join the operator's process group, so teardown can reap them even when the
+        # operator was SIGKILLed before ray.shutdown() ran
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     start_new_session=True)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -87,6 +91,9 @@ class OperatorProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.kill(signal.SIGTERM)
         self.kill(signal.SIGKILL)
+        if self.proc is not None:  # whatever it left behind in its own process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +190,10 @@ class Load:
 class AutoscalerProcess:
     def __init__(self, kubeconfig: Path, ns: str, prom_url: str, log: Path) -> None:
         self.log = log
+        self.metrics_port = free_port()
         cmd = [sys.executable, "-m", "modelplane.cli.main", "autoscaler",
                "--kubeconfig", str(kubeconfig), "--namespace", ns,
+               "--metrics-port", str(self.metrics_port),
                "--prometheus-url", prom_url, "--interval-s", "2", "--stale-after-s", "10",
                # with at most 3 replicas a step of one is worth doing; and the next
                # scale-down may follow after one window (default 60 s) to keep the test short
@@ -200,6 +203,21 @@ class AutoscalerProcess:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def metrics(self) -> dict[str, float]:
+        """The autoscaler's own series (``name{labels}`` -> value), {} when unreachable."""
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("modelplane_autoscaler_"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -275,6 +293,16 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
         wait_for(lambda: time.monotonic() >= hold_until, 30, "load on the scaled deployment")
         slo_scaled = dict(tl.slo)
         peak = max(s for _, s, _, _ in tl.points)
+        # the decision is explained in the autoscaler's own metrics too
+        own = autoscaler.metrics()
+        for series in ("desired_replicas", "current_replicas", "ready_replicas",
+                       "predicted_attainment", "observed_attainment"):
+            assert any(k.startswith(f"modelplane_autoscaler_{series}{{") and NAME in k
+                       for k in own), (series, own)
+        assert any(k.startswith("modelplane_autoscaler_input{") and "demand_replicas" in k
+                   for k in own), own
+        figures["autoscaler_metrics"] = {k: v for k, v in own.items()
+                                         if "replicas{" in k or "attainment{" in k}
     finally:
         t_stop = load.stop()
     assert load.failed == 0, load.errors[:5]

@@ -61,14 +61,17 @@ def test_autoscaler_deployment_args_and_one_replica(helm: str) -> None:
     assert pod["serviceAccountName"] == "modelplane-autoscaler"
     [container] = pod["containers"]
     assert container["args"] == ["autoscaler", "--in-cluster", f"--prometheus-url={URL}",
-                                 "--interval-s=15"]
+                                 "--interval-s=15", "--metrics-port=8080",
+                                 "--metrics-host=0.0.0.0"]
     operator = next(d for d in docs if d["kind"] == "Deployment"
                     and d["metadata"]["name"] == "modelplane-operator")
     op_container = operator["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == op_container["image"]
     assert container["securityContext"] == op_container["securityContext"]
-    # the process serves no HTTP endpoint: no port, no probes pretending otherwise
-    assert not {"ports", "livenessProbe", "readinessProbe"} & container.keys()
+    # its own metrics port, which the probes check
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
 
 
 def test_autoscaler_rbac_is_exactly_what_it_calls(helm: str) -> None:

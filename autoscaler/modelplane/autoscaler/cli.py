@@ -86,6 +86,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stale-after-s", type=float, default=60.0,
                    help="hold when the newest metrics are older than this")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve the autoscaler's own metrics (desired/current/ready replicas, "
+                        "inputs, predicted vs observed attainment) on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1")
     p.set_defaults(func=main)
 
 
@@ -170,6 +174,10 @@ async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
             else ScrapeSource(session)
         )
         ctl = Controller(targets, source, writer, clock=time.time, interval_s=args.interval_s)
+        if args.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, addr=args.metrics_host, registry=ctl.registry)
         discovery = Discovery(ctl, discovery_options(args)) if api is not None else None
         stop = asyncio.Event()
         if args.once:
