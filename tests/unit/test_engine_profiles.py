@@ -26,6 +26,22 @@ def test_profile_reproduces_cited_point(name: str, point: BenchmarkPoint) -> Non
         assert abs(err) <= 0.15, f"{name} c={point.concurrency} {figure}: {100 * err:+.1f}%"
 
 
+# Rows of the NIM 1.8.0 Llama-3.3-70B 2x H100 FP8 TP2 tables that the fit did not use.
+HELD_OUT_70B = (
+    BenchmarkPoint(25, 1000, 1000, itl_ms=22.45, ttft_ms=250.49, rounds=20),
+    BenchmarkPoint(250, 200, 200, itl_ms=48.16, ttft_ms=264.22, rounds=20),
+    BenchmarkPoint(150, 500, 2000, itl_ms=37.85, ttft_ms=296.74, rounds=20),
+)
+
+
+@pytest.mark.parametrize("point", HELD_OUT_70B, ids=lambda p: f"{p.prompt_tokens}/{p.concurrency}")
+def test_70b_profile_predicts_held_out_points(point: BenchmarkPoint) -> None:
+    """Other lengths from the same source come out within 20% without being fitted."""
+    errors = point.errors(measure(get_profile("llama-3.3-70b-h100x2"), point))
+    for figure, err in errors.items():
+        assert abs(err) <= 0.20, f"c={point.concurrency} {figure}: {100 * err:+.1f}%"
+
+
 def test_latency_grows_with_load() -> None:
     prof = get_profile("llama-3.1-8b-h100")
     low = run_closed_loop(prof, 1, 200, 200)

@@ -22,6 +22,7 @@ from modelplane.engine.latency import LatencyProfile
 NIM_GUIDE = "https://docs.nvidia.com/nim/benchmarking/llm/latest/"
 A100_SWEEP = "https://johnmusgrave.com/p/vllm-throughput-latency-sweep-on"
 SPARK_NOTES = "https://site-one-liart-13.vercel.app/en/dgx/qwen3-moe-nvfp4-benchmarks-dgx-spark"
+NIM_PERF = "https://docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance"
 
 PROFILES: Mapping[str, LatencyProfile] = {
     p.name: p
@@ -87,6 +88,30 @@ PROFILES: Mapping[str, LatencyProfile] = {
             max_prefill_tokens_per_step=3717,
             max_model_len=262_144,
         ),
+        # NVIDIA NIM for LLMs benchmarking guide, "Performance" page: Llama-3.3-70B-Instruct
+        # (same architecture as 3.1-70B), NIM 1.8.0 (TensorRT-LLM), 2x H100 80GB, FP8, TP2,
+        # genai-perf at fixed lengths. Fitted to the 1000/1000-token table at c=1, 50, 100,
+        # 200 and to c=1 of the 5000/500 table (long prompts pin the prefill cost); worst
+        # error 8.3%. ASSUMED: 20 requests per client (the published TTFTs at c>=50 are
+        # steady-state; 4 rounds would weigh the all-at-once first wave too much).
+        # Derived, not fitted: KV cache 450k tokens. FP8 KV is 160 KiB/token (80 layers x
+        # 8 KV heads x 128 x K,V x 1 byte); the table queues at 1000/1000 c=250 and
+        # 500/2000 c=200 (500k tokens reserved) but not at 1000/1000 c=200 (400k).
+        LatencyProfile(
+            name="llama-3.3-70b-h100x2",
+            model="meta-llama/Llama-3.3-70B-Instruct",
+            gpu="2x H100-SXM-80GB (TP=2, FP8)",
+            source=f"NVIDIA NIM benchmarking guide, Llama-3.3-70B-Instruct NIM 1.8.0, 2x H100 "
+            f"FP8 TP2 ({NIM_PERF})",
+            prefill_ms_per_token=0.0699,
+            step_base_ms=18.88,
+            step_ms_per_seq=0.05744,
+            step_ms_per_seq2=8.617e-5,
+            kv_cache_tokens=450_000,
+            max_num_seqs=256,
+            max_prefill_tokens_per_step=2000,
+            max_model_len=131_072,
+        ),
     )
 }
 
@@ -104,6 +129,14 @@ CITED: Mapping[str, tuple[BenchmarkPoint, ...]] = {
     "qwen3.6-35b-a3b-gb10": (
         BenchmarkPoint(1, 512, 512, ttft_ms=166.0, output_tok_s=55.9),
         BenchmarkPoint(32, 1024, 512, ttft_ms=2317.0, output_tok_s=433.4),
+    ),
+    # NIM 1.8.0 rows (concurrency, in, out): ITL ms, TTFT ms, output tokens/s.
+    "llama-3.3-70b-h100x2": (
+        BenchmarkPoint(1, 1000, 1000, 18.67, 82.46, 53.37, rounds=20),
+        BenchmarkPoint(50, 1000, 1000, 25.87, 278.62, 1912.93, rounds=20),
+        BenchmarkPoint(100, 1000, 1000, 34.21, 334.23, 2895.49, rounds=20),
+        BenchmarkPoint(200, 1000, 1000, 50.66, 558.23, 3901.74, rounds=20),
+        BenchmarkPoint(1, 5000, 500, 18.58, 406.77, 51.67, rounds=20),
     ),
 }
 
