@@ -8,10 +8,19 @@ from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
-from test_autoscaler_support import LIMITS, ctx, drive, sample, window
+from test_autoscaler_support import LIMITS, PLAN, ctx, drive, sample, window
 
 from modelplane.autoscaler.policy import SloPolicy, make_policy
-from modelplane.autoscaler.types import Decision, Limits, MetricsWindow, ScalerState
+from modelplane.autoscaler.types import (
+    TPOT_BUCKETS_S,
+    Decision,
+    Histogram,
+    Limits,
+    MetricsWindow,
+    PolicyContext,
+    ScalerState,
+    Slo,
+)
 
 POLICY = SloPolicy(target_utilization=0.8)
 
@@ -185,3 +194,35 @@ def test_two_replicas_go_back_to_one_after_a_quiet_spell() -> None:
     first_one = next(t for t, d in zip(times, decisions, strict=True) if d.desired_replicas == 1)
     assert first_one >= 1600
     assert decisions[-1].desired_replicas == 1
+
+
+def _tpot_in_bucket(index: int, now: float) -> MetricsWindow:
+    """Every TPOT observation in one bucket of vLLM's (coarse) TPOT histogram."""
+    def move(h: Histogram) -> Histogram:
+        counts = [0] * len(h.counts)
+        counts[index] = h.total
+        return replace(h, counts=tuple(counts))
+
+    return MetricsWindow(tuple(replace(s, tpot=move(s.tpot))
+                               for s in window(now, lambda t: 4.0).samples))
+
+
+def test_feedback_is_not_fooled_by_a_target_inside_a_bucket() -> None:
+    # 40 ms lies inside vLLM's (25, 50] ms bucket: interpolation reads 60% attainment,
+    # but the histogram cannot tell; the gain must not chase that artefact
+    now, slo = 5000.0, Slo(ttft_p95_ms=2500, tpot_p95_ms=40, target_attainment=0.99)
+    straddling = _tpot_in_bucket(TPOT_BUCKETS_S.index(0.05), now)
+    d = POLICY(PolicyContext(straddling, slo, PLAN, LIMITS, ScalerState(5, 5), now))
+    assert d.state.memo["gain"] == 1.0
+    assert d.inputs["observed_attainment"] == pytest.approx(0.6)
+    # all of them in (50, 75] ms: surely missed, so the gain rises
+    missed = _tpot_in_bucket(TPOT_BUCKETS_S.index(0.075), now)
+    d = POLICY(PolicyContext(missed, slo, PLAN, LIMITS, ScalerState(5, 5), now))
+    assert d.state.memo["gain"] > 1.0
+
+
+def test_attainment_bounds_from_a_histogram() -> None:
+    h = Histogram((0.025, 0.05, 0.075), (10, 80, 10, 0))
+    assert h.fraction_bounds(0.04) == (0.1, 0.9)  # the (25, 50] bucket is unknown
+    assert h.fraction_bounds(0.05) == (0.9, 0.9)  # on a bound: exact
+    assert h.fraction_bounds(0.1) == (1.0, 1.0)

@@ -11,6 +11,7 @@ from modelplane.autoscaler.sim.trace import (
     diurnal,
     load_trace,
     poisson_bursts,
+    replicate_rate,
     scale_rate,
 )
 
@@ -88,3 +89,19 @@ def test_synthetic_traces_are_seeded_and_shaped() -> None:
     d = diurnal(mean_rate=1.0, duration_s=2000, period_s=2000, amplitude=0.8, seed=3)
     first_half = sum(1 for r in d if r.arrival_s < 1000)
     assert first_half > 2 * (len(d) - first_half)  # sin is positive in the first half
+
+
+def test_replicate_rate_keeps_the_clock() -> None:
+    trace = poisson_bursts(rate=2, duration_s=600, seed=3)
+    more = replicate_rate(trace, 2.5, seed=1)
+    assert len(more) == pytest.approx(2.5 * len(trace), rel=0.05)
+    assert more[-1].arrival_s <= trace[-1].arrival_s  # same hour, more requests
+    assert [r.arrival_s for r in more] == sorted(r.arrival_s for r in more)
+    assert more == replicate_rate(trace, 2.5, seed=1)  # seeded
+    # the load curve is kept: requests per minute scale by the factor, minute by minute
+    for minute in range(2, 8):
+        n = sum(1 for r in trace if minute * 60 <= r.arrival_s < (minute + 1) * 60)
+        m = sum(1 for r in more if minute * 60 <= r.arrival_s < (minute + 1) * 60)
+        assert m == pytest.approx(2.5 * n, rel=0.3)
+    with pytest.raises(ValueError, match="positive number, got -1"):
+        replicate_rate(trace, -1)

@@ -22,7 +22,7 @@ from modelplane.autoscaler.policy import POLICIES
 from modelplane.autoscaler.sim.compare import DEFAULT_SWEEPS, SLO_SWEEP, compare, frontiers, table
 from modelplane.autoscaler.sim.frontier import Frontier, cost_table
 from modelplane.autoscaler.sim.runner import Run, Runner, Scenario
-from modelplane.autoscaler.sim.trace import TraceError, load_trace, scale_rate
+from modelplane.autoscaler.sim.trace import TraceError, load_trace, replicate_rate, scale_rate
 from modelplane.autoscaler.types import Limits, Slo
 
 
@@ -33,7 +33,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--slo-ttft-ms", type=float, default=2500.0)
     p.add_argument("--slo-tpot-ms", type=float, default=100.0)
     p.add_argument("--target-attainment", type=float, default=0.99)
-    p.add_argument("--rate-scale", type=float, default=1.0, help="compress inter-arrival times")
+    p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
+    p.add_argument(
+        "--rate-mode", choices=("replicate", "compress"), default="replicate",
+        help="replicate: more requests over the same hour (seeded copies); compress: the "
+        "same requests in less time (load moves faster against the cold start)",
+    )  # fmt: skip
     p.add_argument("--cold-start-s", type=float, default=60.0)
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=32)
@@ -76,7 +81,11 @@ def _knobs(items: list[str]) -> dict[str, Any]:
 
 
 def build_runner(args: argparse.Namespace) -> Runner:
-    trace = scale_rate(load_trace(args.trace), args.rate_scale)
+    base = load_trace(args.trace)
+    if args.rate_mode == "compress":
+        trace = scale_rate(base, args.rate_scale)
+    else:
+        trace = replicate_rate(base, args.rate_scale)
     scenario = Scenario(
         profile=args.profile,
         slo=Slo(
@@ -153,7 +162,8 @@ def _report(
         plot_runs(
             shown,
             args.plot,
-            title=f"{Path(args.trace).name} x{args.rate_scale:g}, {args.profile}, "
+            title=f"{Path(args.trace).name} x{args.rate_scale:g} ({args.rate_mode}), "
+            f"{args.profile}, "
             f"SLO TTFT {args.slo_ttft_ms:g} ms / TPOT {args.slo_tpot_ms:g} ms",
             ttft_slo_ms=args.slo_ttft_ms,
             tpot_slo_ms=args.slo_tpot_ms,

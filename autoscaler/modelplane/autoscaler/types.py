@@ -91,6 +91,23 @@ class Histogram:
     def total(self) -> int:
         return sum(self.counts)
 
+    def fraction_bounds(self, x: float) -> tuple[float, float]:
+        """(surely <= x, possibly <= x): the bucket that straddles ``x`` is unknown.
+
+        With vLLM's coarse buckets a target inside a bucket (40 ms in (25, 50] ms) makes
+        the interpolated share a guess; these bounds are what the histogram proves."""
+        total = self.total
+        if total == 0:
+            return 1.0, 1.0
+        below, lo = 0, -math.inf
+        for hi, count in zip(self.bounds, self.counts, strict=False):
+            if x < hi:  # the bucket (lo, hi] holds x, unless x sits on its lower bound
+                return below / total, (below + (count if x > lo else 0)) / total
+            below += count
+            lo = hi
+        # past the last bound: the +Inf bucket is unknown, unless x sits on that bound
+        return below / total, 1.0 if x > lo else below / total
+
     def fraction_le(self, x: float) -> float:
         """Share of observations <= x, interpolating linearly inside the bucket."""
         total = self.total

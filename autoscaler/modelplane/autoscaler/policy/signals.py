@@ -78,6 +78,25 @@ def observed_attainment(samples: Sequence[MetricSample], slo: Slo) -> tuple[floa
     return max(0.0, 1 - miss), ttft.total
 
 
+def attainment_bounds(
+    samples: Sequence[MetricSample], slo: Slo
+) -> tuple[float, float, int] | None:
+    """(lowest, highest) attainment the histograms allow, and the request count.
+
+    Lowest: every observation in a bucket straddling a target missed, and the TTFT and
+    TPOT misses are different requests. Highest: every straddling one met, and the
+    misses overlap as much as they can. Feedback acts only on what is certain."""
+    ttft = merge_histograms([s.ttft for s in samples if s.ttft is not None])
+    tpot = merge_histograms([s.tpot for s in samples if s.tpot is not None])
+    if ttft is None or tpot is None or ttft.total == 0:
+        return None
+    t_lo, t_hi = ttft.fraction_bounds(slo.ttft_p95_ms / 1000)
+    p_lo, p_hi = tpot.fraction_bounds(slo.tpot_p95_ms / 1000)
+    lowest = max(0.0, 1 - (1 - t_lo) - (1 - p_lo))
+    highest = min(t_hi, p_hi)
+    return lowest, highest, ttft.total
+
+
 def p95_ms(samples: Sequence[MetricSample], which: str) -> float | None:
     hists: list[Histogram] = [
         h for s in samples if (h := (s.ttft if which == "ttft" else s.tpot)) is not None

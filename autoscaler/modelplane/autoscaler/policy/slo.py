@@ -194,19 +194,23 @@ class SloPolicy(BaseModel):
         gain = float(ctx.state.memo.get("gain", 1.0))
         recent = ctx.window.since(ctx.now - self.feedback_window_s)
         observed = signals.observed_attainment(recent, ctx.slo)
-        if observed is None or observed[1] < 20:
+        bounds = signals.attainment_bounds(recent, ctx.slo)
+        if observed is None or bounds is None or observed[1] < 20:
             return gain, None  # too few requests to judge a 99% target
-        att = observed[0]
+        lowest, highest, _ = bounds
+        target = ctx.slo.target_attainment
         # anti-windup: misses while new capacity is still starting are lag, not a wrong
         # capacity model; integrating them would over-provision long after the burst
         settled = ctx.state.ready_replicas >= ctx.state.current_replicas
-        # integral action with a dead band: below target push capacity up; only well
-        # above it (half the error budget unused) hand capacity back, more slowly
-        if att < ctx.slo.target_attainment and settled:
+        # integral action with a dead band, on what the histograms prove: push capacity
+        # up only when even the best reading misses the target (a target inside a coarse
+        # bucket must not look like misses), hand it back only when even the worst
+        # reading leaves half the error budget unused, and more slowly
+        if highest < target and settled:
             gain += self.gain_step
-        elif att >= 1 - (1 - ctx.slo.target_attainment) * (1 - self.relax_above):
+        elif lowest >= 1 - (1 - target) * (1 - self.relax_above):
             gain -= self.gain_step / 2
-        return min(self.gain_max, max(self.gain_min, gain)), att
+        return min(self.gain_max, max(self.gain_min, gain)), observed[0]
 
     def predict(self, ctx: PolicyContext, demand: float, replicas: int) -> float:
         """Heuristic attainment at ``replicas`` for ``demand``: the target exactly at the

@@ -138,6 +138,29 @@ def scale_rate(trace: Sequence[TraceRequest], factor: float) -> Trace:
     )
 
 
+def replicate_rate(trace: Sequence[TraceRequest], factor: float, seed: int = 0) -> Trace:
+    """Multiply the request rate by ``factor`` and keep the trace's duration.
+
+    :func:`scale_rate` compresses time, so a burst that lasted four minutes lasts one at
+    4x: the load moves 4x faster against the same cold start. This keeps the clock: each
+    request is there ``floor(factor)`` times, plus once more with probability of the
+    fraction, every copy but the original placed uniformly in the gap to the next arrival
+    (independent users with the same request shape, the same load curve over the hour).
+    Seeded, so runs repeat."""
+    if factor <= 0 or not math.isfinite(factor):
+        raise ValueError(f"rate scale must be a positive number, got {factor}")
+    rng = random.Random(seed)
+    out: list[TraceRequest] = []
+    for i, r in enumerate(trace):
+        gap = trace[i + 1].arrival_s - r.arrival_s if i + 1 < len(trace) else 0.0
+        copies = int(factor) + (1 if rng.random() < factor - int(factor) else 0)
+        for k in range(copies):
+            at = r.arrival_s if k == 0 else r.arrival_s + rng.uniform(0.0, gap)
+            out.append(TraceRequest(at, r.prompt_tokens, r.output_tokens))
+    out.sort(key=lambda r: r.arrival_s)
+    return tuple(out)
+
+
 def _shape(rng: random.Random, prompt_mean: int, output_mean: int) -> tuple[int, int]:
     # exponential-ish lengths, like chat traffic: many short, a long tail
     prompt = max(1, min(8000, int(rng.expovariate(1 / prompt_mean))))
