@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from modelplane.autoscaler.controller import Controller, MetricsSource, ScaleTarget, ScaleWriter
 from modelplane.autoscaler.discovery import Discovery, DiscoveryOptions
+from modelplane.autoscaler.policy import parse_knobs
 from modelplane.autoscaler.types import Limits, SizingPlan, Slo
 
 
@@ -121,17 +122,6 @@ def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
             endpoints=tuple(args.scrape or ()),
         )
     ]
-
-
-def parse_knobs(pairs: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs; values are YAML scalars (``2`` is an int, ``0.5`` a float)."""
-    knobs: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--knob {pair!r}: expected NAME=VALUE")
-        knobs[name] = yaml.safe_load(value)
-    return knobs
 
 
 def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:

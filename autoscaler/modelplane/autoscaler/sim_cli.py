@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelplane.autoscaler.policy import POLICIES
+from modelplane.autoscaler.policy import POLICIES, parse_knobs
 from modelplane.autoscaler.sim.compare import DEFAULT_SWEEPS, SLO_SWEEP, compare, frontiers, table
 from modelplane.autoscaler.sim.frontier import Frontier, cost_table
 from modelplane.autoscaler.sim.runner import Run, Runner, Scenario
@@ -67,19 +67,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=main)
 
 
-def _knobs(items: list[str]) -> dict[str, Any]:
-    knobs: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KNOB=VALUE, got {item!r}")
-        try:
-            knobs[key] = int(raw) if raw.lstrip("-").isdigit() else float(raw)
-        except ValueError:
-            knobs[key] = raw
-    return knobs
-
-
 def build_runner(args: argparse.Namespace) -> Runner:
     base = load_trace(args.trace)
     if args.rate_mode == "compress":
@@ -108,9 +95,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         runner = build_runner(args)
         fronts: dict[str, Frontier] = {}
-        knobs = _knobs(args.set)
+        knobs = parse_knobs(args.set, "--set")
         if args.compare:
-            fixed = {"hpa": [_knobs(args.hpa)], "kpa": [_knobs(args.kpa)]}
+            fixed = {n: [parse_knobs(getattr(args, n), f"--{n}")] for n in ("hpa", "kpa")}
             sweeps = fixed if args.no_tune else DEFAULT_SWEEPS
             runs, swept = compare(runner, slo_knobs=knobs, sweeps=sweeps)
             if args.frontier:

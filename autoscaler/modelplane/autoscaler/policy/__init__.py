@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import yaml
+
 from modelplane.autoscaler.policy.baselines import FixedPolicy, HpaPolicy, KpaPolicy, OraclePolicy
 from modelplane.autoscaler.policy.slo import SloPolicy
 from modelplane.autoscaler.types import Decision, PolicyContext
@@ -32,6 +34,18 @@ def make_policy(name: str, **knobs: Any) -> Policy:
     return cls(**knobs)
 
 
+def parse_knobs(pairs: list[str], flag: str = "--knob") -> dict[str, Any]:
+    """``NAME=VALUE`` pairs from a command line; values are YAML scalars (``2`` is an
+    int, ``0.5`` a float, ``true`` a bool). Both CLIs (live and simulator) use this."""
+    knobs: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{flag} {pair!r}: expected NAME=VALUE")
+        knobs[name] = yaml.safe_load(value)
+    return knobs
+
+
 __all__ = [
     "POLICIES",
     "FixedPolicy",
@@ -41,4 +55,5 @@ __all__ = [
     "Policy",
     "SloPolicy",
     "make_policy",
+    "parse_knobs",
 ]
