@@ -104,3 +104,20 @@ def test_sim_cli_reports_bad_trace(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text("a,b\n1,2\n")
     assert modelplane_main(["sim", "--trace", str(bad)]) == 2
     assert "CSV header must contain" in capsys.readouterr().err
+
+
+def test_sim_cli_compare_with_frontier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(
+        json.dumps({"arrival_s": r.arrival_s, "input_tokens": r.prompt_tokens,
+                    "output_tokens": r.output_tokens}) + "\n"
+        for r in small_trace()
+    ))  # fmt: skip
+    rc = modelplane_main(["sim", "--trace", str(trace), "--compare", "--no-tune", "--frontier",
+                          "--hpa", "target=8", "--kpa", "target=8"])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    table = out.split("GPU-hours at equal attainment")[1]
+    header = table.strip().splitlines()[1]
+    assert "slo GPU-h" in header and "saving vs hpa" in header and "saving vs kpa" in header
+    assert "slo:" in out and "hpa:" in out and "kpa:" in out  # each policy's frontier
