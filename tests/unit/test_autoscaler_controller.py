@@ -170,3 +170,31 @@ vllm:time_to_first_token_seconds_bucket{{model_name="m",le="+Inf"}} {inf}
 vllm:time_to_first_token_seconds_count{{model_name="m"}} {inf}
 vllm:time_to_first_token_seconds_sum{{model_name="m"}} 3.0
 """
+
+
+async def test_a_wake_from_zero_is_not_undone() -> None:
+    """The router wakes a deployment at zero for a held request (spec 0 -> 1 behind the
+    controller's back); the next idle readings must not scale it straight back to zero:
+    not while the replica is starting, and not before a whole idle period has passed."""
+    limits = LIMITS.model_copy(update={"min_replicas": 0, "scale_to_zero_after_s": 60.0,
+                                       "scale_down_stabilization_s": 30.0})
+    target = TARGET.model_copy(update={"limits": limits})
+    clock, writer = FakeClock(), FakeWriter(spec=1)
+    ctl = Controller([target], FakeSource(load=0.0), writer, clock=clock, sleep=clock.sleep,
+                     interval_s=10)
+    await run_rounds(ctl, clock, 12)
+    assert writer.spec == 0  # idle for the period: scaled to zero
+    writer.sets.clear()
+    writer.spec, writer.ready = 1, 0  # the router's wake; the replica is starting
+    woke = clock.t
+    await run_rounds(ctl, clock, 3)
+    assert writer.sets == []  # starting: never zeroed
+    writer.ready = 1
+    zeroed_at = None
+    for _ in range(12):
+        await ctl.step()
+        if writer.spec == 0 and zeroed_at is None:
+            zeroed_at = clock.t
+        await clock.sleep(10)
+    assert zeroed_at is not None  # still idle: it does go back to zero...
+    assert zeroed_at - woke >= 60.0  # ...but only a whole idle period after the wake

@@ -211,9 +211,7 @@ class Controller:
         await self._gather(tr, now)
         t = tr.target
         spec, ready = await self.writer.get_scale(t.namespace, t.name)
-        # the scale subresource is the truth: a manual edit becomes the new current count
-        prev = tr.state or ScalerState(spec, ready)
-        state = replace(prev, current_replicas=spec, ready_replicas=ready)
+        state = self._current(tr.state, spec, ready, now)
         ctx = PolicyContext(MetricsWindow(tuple(tr.window)), t.slo, t.plan, t.limits, state, now)
         decision = tr.policy(ctx)
         tr.state = decision.state
@@ -228,6 +226,19 @@ class Controller:
             await self.writer.record_status(t.namespace, t.name, observed)
             tr.last_status = observed
         return decision
+
+    @staticmethod
+    def _current(prev: ScalerState | None, spec: int, ready: int, now: float) -> ScalerState:
+        """The scale subresource is the truth: a manual edit becomes the new current count.
+        A count someone else raised (the router waking a deployment from zero, a person
+        scaling up) is a fresh scale-up: the idle clock restarts, so the replica just
+        woken for a held request is not scaled back to zero on the next idle reading."""
+        if prev is None:
+            return ScalerState(spec, ready)
+        if spec > prev.current_replicas:
+            return replace(prev, current_replicas=spec, ready_replicas=ready,
+                           last_scale_up_at=now, idle_since=None)
+        return replace(prev, current_replicas=spec, ready_replicas=ready)
 
     @staticmethod
     def _log(tr: _Tracked, decision: Decision, spec: int) -> None:

@@ -75,7 +75,10 @@ def _zero_rules(ctx: PolicyContext, desired: int, idle_since: float | None) -> t
         return (0, "idle at zero") if idle_since is not None else (1, "activate from zero")
     idle_for = ctx.now - idle_since if idle_since is not None else 0.0
     after = limits.scale_to_zero_after_s
-    zero_ok = after is not None and limits.min_replicas == 0 and idle_since is not None
+    # a replica still starting was asked for (a wake for a held request): never zero it
+    starting = ctx.state.ready_replicas < current
+    zero_ok = (after is not None and limits.min_replicas == 0 and idle_since is not None
+               and not starting)
     if zero_ok and after is not None and idle_for >= after and current == 1:
         return 0, f"idle for {idle_for:.0f}s >= {after:.0f}s: scale to zero"
     return desired, ""
