@@ -47,6 +47,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.ray]
 
 NAME, MODEL = "chat", "chat"
 DOWN_WINDOW_S = 30
+IDLE_S = 30  # scaleToZeroAfterSeconds (the CRD's minimum)
 CONCURRENCY = 24
 
 
@@ -332,6 +333,8 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
     assert t_first_down - t_last_up >= DOWN_WINDOW_S - 1.5, figures
     assert t_up - load.started < 60, figures
 
+    _scale_to_zero_and_wake(cluster, namespace, stack)
+
     # --- hold: Prometheus gone, load back on: the autoscaler says why and writes nothing
     seen = len(autoscaler.logs())
     stack["prom"].stop()
@@ -356,3 +359,41 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
     assert len(_scaled_events(cluster, namespace)) == n_events
     print("hold:", json.dumps({"prometheus_stop_to_hold_s": round(t_hold - t_kill, 1),
                                "line": held_line.split(": ", 1)[-1]}))
+
+
+def _patch_spec(cluster: ClusterHandle, ns: str, spec: dict[str, Any]) -> None:
+    cluster.kubectl("patch", "llmd", NAME, "-n", ns, "--type=merge", "-p",
+                    json.dumps({"spec": spec}))
+
+
+def _scale_to_zero_and_wake(cluster: ClusterHandle, ns: str, stack: dict[str, Any]) -> None:
+    """Idle at one replica with scale to zero allowed: the autoscaler goes to zero (an
+    Event says why); the next request is held by the router, which wakes the deployment
+    through the scale subresource; the autoscaler does not undo the wake."""
+    from openai import OpenAI
+
+    tl: Timeline = stack["timeline"]
+    autoscaler: AutoscalerProcess = stack["autoscaler"]
+    t_patch = time.monotonic()
+    _patch_spec(cluster, ns, {"minReplicas": 0,
+                              "autoscaling": {"scaleToZeroAfterSeconds": IDLE_S}})
+    wait_for(lambda: tl.spec == 0, IDLE_S + 90, f"scale to zero\n{autoscaler.logs()[-3000:]}")
+    t_zero = tl.first(lambda s, r: s == 0, t_patch)
+    zero_event = _scaled_events(cluster, ns)[-1]["message"]
+    assert zero_event.startswith("scaled to 0:") and "scale to zero" in zero_event, zero_event
+    wait_for(lambda: tl.ready == 0, 60, "the local runtime stopped at zero")
+    client = OpenAI(base_url=stack["router"].url + "/v1", api_key="unused", max_retries=0,
+                    timeout=150)
+    t_ask = time.monotonic()
+    answer = client.completions.create(model=MODEL, prompt="wake up", max_tokens=8)
+    t_answer = time.monotonic()
+    assert answer.choices[0].text
+    t_wake = tl.first(lambda s, r: s >= 1, t_ask)
+    assert tl.spec == 1 and all(s >= 1 for t, s, _, _ in tl.points if t >= t_wake), \
+        "the wake was undone"
+    # back to a floor of one for the rest of the test (its idle clock restarted at the wake)
+    _patch_spec(cluster, ns, {"minReplicas": 1, "autoscaling": {"scaleToZeroAfterSeconds": None}})
+    print("scale to zero:", json.dumps({
+        "patch_to_zero_s": round(t_zero - t_patch, 1), "ask_to_wake_write_s":
+        round(t_wake - t_ask, 1), "ask_to_answer_s": round(t_answer - t_ask, 1),
+        "zero_event": zero_event}))
