@@ -83,13 +83,19 @@ def test_runner_summary_has_the_required_keys() -> None:
     assert run.summary["requests"] == len(small_trace())
 
 
-def test_sim_cli_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _jsonl_trace(tmp_path: Path) -> Path:
+    """The small trace as a JSONL file, as a user would hand it to ``modelplane sim``."""
     trace = tmp_path / "t.jsonl"
     trace.write_text("".join(
         json.dumps({"arrival_s": r.arrival_s, "input_tokens": r.prompt_tokens,
                     "output_tokens": r.output_tokens}) + "\n"
         for r in small_trace()
     ))  # fmt: skip
+    return trace
+
+
+def test_sim_cli_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = _jsonl_trace(tmp_path)
     png = tmp_path / "out.png"
     rc = modelplane_main(["sim", "--trace", str(trace), "--policy", "hpa", "--set", "target=8",
                           "--json", "--plot", str(png)])  # fmt: skip
@@ -107,12 +113,7 @@ def test_sim_cli_reports_bad_trace(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_sim_cli_compare_with_frontier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    trace = tmp_path / "t.jsonl"
-    trace.write_text("".join(
-        json.dumps({"arrival_s": r.arrival_s, "input_tokens": r.prompt_tokens,
-                    "output_tokens": r.output_tokens}) + "\n"
-        for r in small_trace()
-    ))  # fmt: skip
+    trace = _jsonl_trace(tmp_path)
     rc = modelplane_main(["sim", "--trace", str(trace), "--compare", "--no-tune", "--frontier",
                           "--hpa", "target=8", "--kpa", "target=8"])  # fmt: skip
     assert rc == 0

@@ -62,16 +62,27 @@ def slope(ts: Sequence[float], ys: Sequence[float]) -> float:
     return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var
 
 
+def _latency_histograms(
+    samples: Sequence[MetricSample],
+) -> tuple[Histogram, Histogram] | None:
+    """The window's TTFT and TPOT histograms merged; None when no request finished."""
+    ttft = merge_histograms([s.ttft for s in samples if s.ttft is not None])
+    tpot = merge_histograms([s.tpot for s in samples if s.tpot is not None])
+    if ttft is None or tpot is None or ttft.total == 0:
+        return None
+    return ttft, tpot
+
+
 def observed_attainment(samples: Sequence[MetricSample], slo: Slo) -> tuple[float, int] | None:
     """Share of recent requests meeting both targets, from histogram deltas.
 
     Histograms give marginals only, so we use the union bound (misses add up): it can
     only under-state attainment, which errs towards capacity. Returns (attainment, n).
     """
-    ttft = merge_histograms([s.ttft for s in samples if s.ttft is not None])
-    tpot = merge_histograms([s.tpot for s in samples if s.tpot is not None])
-    if ttft is None or tpot is None or ttft.total == 0:
+    merged = _latency_histograms(samples)
+    if merged is None:
         return None
+    ttft, tpot = merged
     miss = (1 - ttft.fraction_le(slo.ttft_p95_ms / 1000)) + (
         1 - tpot.fraction_le(slo.tpot_p95_ms / 1000)
     )
@@ -86,10 +97,10 @@ def attainment_bounds(
     Lowest: every observation in a bucket straddling a target missed, and the TTFT and
     TPOT misses are different requests. Highest: every straddling one met, and the
     misses overlap as much as they can. Feedback acts only on what is certain."""
-    ttft = merge_histograms([s.ttft for s in samples if s.ttft is not None])
-    tpot = merge_histograms([s.tpot for s in samples if s.tpot is not None])
-    if ttft is None or tpot is None or ttft.total == 0:
+    merged = _latency_histograms(samples)
+    if merged is None:
         return None
+    ttft, tpot = merged
     t_lo, t_hi = ttft.fraction_bounds(slo.ttft_p95_ms / 1000)
     p_lo, p_hi = tpot.fraction_bounds(slo.tpot_p95_ms / 1000)
     lowest = max(0.0, 1 - (1 - t_lo) - (1 - p_lo))
