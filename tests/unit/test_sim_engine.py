@@ -122,3 +122,6 @@ def test_sim_cli_compare_with_frontier(tmp_path: Path, capsys: pytest.CaptureFix
     header = table.strip().splitlines()[1]
     assert "slo GPU-h" in header and "saving vs hpa" in header and "saving vs kpa" in header
     assert "slo:" in out and "hpa:" in out and "kpa:" in out  # each policy's frontier
+    against = out.split("against the clairvoyant bound")[1].split("\n| ")
+    assert "bound GPU-h | slo / bound" in against[1]
+    assert against[3].startswith("99.00% | ")  # one row per level, from the target up

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from modelplane.autoscaler.policy import POLICIES, parse_knobs
 from modelplane.autoscaler.sim.compare import DEFAULT_SWEEPS, SLO_SWEEP, compare, frontiers, table
-from modelplane.autoscaler.sim.frontier import Frontier, cost_table
+from modelplane.autoscaler.sim.frontier import Frontier, bound_table, cost_table
 from modelplane.autoscaler.sim.runner import Run, Runner, Scenario
 from modelplane.autoscaler.sim.trace import TraceError, load_trace, replicate_rate, scale_rate
 from modelplane.autoscaler.types import Limits, Slo
@@ -109,27 +109,33 @@ def main(args: argparse.Namespace) -> int:
         return 2
     _report(args, runner, runs, swept)
     if fronts:
-        _report_frontiers(args, fronts, float(str(runs[0].summary["slo_attainment"])))
+        _report_frontiers(args, runner, fronts, float(str(runs[0].summary["slo_attainment"])))
     print(f"# simulated in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
 
 
 def _report_frontiers(
-    args: argparse.Namespace, fronts: dict[str, Frontier], ours: float
+    args: argparse.Namespace, runner: Runner, fronts: dict[str, Frontier], ours: float
 ) -> None:
     """GPU-hours each policy needs at the target attainment, a little above it, and at
-    the attainment our policy reached with its defaults (the headline comparison)."""
+    the attainment our policy reached with its defaults (the headline comparison), and
+    the same as multiples of the clairvoyant bound at each level."""
     levels = [args.target_attainment + d for d in (0.0, 0.0025, 0.005, 0.0075)]
     levels = sorted({round(lv, 6) for lv in [*levels, ours] if lv < 1.0})
+    bound_at = runner.bound().gpu_hours_at
     if args.json:
         out = {n: [list(p) for p in f.points] for n, f in fronts.items()}
-        print(json.dumps({"frontiers": out}, indent=2))
+        bounds = {f"{lv:.4f}": bound_at(lv) for lv in levels}
+        print(json.dumps({"frontiers": out, "clairvoyant_bound": bounds}, indent=2))
         return
     print("\nfrontiers (attainment, GPU-hours), Pareto-optimal runs of each sweep:")
     for name, front in fronts.items():
         print(f"  {name}: " + ", ".join(f"({a:.2%}, {c:.3f})" for a, c in front.points))
     print("\nGPU-hours at equal attainment (interpolated on each frontier):")
     print(cost_table(fronts, levels))
+    print("\nthe same against the clairvoyant bound at each attainment (load known, scaling")
+    print("instant, misses placed where they are cheapest; sim/bound.py):")
+    print(bound_table(fronts, bound_at, levels))
 
 
 def _report(

@@ -13,7 +13,7 @@ above its best-attaining point there is no figure (``None``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 Point = tuple[float, float]  # (attainment, gpu_hours)
@@ -62,5 +62,30 @@ def cost_table(
         for n in names[1:]:
             other = costs[n]
             cells.append("-" if base is None or other is None else f"{1 - base / other:.1%}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bound_table(
+    frontiers: Mapping[str, Frontier],
+    bound_at: Callable[[float], float | None],
+    levels: Sequence[float],
+    ours: str = "slo",
+    saving: float = 0.25,
+) -> str:
+    """Markdown: each policy's cost at each level as a multiple of the clairvoyant bound
+    at that level, and what ``saving`` below the cheapest baseline would require."""
+    names = [ours, *[n for n in frontiers if n != ours]]
+    head = ["attainment", "bound GPU-h", *[f"{n} / bound" for n in names],
+            f"{saving:.0%} below best baseline / bound"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for level in levels:
+        bound = bound_at(level)
+        costs = {n: frontiers[n].cost_at(level) for n in names}
+        others = [c for n, c in costs.items() if n != ours and c is not None]
+        need = (1 - saving) * min(others) if others else None
+        cells = [f"{level:.2%}", "-" if bound is None else f"{bound:.3f}"]
+        for cost in [*costs.values(), need]:
+            cells.append("-" if bound is None or cost is None else f"{cost / bound:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelplane.autoscaler.policy import OraclePolicy, make_policy
+from modelplane.autoscaler.sim.bound import MissTable, miss_table
 from modelplane.autoscaler.sim.engine import SimSettings, Simulation
 from modelplane.autoscaler.sim.oracle import OracleSchedule, oracle_schedule
 from modelplane.autoscaler.sim.results import SimResult, summarize
@@ -60,6 +61,7 @@ class Runner:
             self.profile, scenario.slo, prompt_tokens=prompt, output_tokens=output
         )
         self._oracle: OracleSchedule | None = None
+        self._misses: MissTable | None = None
 
     def settings(self, interval_s: float, initial: int | None = None) -> SimSettings:
         s = self.scenario
@@ -92,6 +94,14 @@ class Runner:
                 bucket_s=self.scenario.oracle_bucket_s,
             )
         return self._oracle
+
+    def bound(self) -> MissTable:
+        """Per-minute misses around the oracle's counts: the clairvoyant bound at any
+        overall attainment (``bound().gpu_hours_at(a)``, see ``sim/bound.py``)."""
+        if self._misses is None:
+            self._misses = miss_table(self.trace, self.profile, self.settings(10.0, initial=1),
+                                      self.oracle())  # fmt: skip
+        return self._misses
 
     def run(self, name: str, knobs: Mapping[str, Any] | None = None) -> Run:
         knobs = dict(knobs or {})
