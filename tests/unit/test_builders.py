@@ -59,7 +59,7 @@ def test_every_child_is_owned_labelled_and_deterministic(name: str) -> None:
 def test_serve_config_validates_with_ray_schema(name: str) -> None:
     (svc,) = children(name)
     config = yaml.safe_load(svc["spec"]["serveConfigV2"])
-    schema = ServeDeploySchema.parse_obj(config)
+    schema = ServeDeploySchema.model_validate(config)
     assert schema.applications[0].route_prefix == "/"
     workers = svc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     assert workers["replicas"] == DEPLOYMENTS[name]["spec"]["replicas"]
