@@ -125,3 +125,19 @@ def test_sim_cli_compare_with_frontier(tmp_path: Path, capsys: pytest.CaptureFix
     against = out.split("against the clairvoyant bound")[1].split("\n| ")
     assert "bound GPU-h | slo / bound" in against[1]
     assert against[3].startswith("99.00% | ")  # one row per level, from the target up
+
+
+def test_sim_cli_frontier_json_has_the_clairvoyant_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = _jsonl_trace(tmp_path)
+    rc = modelplane_main(["sim", "--trace", str(trace), "--compare", "--no-tune", "--frontier",
+                          "--json", "--hpa", "target=8", "--kpa", "target=8"])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    fronts = json.loads(out[out.index('{\n  "frontiers"'):])
+    bounds = fronts["clairvoyant_bound"]
+    assert "0.9900" in bounds and "0.9950" in bounds
+    levels = sorted(bounds)
+    values = [bounds[k] for k in levels if bounds[k] is not None]
+    assert values and values == sorted(values)  # more attainment never costs less
