@@ -39,6 +39,10 @@ def register(subparsers: Any) -> None:
         help="replicate: more requests over the same hour (seeded copies); compress: the "
         "same requests in less time (load moves faster against the cold start)",
     )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the replicated copies' placement (replicate mode)",
+    )  # fmt: skip
     p.add_argument("--cold-start-s", type=float, default=60.0)
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=32)
@@ -72,7 +76,7 @@ def build_runner(args: argparse.Namespace) -> Runner:
     if args.rate_mode == "compress":
         trace = scale_rate(base, args.rate_scale)
     else:
-        trace = replicate_rate(base, args.rate_scale)
+        trace = replicate_rate(base, args.rate_scale, seed=args.seed)
     scenario = Scenario(
         profile=args.profile,
         slo=Slo(
