@@ -20,7 +20,7 @@ Method:
 Minutes are treated as independent (each starts from its own warm-up at its own
 count), the same approximation as the per-minute oracle. The ``n`` range is a search
 window, not an assumption the result depends on at the levels reported: widening it
-changes nothing there (checked with 5 below and 3 above).
+changes nothing there (checked with 5 below and 3 above on the benchmark's 3x run).
 """
 
 from __future__ import annotations
