@@ -1,12 +1,14 @@
 """Every PromQL query of ``PrometheusSource`` returns data from a real Prometheus
 (Debian's package, unpacked by ``modelplane.devcluster.prometheus``) scraping a real
-simulated engine (``modelplane engine``) under load, and the resulting sample agrees with
-what the engine served; a stopped Prometheus makes the source fail (the controller then
-holds)."""
+simulated engine (``modelplane engine``) and a real router in front of it under load,
+and the resulting sample agrees with what they served (the router's gate queues what
+the engine is not given, and the sample counts it); a stopped Prometheus makes the
+source fail (the controller then holds)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -52,16 +54,48 @@ def engine(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=20)
 
 
+def _serving(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return bool(resp.status == 200)
+
+
 @pytest.fixture
-def prom(engine: str, tmp_path: Path) -> Iterator[prometheus.LocalPrometheus]:
+def router(engine: str, tmp_path: Path) -> Iterator[str]:
+    """``modelplane router`` with a gate of 2 in flight per replica in front of the engine,
+    so a load of 12 concurrent requests leaves about 10 queued in the router."""
+    config = tmp_path / "router.yaml"
+    config.write_text(json.dumps({
+        "deployments": [{"name": f"{NS}/{NAME}", "served_model": "m",
+                         "endpoints": [{"url": engine}],
+                         "max_inflight_per_replica": 2,
+                         "balancing": {"scrape_metrics": False}}],
+        "routes": [{"model": "m", "variants": [{"name": "v", "deployment": f"{NS}/{NAME}"}]}],
+    }))  # fmt: skip
+    port = free_port()
+    log = (tmp_path / "router.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "modelplane.cli.main", "router",
+                             "--config", str(config), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _serving(url + "/readyz"), 60, "router ready")
+        yield url
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def prom(engine: str, router: str, tmp_path: Path) -> Iterator[prometheus.LocalPrometheus]:
     try:
         prometheus.binary()
     except prometheus.PrometheusUnavailable as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(str(exc))
-    target = prometheus.ScrapeTarget(engine + "/metrics", prometheus.deployment_labels(NS, NAME))
-    p = prometheus.LocalPrometheus(tmp_path / "prom", [target], interval_s=1.0).start()
+    targets = [prometheus.ScrapeTarget(engine + "/metrics", prometheus.deployment_labels(NS, NAME)),
+               prometheus.ScrapeTarget(router + "/metrics", {})]  # fmt: skip
+    p = prometheus.LocalPrometheus(tmp_path / "prom", targets, interval_s=1.0).start()
     try:
         yield p
     finally:
@@ -86,17 +120,17 @@ async def _load(url: str, n: int, concurrency: int) -> None:
     await client.close()
 
 
-def test_every_promql_query_returns_data(engine: str,
+def test_every_promql_query_returns_data(engine: str, router: str,
                                          prom: prometheus.LocalPrometheus) -> None:
     queries = PromQueries()
     sel = queries.selector.format(ns=NS, name=NAME)
 
     async def run() -> None:
-        load = asyncio.create_task(_load(engine, 400, 12))
+        load = asyncio.create_task(_load(router, 400, 12))
         await asyncio.sleep(7)  # load runs across several 1 s scrapes (and goes on)
         names = [n for n in PromQueries.model_fields if n != "selector"]
         for name in names:
-            text = getattr(queries, name).format(sel=sel, w=6)
+            text = getattr(queries, name).format(sel=sel, w=6, dep=f"{NS}/{NAME}")
             assert prom.query(text), f"{name}: no data for {text}"
         async with aiohttp.ClientSession() as session:
             source = PrometheusSource(session, prom.url, window_s=6)
@@ -106,6 +140,9 @@ def test_every_promql_query_returns_data(engine: str,
         assert sample is not None
         assert abs(sample.t - time.time()) < 5, "sample time is the last scrape"
         assert sample.running > 0 and sample.arrival_rate > 0 and sample.gen_token_rate > 0
+        # the gate lets 2 through; the rest of the 12 wait in the router, not the engine
+        assert sample.running <= 2 and sample.held >= 5, sample
+        assert sample.waiting >= sample.held
         assert sample.ttft is not None and sample.ttft.total > 0
         assert sample.tpot is not None and sample.tpot.total > 0
 

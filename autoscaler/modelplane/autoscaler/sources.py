@@ -9,7 +9,11 @@ exposes into :class:`MetricSample` values and nothing more.
 * :class:`PrometheusSource` asks Prometheus for the same quantities with PromQL over the
   controller interval. The sample time is the newest *scrape* timestamp Prometheus has
   for the deployment's gauges (``timestamp(...)``), not the query time, so a Prometheus
-  that stopped scraping yields stale samples and the policy holds.
+  that stopped scraping yields stale samples and the policy holds. It also reads the
+  router's queue and held requests for the deployment (``modelplane_router_*`` gauges,
+  labelled ``deployment="<namespace>/<name>"``): requests the router's admission gate
+  queues never reach an engine's waiting queue, and without them a saturated deployment
+  would look less loaded than it is. No router series (a router nobody scrapes) reads 0.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ class ScrapeSource:
 
 
 class PromQueries(BaseModel):
-    """PromQL templates; ``{sel}`` is the label selector, ``{w}`` the rate window."""
+    """PromQL templates; ``{sel}`` is the engines' label selector, ``{w}`` the rate
+    window, ``{dep}`` the router's name for the deployment (``namespace/name``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -79,6 +84,10 @@ class PromQueries(BaseModel):
     )
     ttft: str = "sum by (le) (increase(vllm:time_to_first_token_seconds_bucket{{{sel}}}[{w}s]))"
     tpot: str = "sum by (le) (increase(vllm:time_per_output_token_seconds_bucket{{{sel}}}[{w}s]))"
+    router_queued: str = (
+        'sum(modelplane_router_queue_depth{{deployment="{dep}"}})'
+        ' + sum(modelplane_router_held_requests{{deployment="{dep}"}})'
+    )
 
 
 def _scalar(result: list[Mapping[str, Any]]) -> float:
@@ -125,8 +134,9 @@ class PrometheusSource:
         q = self._q
         sel = q.selector.format(ns=target.namespace, name=target.name)
         names = ("running", "waiting", "kv", "scraped_at", "finished", "prompt", "generated",
-                 "inflight_deriv", "ttft", "tpot")  # fmt: skip
-        texts = [getattr(q, n).format(sel=sel, w=int(self._w)) for n in names]
+                 "inflight_deriv", "ttft", "tpot", "router_queued")  # fmt: skip
+        dep = f"{target.namespace}/{target.name}"
+        texts = [getattr(q, n).format(sel=sel, w=int(self._w), dep=dep) for n in names]
         res = dict(
             zip(names, await asyncio.gather(*(self._query(t, now) for t in texts)), strict=True)
         )
@@ -151,4 +161,5 @@ class PrometheusSource:
             ttft=_histogram(res["ttft"]),
             tpot=_histogram(res["tpot"]),
             finish_rate=finished,
+            held=max(0, round(_scalar(res["router_queued"]))),
         )

@@ -164,7 +164,7 @@ class MetricSample:
     gen_token_rate: float
     ttft: Histogram | None = None
     tpot: Histogram | None = None
-    held: int = 0  # requests parked by the router while no replica is ready
+    held: int = 0  # requests the router holds (no replica ready) or queues (its gate)
     # completions and their output tokens (vLLM: request_generation_tokens count/sum)
     finish_rate: float = 0.0
     finished_tokens_rate: float = 0.0
