@@ -98,7 +98,8 @@ class LocalRuntimes:
         self.ray_num_cpus = ray_num_cpus
         self._ports = port_allocator
         self._entries: dict[str, _Entry] = {}
-        self._ray_started = False
+        self._ray_started = False  # Serve is up (set once _start_ray returned)
+        self._ray_owned = False  # this object called ray.init, so close() shuts Ray down
         self._ray_lock = asyncio.Lock()
 
     def keys(self) -> list[str]:
@@ -158,6 +159,10 @@ class LocalRuntimes:
 
         if not ray.is_initialized():
             ray.init(num_cpus=self.ray_num_cpus, include_dashboard=False, log_to_driver=False)
+            # Recorded before serve.start: a Ray this started must be shut down by close()
+            # even when Serve then fails to start, or it stays connected in this process
+            # (and a dead GCS later ends the whole process).
+            self._ray_owned = True
         serve.start(http_options={"host": "127.0.0.1", "port": self.ray_http_port})
 
     async def _apply_ray(self, entry: _Entry) -> None:
@@ -259,15 +264,29 @@ class LocalRuntimes:
             await asyncio.to_thread(serve.delete, app_name(key))
 
     async def close(self) -> None:
-        """Stop every runtime, then Serve and the local Ray instance this started."""
+        """Stop every runtime, then Serve and the local Ray instance this started.
+
+        Ray is shut down even when stopping a runtime fails; the first such error is
+        raised afterwards.
+        """
+        errors: list[Exception] = []
         for key in list(self._entries):
-            await self.delete(key)
-        if self._ray_started:
-            import ray
-            from ray import serve
+            try:
+                await self.delete(key)
+            except Exception as exc:  # re-raised below, after the shutdown
+                errors.append(exc)
+        await self._stop_ray()
+        if errors:
+            raise errors[0]
 
-            await asyncio.to_thread(serve.shutdown)
-            await asyncio.to_thread(ray.shutdown)
-            self._ray_started = False
+    async def _stop_ray(self) -> None:
+        import ray
+        from ray import serve
 
-
+        try:
+            if self._ray_started or self._ray_owned:
+                await asyncio.to_thread(serve.shutdown)
+        finally:
+            if self._ray_owned:
+                await asyncio.to_thread(ray.shutdown)
+            self._ray_started = self._ray_owned = False

@@ -1,0 +1,106 @@
+"""LocalRuntimes' Ray lifecycle: a Ray it started is shut down by close(), also after
+failures (Serve not starting, an app that cannot be deleted); a Ray started by someone
+else is left running. Fake ``ray`` modules record the calls; the real path is covered by
+tests/integration/test_engine_local.py."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from modelplane.engine.local import LocalRuntimes, LocalSpec
+
+PROFILE = "llama-3.1-8b-a100-40gb"
+
+
+class FakeRay:
+    """The parts of ``ray``/``ray.serve`` LocalRuntimes calls, as recorded calls."""
+
+    def __init__(self, *, initialized: bool = False, serve_start_error: bool = False,
+                 delete_error: bool = False) -> None:  # fmt: skip
+        self.initialized = initialized
+        self.serve_start_error = serve_start_error
+        self.delete_error = delete_error
+        self.calls: list[str] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        ray = types.ModuleType("ray")
+        serve = types.ModuleType("ray.serve")
+        app = types.ModuleType("modelplane.engine.serve_app")
+        ray.is_initialized = lambda: self.initialized  # type: ignore[attr-defined]
+        ray.init = lambda **kw: self._record("ray.init")  # type: ignore[attr-defined]
+        ray.shutdown = lambda: self._record("ray.shutdown")  # type: ignore[attr-defined]
+        serve.start = lambda **kw: self._record("serve.start")  # type: ignore[attr-defined]
+        serve.run = lambda *a, **kw: self._record("serve.run")  # type: ignore[attr-defined]
+        serve.delete = lambda name: self._record("serve.delete")  # type: ignore[attr-defined]
+        serve.shutdown = lambda: self._record("serve.shutdown")  # type: ignore[attr-defined]
+        ray.serve = serve  # type: ignore[attr-defined]
+        app.build_app = lambda args: object()  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "ray", ray)
+        monkeypatch.setitem(sys.modules, "ray.serve", serve)
+        monkeypatch.setitem(sys.modules, "modelplane.engine.serve_app", app)
+
+    def _record(self, name: str) -> None:
+        self.calls.append(name)
+        if name == "ray.init":
+            self.initialized = True
+        if name == "serve.start" and self.serve_start_error:
+            raise RuntimeError("serve did not start")
+        if name == "serve.delete" and self.delete_error:
+            raise RuntimeError("GCS unavailable")
+
+
+def spec() -> LocalSpec:
+    return LocalSpec("team-a/chat", "rayServe", PROFILE, "chat")
+
+
+async def test_close_shuts_down_the_ray_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRay()
+    fake.install(monkeypatch)
+    local = LocalRuntimes(tmp_path)
+    await local.apply(spec())
+    await local.close()
+    assert fake.calls[-3:] == ["serve.delete", "serve.shutdown", "ray.shutdown"]
+
+
+async def test_ray_is_shut_down_when_serve_fails_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRay(serve_start_error=True)
+    fake.install(monkeypatch)
+    local = LocalRuntimes(tmp_path)
+    with pytest.raises(RuntimeError, match="serve did not start"):
+        await local.apply(spec())
+    await local.close()
+    assert fake.calls[0] == "ray.init"
+    assert fake.calls[-1] == "ray.shutdown"
+
+
+async def test_ray_is_shut_down_when_a_delete_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRay(delete_error=True)
+    fake.install(monkeypatch)
+    local = LocalRuntimes(tmp_path)
+    await local.apply(spec())
+    with pytest.raises(RuntimeError, match="GCS unavailable"):
+        await local.close()
+    assert fake.calls[-2:] == ["serve.shutdown", "ray.shutdown"]
+    assert local.keys() == []
+
+
+async def test_a_ray_started_elsewhere_is_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRay(initialized=True)
+    fake.install(monkeypatch)
+    local = LocalRuntimes(tmp_path)
+    await local.apply(spec())
+    await local.close()
+    assert "ray.init" not in fake.calls and "ray.shutdown" not in fake.calls
+    assert fake.calls[-1] == "serve.shutdown"
