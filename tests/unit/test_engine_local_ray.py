@@ -57,12 +57,16 @@ def spec() -> LocalSpec:
     return LocalSpec("team-a/chat", "rayServe", PROFILE, "chat")
 
 
+def runtimes(fake: FakeRay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalRuntimes:
+    fake.install(monkeypatch)
+    return LocalRuntimes(tmp_path)
+
+
 async def test_close_shuts_down_the_ray_it_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeRay()
-    fake.install(monkeypatch)
-    local = LocalRuntimes(tmp_path)
+    local = runtimes(fake, tmp_path, monkeypatch)
     await local.apply(spec())
     await local.close()
     assert fake.calls[-3:] == ["serve.delete", "serve.shutdown", "ray.shutdown"]
@@ -72,8 +76,7 @@ async def test_ray_is_shut_down_when_serve_fails_to_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeRay(serve_start_error=True)
-    fake.install(monkeypatch)
-    local = LocalRuntimes(tmp_path)
+    local = runtimes(fake, tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="serve did not start"):
         await local.apply(spec())
     await local.close()
@@ -85,8 +88,7 @@ async def test_ray_is_shut_down_when_a_delete_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeRay(delete_error=True)
-    fake.install(monkeypatch)
-    local = LocalRuntimes(tmp_path)
+    local = runtimes(fake, tmp_path, monkeypatch)
     await local.apply(spec())
     with pytest.raises(RuntimeError, match="GCS unavailable"):
         await local.close()
@@ -98,8 +100,7 @@ async def test_a_ray_started_elsewhere_is_left_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeRay(initialized=True)
-    fake.install(monkeypatch)
-    local = LocalRuntimes(tmp_path)
+    local = runtimes(fake, tmp_path, monkeypatch)
     await local.apply(spec())
     await local.close()
     assert "ray.init" not in fake.calls and "ray.shutdown" not in fake.calls
