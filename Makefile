@@ -1,27 +1,30 @@
 # One entry point for developers and CI. `make test` builds everything it needs
-# (virtual environment, cluster binaries cached under ~/.cache/modelplane) and runs
+# (virtual environment, cluster binaries cached under ~/.cache/tierserve) and runs
 # lint, type checks, layer contracts and every test layer.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# every subpackage: `mypy -p modelplane` would only see the first namespace root
-PACKAGES := api builders bench catalog cli devcluster kube operator sizing engine routing autoscaler
+# Source roots hold the namespace package `tierserve` (`<root>/tierserve/<component>`);
+# `mypy -p tierserve` would only see the first root, so list every component, derived.
+COMPONENT_INITS := $(wildcard */tierserve/*/__init__.py)
+ROOTS := $(sort $(foreach f,$(COMPONENT_INITS),$(firstword $(subst /, ,$(f)))))
+COMPONENTS := $(foreach f,$(COMPONENT_INITS),$(word 3,$(subst /, ,$(f))))
 
 .PHONY: venv test lint unit integration e2e demo crds bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./dev
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator engine routing autoscaler tests e2e
-	$(BIN)/mypy $(addprefix -p modelplane.,$(PACKAGES))
+	$(BIN)/ruff check $(ROOTS) tests e2e conftest.py
+	$(BIN)/mypy $(addprefix -p tierserve.,$(COMPONENTS))
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
@@ -31,20 +34,20 @@ integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
 e2e: $(STAMP)
-	$(BIN)/modelplane cluster build
+	$(BIN)/tierserve-dev cluster build
 	$(BIN)/pytest e2e
 
 test: $(STAMP)
 	$(MAKE) lint
-	$(BIN)/modelplane cluster build
+	$(BIN)/tierserve-dev cluster build
 	$(BIN)/pytest tests e2e
 
 demo: $(STAMP)
-	$(BIN)/modelplane cluster build
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/modelplane demo $(DEMO_ARGS)
+	$(BIN)/tierserve-dev cluster build
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/tierserve-dev demo $(DEMO_ARGS)
 
 crds: $(STAMP)
-	$(BIN)/modelplane crds --out crds --out charts/modelplane/crds
+	$(BIN)/tierserve crds --out crds --out charts/tierserve/crds
 
 clean:
 	rm -rf $(VENV)

@@ -1,13 +1,13 @@
-"""e2e harness: a real local control plane (``modelplane cluster``) for the whole session.
+"""e2e harness: a real local control plane (``tierserve-dev cluster``) for the whole session.
 
 Fixtures:
 
 * ``cluster`` (session): builds the pinned binaries if needed (cached; ``make e2e`` runs
-  ``modelplane cluster build`` first), starts a private cluster in a temporary state
+  ``tierserve-dev cluster build`` first), starts a private cluster in a temporary state
   directory with its own kubeconfig, refuses anything whose server is not 127.0.0.1, and
   tears it down at the end of the session, also when tests fail or the run is
   interrupted (SIGINT/SIGTERM). Yields a
-  :class:`modelplane.devcluster.harness.ClusterHandle`: ``.kubeconfig``, ``.server``,
+  :class:`tierserve.dev.cluster.harness.ClusterHandle`: ``.kubeconfig``, ``.server``,
   ``.kubectl``, ``.apply(obj_or_list, namespace=)``, ``.get_json(...)``,
   ``.exists(...)``, ``.env()`` (for subprocesses such as the operator or helm) and
   ``.binary("helm")``.
@@ -17,7 +17,7 @@ Fixtures:
 * ``namespace`` (function): a fresh namespace with its default ServiceAccount ready,
   deleted afterwards.
 
-Waiting: ``from modelplane.devcluster.harness import wait_for`` (poll a predicate with a
+Waiting: ``from tierserve.dev.cluster.harness import wait_for`` (poll a predicate with a
 timeout and a description), or ``kubectl wait``.
 
 Tests that use the cluster are marked ``@pytest.mark.cluster``. They are skipped, with
@@ -37,10 +37,10 @@ from typing import Any
 
 import pytest
 
-from modelplane.devcluster import build
-from modelplane.devcluster import cluster as devcluster
-from modelplane.devcluster.harness import ClusterHandle, NotLocal, assert_local_only, wait_for
-from modelplane.devcluster.health import Kubectl
+from tierserve.dev.cluster import build
+from tierserve.dev.cluster import cluster as devcluster
+from tierserve.dev.cluster.harness import ClusterHandle, NotLocal, assert_local_only, wait_for
+from tierserve.dev.cluster.health import Kubectl
 
 
 def _unavailable(reason: str) -> None:
@@ -57,7 +57,7 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 @pytest.fixture(scope="session")
 def cluster_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """State directory of the session's cluster (private, never the developer's)."""
-    return tmp_path_factory.mktemp("modelplane-cluster") / "state"
+    return tmp_path_factory.mktemp("tierserve-cluster") / "state"
 
 
 @pytest.fixture(scope="session")
@@ -101,12 +101,12 @@ def namespace(cluster: ClusterHandle) -> Iterator[str]:
     cluster.kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-# --- ModelPlane installed by its chart, operator processes under its ServiceAccount ---
+# --- Tierserve installed by its chart, operator processes under its ServiceAccount ---
 
 @pytest.fixture(scope="session")
 def installed(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Chart installed (CRDs, RBAC); returns the operator ServiceAccount's kubeconfig."""
-    from mp_install import helm_install, service_account_kubeconfig
+    from helm_install import helm_install, service_account_kubeconfig
 
     helm_install(cluster)
     return service_account_kubeconfig(cluster, tmp_path_factory.mktemp("sa") / "kubeconfig")
@@ -115,8 +115,8 @@ def installed(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def operator_factory(installed: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Make operator processes (stopped at teardown, by pid, also on failure)."""
-    from modelplane.devcluster.procs import free_port
-    from mp_install import OperatorProcess
+    from helm_install import OperatorProcess
+    from tierserve.dev.cluster.procs import free_port
 
     made: list[OperatorProcess] = []
 

@@ -1,10 +1,10 @@
 """The autoscaler's live path, end to end on real local servers.
 
-``modelplane operator --target local`` runs an LLMDeployment as a Ray Serve app of the
+``tierserve operator --target local`` runs an LLMDeployment as a Ray Serve app of the
 simulated engine (profile ``qwen3.6-35b-a3b-gb10``: slow, batch-sensitive steps);
-``modelplane router --kubernetes`` serves its LLMRoute; Debian's Prometheus (unpacked by
-:mod:`modelplane.devcluster.prometheus`) scrapes the engine's vLLM metrics every 2 s; and
-``modelplane autoscaler --kubeconfig --prometheus-url`` discovers the deployment from the
+``tierserve router --kubernetes`` serves its LLMRoute; Debian's Prometheus (unpacked by
+:mod:`tierserve.dev.cluster.prometheus`) scrapes the engine's vLLM metrics every 2 s; and
+``tierserve autoscaler --kubeconfig --prometheus-url`` discovers the deployment from the
 API server (no targets file). A closed-loop load step of 24 concurrent requests through
 the router overloads one replica (its decode step passes the 35 ms TPOT target at about
 14 sequences), while three replicas serve it within target. The test shows:
@@ -38,10 +38,10 @@ from typing import Any
 
 import pytest
 
-from modelplane.autoscaler.discovery import metrics_url
-from modelplane.devcluster import prometheus
-from modelplane.devcluster.harness import ClusterHandle, wait_for
-from modelplane.devcluster.procs import free_port
+from tierserve.autoscaler.discovery import metrics_url
+from tierserve.dev.cluster import prometheus
+from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.procs import free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray]
 
@@ -55,7 +55,7 @@ def _deployment(ns: str) -> dict[str, Any]:
     """4B parameters with wide KV heads on an L4: the operator sizes 11 sequences per
     replica at the 35 ms TPOT target, close to what the simulated profile does (its step
     is ~30 ms at 11 sequences, ~47 ms at 24)."""
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
             "metadata": {"name": NAME, "namespace": ns},
             "spec": {"model": {"name": MODEL + "-model", "uri": "hf://org/m",
                                "parametersBillions": 4, "maxContextLength": 2048,
@@ -73,7 +73,7 @@ def _deployment(ns: str) -> dict[str, Any]:
 
 
 def _route(ns: str) -> dict[str, Any]:
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
             "metadata": {"name": MODEL, "namespace": ns},
             "spec": {"model": MODEL,
                      "variants": [{"name": "only", "deployment": NAME, "weight": 100}]}}
@@ -192,7 +192,7 @@ class AutoscalerProcess:
     def __init__(self, kubeconfig: Path, ns: str, prom_url: str, log: Path) -> None:
         self.log = log
         self.metrics_port = free_port()
-        cmd = [sys.executable, "-m", "modelplane.cli.main", "autoscaler",
+        cmd = [sys.executable, "-m", "tierserve.cli.main", "autoscaler",
                "--kubeconfig", str(kubeconfig), "--namespace", ns,
                "--metrics-port", str(self.metrics_port),
                "--prometheus-url", prom_url, "--interval-s", "2", "--stale-after-s", "10",
@@ -215,7 +215,7 @@ class AutoscalerProcess:
             return {}
         out: dict[str, float] = {}
         for line in text.splitlines():
-            if line.startswith("modelplane_autoscaler_"):
+            if line.startswith("tierserve_autoscaler_"):
                 key, _, value = line.rpartition(" ")
                 out[key] = float(value)
         return out
@@ -298,9 +298,9 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
         own = autoscaler.metrics()
         for series in ("desired_replicas", "current_replicas", "ready_replicas",
                        "predicted_attainment", "observed_attainment"):
-            assert any(k.startswith(f"modelplane_autoscaler_{series}{{") and NAME in k
+            assert any(k.startswith(f"tierserve_autoscaler_{series}{{") and NAME in k
                        for k in own), (series, own)
-        assert any(k.startswith("modelplane_autoscaler_input{") and "demand_replicas" in k
+        assert any(k.startswith("tierserve_autoscaler_input{") and "demand_replicas" in k
                    for k in own), own
         figures["autoscaler_metrics"] = {k: v for k, v in own.items()
                                          if "replicas{" in k or "attainment{" in k}

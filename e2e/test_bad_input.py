@@ -9,7 +9,7 @@ import pytest
 import yaml
 from tests.data.badcases import load_bad_cases
 
-from modelplane.devcluster.harness import ClusterHandle
+from tierserve.dev.cluster.harness import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 CASES = load_bad_cases()

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from modelplane.catalog import GFD_PRODUCT_LABEL, get
-from modelplane.devcluster import cluster as devcluster
-from modelplane.devcluster import kuberay, nodes, paths
-from modelplane.devcluster.harness import ClusterHandle, wait_for
+from tierserve.core.catalog import GFD_PRODUCT_LABEL, get
+from tierserve.dev.cluster import cluster as devcluster
+from tierserve.dev.cluster import kuberay, nodes, paths
+from tierserve.dev.cluster.harness import ClusterHandle, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""``modelplane operator --target local``: LLMDeployments in the real API server become
+"""``tierserve operator --target local``: LLMDeployments in the real API server become
 local Triton servers / Ray Serve apps of the simulated engine; status carries the real
 endpoint; a killed Triton server is reported not ready and restarted; delete stops it."""
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from modelplane.devcluster.harness import ClusterHandle, wait_for
-from modelplane.devcluster.procs import free_port
+from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.procs import free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.triton]
 
 
 def _spec(name: str, ns: str, runtime: str) -> dict[str, Any]:
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
             "metadata": {"name": name, "namespace": ns},
             "spec": {"model": {"name": f"{name}-model", "uri": "hf://org/m",
                                "parametersBillions": 8},

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelplane.devcluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle, wait_for
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def examples(cluster: ClusterHandle, operator_factory: Callable[..., Any]) -> It
 
 
 def children(cluster: ClusterHandle, name: str, ns: str = "default") -> list[dict[str, Any]]:
-    sel = f"modelplane.io/deployment={name}"
+    sel = f"tierserve.io/deployment={name}"
     kinds = "deployments.apps,services,configmaps,rayservices.ray.io"
     items: list[dict[str, Any]] = get(cluster, kinds, "-n", ns, "-l", sel)["items"]
     return items
@@ -66,7 +66,7 @@ def test_examples_become_children_ready_and_listed(cluster: ClusterHandle,
     # Triton pods land only on L4 nodes and run (kwok plays the kubelet)
     wait_for(lambda: ready(cluster, "llama-8b-triton").get("status") == "True", 120,
              "llama-8b-triton Ready=True")
-    pods = get(cluster, "pods", "-l", "modelplane.io/deployment=llama-8b-triton")["items"]
+    pods = get(cluster, "pods", "-l", "tierserve.io/deployment=llama-8b-triton")["items"]
     assert pods and all(p["status"]["phase"] == "Running" for p in pods)
     for pod in pods:
         node = get(cluster, "node", pod["spec"]["nodeName"])
@@ -82,8 +82,8 @@ def test_examples_become_children_ready_and_listed(cluster: ClusterHandle,
     table = cluster.kubectl("get", "llm")
     for column in ("RUNTIME", "ACCELERATOR", "REPLICAS", "SLO", "READY", "AGE"):
         assert column in table
-    assert "llmdeployment.modelplane.io/llama-8b-triton" in table
-    assert "llmroute.modelplane.io/chat-ab" in table
+    assert "llmdeployment.tierserve.io/llama-8b-triton" in table
+    assert "llmroute.tierserve.io/chat-ab" in table
 
 
 def test_scale_subresource_changes_children(cluster: ClusterHandle, examples: None) -> None:
@@ -106,7 +106,7 @@ def test_scale_subresource_changes_children(cluster: ClusterHandle, examples: No
 
 
 def _deployment(name: str, gpu: str, ns: str, replicas: int = 1) -> dict[str, Any]:
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
             "metadata": {"name": name, "namespace": ns},
             "spec": {"model": {"name": name, "uri": "hf://org/m", "parametersBillions": 3},
                      "runtime": "triton", "engine": "simulated",
@@ -164,14 +164,14 @@ def test_events_only_on_transitions_and_no_writes_when_steady(
     op = operator_factory("steady", "-n", namespace).start()
     cluster.apply(_deployment("steady", "L4", namespace))
     wait_for(lambda: ready(cluster, "steady", namespace).get("status") == "True", 120, "ready")
-    wait_for(lambda: op.metrics().get("modelplane_operator_queue_depth") == 0, 30, "idle")
+    wait_for(lambda: op.metrics().get("tierserve_operator_queue_depth") == 0, 30, "idle")
     before = op.metrics()
-    reconciles = before["modelplane_operator_reconciles"]
+    reconciles = before["tierserve_operator_reconciles"]
     # resync runs every 3 s: wait for at least two full passes over the object
-    wait_for(lambda: op.metrics()["modelplane_operator_reconciles"] >= reconciles + 2, 30,
+    wait_for(lambda: op.metrics()["tierserve_operator_reconciles"] >= reconciles + 2, 30,
              "two resync passes")
     after = op.metrics()
-    assert after["modelplane_operator_api_writes"] == before["modelplane_operator_api_writes"]
+    assert after["tierserve_operator_api_writes"] == before["tierserve_operator_api_writes"]
     events = get(cluster, "events", "-n", namespace,
                  "--field-selector", "involvedObject.name=steady")["items"]
     ready_events = [e for e in events if e["reason"] == "ReplicasReady"]
@@ -181,7 +181,7 @@ def test_events_only_on_transitions_and_no_writes_when_steady(
 def test_route_to_missing_deployment_is_not_ready_with_reason(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
     operator_factory("routes", "-n", namespace).start()
-    cluster.apply({"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+    cluster.apply({"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
                    "metadata": {"name": "chat", "namespace": namespace},
                    "spec": {"model": "chat", "tiers": {"fast": "small", "slow": "nowhere"}}})
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from modelplane.devcluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle, wait_for
 
 pytestmark = pytest.mark.cluster
 CHILD_KINDS = "deployments.apps,services,configmaps"
 
 
 def _objects(ns: str, n: int, prefix: str) -> list[dict[str, Any]]:
-    return [{"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+    return [{"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
              "metadata": {"name": f"{prefix}-{i}", "namespace": ns},
              "spec": {"model": {"name": f"m{i}", "uri": "hf://org/m", "parametersBillions": 3},
                       "runtime": "triton", "engine": "simulated",
@@ -28,7 +28,7 @@ def _objects(ns: str, n: int, prefix: str) -> list[dict[str, Any]]:
 
 def _children(cluster: ClusterHandle, ns: str) -> list[dict[str, Any]]:
     out = cluster.kubectl("get", CHILD_KINDS, "-n", ns, "-l",
-                          "app.kubernetes.io/managed-by=modelplane", "-o", "json")
+                          "app.kubernetes.io/managed-by=tierserve", "-o", "json")
     items: list[dict[str, Any]] = json.loads(out)["items"]
     return items
 
@@ -72,29 +72,29 @@ def test_two_replicas_only_the_leader_acts_and_the_other_takes_over(
     wait_for(lambda: _reconciled(cluster, namespace) == 10, 120, "10 reconciled by the leader")
     assert "became leader" not in b.logs()
     follower = b.metrics()
-    assert follower["modelplane_operator_api_writes"] == 0
-    assert follower["modelplane_operator_reconciles"] == 0
+    assert follower["tierserve_operator_api_writes"] == 0
+    assert follower["tierserve_operator_reconciles"] == 0
     a.kill(signal.SIGKILL)
     wait_for(lambda: "became leader" in b.logs(), 60, "replica-b takes over after expiry")
     cluster.apply(_objects(namespace, 12, "pair"))
     wait_for(lambda: _reconciled(cluster, namespace) == 12, 120, "new objects reconciled by b")
-    holder = json.loads(cluster.kubectl("get", "lease", lease, "-n", "modelplane-system",
+    holder = json.loads(cluster.kubectl("get", "lease", lease, "-n", "tierserve-system",
                                         "-o", "json"))["spec"]["holderIdentity"]
     assert holder == "replica-b"
 
 
-SA = "system:serviceaccount:modelplane-system:modelplane-operator"
+SA = "system:serviceaccount:tierserve-system:tierserve-operator"
 ALLOWED = [
-    ("list", "llmdeployments.modelplane.io"), ("watch", "llmroutes.modelplane.io"),
-    ("patch", "llmdeployments.modelplane.io", "--subresource=status"),
+    ("list", "llmdeployments.tierserve.io"), ("watch", "llmroutes.tierserve.io"),
+    ("patch", "llmdeployments.tierserve.io", "--subresource=status"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"), ("create", "services"), ("patch", "configmaps"),
     ("create", "rayservices.ray.io"), ("watch", "pods"), ("create", "events"),
-    ("create", "leases.coordination.k8s.io", "-n", "modelplane-system"),
+    ("create", "leases.coordination.k8s.io", "-n", "tierserve-system"),
 ]
 DENIED = [
     ("get", "secrets"), ("list", "secrets"), ("delete", "deployments.apps"),
-    ("update", "llmdeployments.modelplane.io"), ("delete", "llmdeployments.modelplane.io"),
+    ("update", "llmdeployments.tierserve.io"), ("delete", "llmdeployments.tierserve.io"),
     ("create", "pods"), ("delete", "nodes"), ("create", "clusterrolebindings"),
     ("*", "*"), ("create", "leases.coordination.k8s.io", "-n", "default"),
     ("escalate", "clusterroles"), ("impersonate", "serviceaccounts"),
@@ -116,16 +116,16 @@ def test_operator_may_not(cluster: ClusterHandle, installed: Any,
     assert res.stdout.strip() == "no"
 
 
-ROUTER = "system:serviceaccount:modelplane-system:modelplane-router"
+ROUTER = "system:serviceaccount:tierserve-system:tierserve-router"
 ROUTER_CHECKS = [
-    ("yes", "watch", "llmroutes.modelplane.io"), ("yes", "list", "llmdeployments.modelplane.io"),
-    ("yes", "patch", "llmroutes.modelplane.io", "--subresource=status"),
+    ("yes", "watch", "llmroutes.tierserve.io"), ("yes", "list", "llmdeployments.tierserve.io"),
+    ("yes", "patch", "llmroutes.tierserve.io", "--subresource=status"),
     ("yes", "watch", "endpointslices.discovery.k8s.io"),
-    ("yes", "get", "llmdeployments.modelplane.io", "--subresource=scale"),
-    ("yes", "patch", "llmdeployments.modelplane.io", "--subresource=scale"),
-    ("no", "update", "llmdeployments.modelplane.io", "--subresource=scale"),
-    ("no", "patch", "llmdeployments.modelplane.io"), ("no", "get", "secrets"),
-    ("no", "create", "deployments.apps"), ("no", "patch", "llmroutes.modelplane.io"),
+    ("yes", "get", "llmdeployments.tierserve.io", "--subresource=scale"),
+    ("yes", "patch", "llmdeployments.tierserve.io", "--subresource=scale"),
+    ("no", "update", "llmdeployments.tierserve.io", "--subresource=scale"),
+    ("no", "patch", "llmdeployments.tierserve.io"), ("no", "get", "secrets"),
+    ("no", "create", "deployments.apps"), ("no", "patch", "llmroutes.tierserve.io"),
 ]
 
 
@@ -139,15 +139,15 @@ def test_router_service_account_rbac(cluster: ClusterHandle, installed: Any,
 
 
 def _router_docs(cluster: ClusterHandle, *values: str) -> list[dict[str, Any]]:
-    """The chart's router objects as ``helm template`` renders them (release modelplane)."""
+    """The chart's router objects as ``helm template`` renders them (release tierserve)."""
     import subprocess
     from pathlib import Path
 
     import yaml
 
-    chart = Path(__file__).resolve().parents[1] / "charts" / "modelplane"
-    res = subprocess.run([str(cluster.binary("helm")), "template", "modelplane", str(chart),
-                          "-n", "modelplane-system", "--show-only", "templates/router.yaml",
+    chart = Path(__file__).resolve().parents[1] / "charts" / "tierserve"
+    res = subprocess.run([str(cluster.binary("helm")), "template", "tierserve", str(chart),
+                          "-n", "tierserve-system", "--show-only", "templates/router.yaml",
                           "--set", "autoscaler.enabled=false", *values],
                          capture_output=True, text=True, env=cluster.env(),
                          check=True)
@@ -161,21 +161,21 @@ def test_router_api_keys_secret_rbac_is_one_secret_by_name(cluster: ClusterHandl
     assert "secrets" not in json.dumps(plain)
     docs = _router_docs(cluster, "--set", "router.apiKeysSecret=router-keys")
     role = next(d for d in docs if d["kind"] == "Role")
-    assert role["metadata"]["namespace"] == "modelplane-system"
+    assert role["metadata"]["namespace"] == "tierserve-system"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
                               "resourceNames": ["router-keys"],
                               "verbs": ["get", "list", "watch"]}]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--api-keys-secret=modelplane-system/router-keys" in args
+    assert "--api-keys-secret=tierserve-system/router-keys" in args
     access = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
     cluster.apply(access)
     try:
         for expected, verb, resource, ns in [
-                ("yes", "get", "secrets/router-keys", "modelplane-system"),
-                ("yes", "watch", "secrets/router-keys", "modelplane-system"),
-                ("no", "get", "secrets/other", "modelplane-system"),
-                ("no", "list", "secrets", "modelplane-system"),
+                ("yes", "get", "secrets/router-keys", "tierserve-system"),
+                ("yes", "watch", "secrets/router-keys", "tierserve-system"),
+                ("no", "get", "secrets/other", "tierserve-system"),
+                ("no", "list", "secrets", "tierserve-system"),
                 ("no", "get", "secrets/router-keys", "default")]:
             res = cluster.kubectl.run("auth", "can-i", verb, resource, "-n", ns, "--as",
                                       ROUTER, check=False)
@@ -183,28 +183,28 @@ def test_router_api_keys_secret_rbac_is_one_secret_by_name(cluster: ClusterHandl
     finally:
         for d in access:
             cluster.kubectl.run("delete", d["kind"].lower(), d["metadata"]["name"], "-n",
-                                "modelplane-system", check=False)
+                                "tierserve-system", check=False)
 
 
-AUTOSCALER = "system:serviceaccount:modelplane-system:modelplane-autoscaler"
+AUTOSCALER = "system:serviceaccount:tierserve-system:tierserve-autoscaler"
 AUTOSCALER_CHECKS = [
-    ("yes", "get", "llmdeployments.modelplane.io"),
-    ("yes", "list", "llmdeployments.modelplane.io"),
-    ("yes", "watch", "llmdeployments.modelplane.io"),
-    ("yes", "patch", "llmdeployments.modelplane.io", "--subresource=scale"),
-    ("yes", "patch", "llmdeployments.modelplane.io", "--subresource=status"),
+    ("yes", "get", "llmdeployments.tierserve.io"),
+    ("yes", "list", "llmdeployments.tierserve.io"),
+    ("yes", "watch", "llmdeployments.tierserve.io"),
+    ("yes", "patch", "llmdeployments.tierserve.io", "--subresource=scale"),
+    ("yes", "patch", "llmdeployments.tierserve.io", "--subresource=status"),
     ("yes", "create", "events"),
-    ("no", "update", "llmdeployments.modelplane.io"),
-    ("no", "patch", "llmdeployments.modelplane.io"),
-    ("no", "update", "llmdeployments.modelplane.io", "--subresource=scale"),
-    ("no", "update", "llmdeployments.modelplane.io", "--subresource=status"),
-    ("no", "delete", "llmdeployments.modelplane.io"),
-    ("no", "create", "llmdeployments.modelplane.io"),
+    ("no", "update", "llmdeployments.tierserve.io"),
+    ("no", "patch", "llmdeployments.tierserve.io"),
+    ("no", "update", "llmdeployments.tierserve.io", "--subresource=scale"),
+    ("no", "update", "llmdeployments.tierserve.io", "--subresource=status"),
+    ("no", "delete", "llmdeployments.tierserve.io"),
+    ("no", "create", "llmdeployments.tierserve.io"),
     ("no", "delete", "events"), ("no", "delete", "deployments.apps"),
     ("no", "delete", "pods"), ("no", "list", "pods"), ("no", "get", "pods"),
     ("no", "get", "secrets"), ("no", "list", "secrets"),
     ("no", "patch", "deployments.apps"), ("no", "patch", "rayservices.ray.io"),
-    ("no", "list", "llmroutes.modelplane.io"),
+    ("no", "list", "llmroutes.tierserve.io"),
     ("no", "create", "leases.coordination.k8s.io"),
     ("no", "*", "*"),
 ]
@@ -214,7 +214,7 @@ AUTOSCALER_CHECKS = [
 def test_autoscaler_service_account_rbac(cluster: ClusterHandle, installed: Any,
                                          check: tuple[str, ...]) -> None:
     expected, *args = check
-    for ns in ("default", "modelplane-system"):
+    for ns in ("default", "tierserve-system"):
         res = cluster.kubectl.run("auth", "can-i", *args, "-n", ns, "--as", AUTOSCALER,
                                   check=False)
         assert res.stdout.strip() == expected, (ns, res.stderr)
@@ -224,9 +224,9 @@ def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
                                                   installed: Any) -> None:
     """``helm upgrade --install`` created the autoscaler's Deployment under its own
     ServiceAccount, pointed at the Prometheus URL from the values."""
-    from mp_install import AUTOSCALER_SA, PROMETHEUS_URL, SYSTEM_NS
+    from helm_install import AUTOSCALER_SA, PROMETHEUS_URL, SYSTEM_NS
 
-    dep = cluster.get_json("deployment", "modelplane-autoscaler", "-n", SYSTEM_NS)
+    dep = cluster.get_json("deployment", "tierserve-autoscaler", "-n", SYSTEM_NS)
     assert dep["spec"]["replicas"] == 1
     pod = dep["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == AUTOSCALER_SA
@@ -234,7 +234,7 @@ def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
     assert args[:2] == ["autoscaler", "--in-cluster"]
     assert f"--prometheus-url={PROMETHEUS_URL}" in args
     assert cluster.exists("serviceaccount", AUTOSCALER_SA, "-n", SYSTEM_NS)
-    wait_for(lambda: (cluster.get_json("deployment", "modelplane-autoscaler", "-n", SYSTEM_NS)
+    wait_for(lambda: (cluster.get_json("deployment", "tierserve-autoscaler", "-n", SYSTEM_NS)
                       .get("status") or {}).get("readyReplicas") == 1, 120,
              "the autoscaler's (kwok) pod ready")
 
@@ -245,10 +245,10 @@ def test_autoscaler_calls_succeed_under_its_service_account(
     list, and KubeScaleWriter's get, scale patch with its Event, and status patch."""
     import asyncio
 
-    from modelplane.api.deployment import API_VERSION
-    from modelplane.kube.client import KubeApi
-    from modelplane.kube.scale import KubeScaleWriter
-    from mp_install import AUTOSCALER_SA, service_account_kubeconfig
+    from helm_install import AUTOSCALER_SA, service_account_kubeconfig
+    from tierserve.core.api.deployment import API_VERSION
+    from tierserve.core.kube.client import KubeApi
+    from tierserve.core.kube.scale import KubeScaleWriter
 
     cluster.apply(_objects(namespace, 1, "scaled"))
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig", AUTOSCALER_SA)
@@ -289,7 +289,7 @@ def test_helm_rejects_invalid_values(cluster: ClusterHandle, values: list[str],
     import subprocess
     from pathlib import Path
 
-    chart = Path(__file__).resolve().parents[1] / "charts" / "modelplane"
+    chart = Path(__file__).resolve().parents[1] / "charts" / "tierserve"
     res = subprocess.run([str(cluster.binary("helm")), "template", "x", str(chart), *values],
                          capture_output=True, text=True, env=cluster.env())
     assert res.returncode != 0 and message in res.stderr, res.stderr

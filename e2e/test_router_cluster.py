@@ -1,4 +1,4 @@
-"""``modelplane router --kubernetes``: routes from LLMRoute/LLMDeployment objects.
+"""``tierserve router --kubernetes``: routes from LLMRoute/LLMDeployment objects.
 
 The operator (``--target local``) runs two LLMDeployments as local Triton servers of the
 simulated engine and writes their real URLs into ``status.endpoint``; the router watches
@@ -7,7 +7,7 @@ the API server, serves the LLMRoute's model through the official ``openai`` clie
 weight change made with ``kubectl patch`` with no failed request during the change, holds
 requests while the deployment's Service has an empty EndpointSlice and releases them when
 it goes, and writes the per-variant A/B readout into the LLMRoute's ``status.ab``.
-Running under the chart's ``modelplane-router`` ServiceAccount, it wakes a deployment
+Running under the chart's ``tierserve-router`` ServiceAccount, it wakes a deployment
 scaled to zero (the router is the activator) and the held request gets its answer, and it
 takes API keys from one Secret (RBAC limited to it by name), following a rotation.
 """
@@ -30,8 +30,8 @@ import pytest
 from openai import AuthenticationError, OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelplane.devcluster.harness import ClusterHandle, wait_for
-from modelplane.devcluster.procs import free_port
+from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.procs import free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.triton]
 
@@ -40,7 +40,7 @@ STICKY = "x-user-id"
 
 
 def _deployment(name: str, ns: str) -> dict[str, Any]:
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
             "metadata": {"name": name, "namespace": ns},
             "spec": {"model": {"name": f"{name}-model", "uri": "hf://org/m",
                                "parametersBillions": 8},
@@ -51,7 +51,7 @@ def _deployment(name: str, ns: str) -> dict[str, Any]:
 
 
 def _route(ns: str) -> dict[str, Any]:
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
             "metadata": {"name": "chat-ab", "namespace": ns},
             "spec": {"model": MODEL,
                      "variants": [{"name": "blue", "deployment": "blue", "weight": 50},
@@ -70,13 +70,13 @@ def _ready(cluster: ClusterHandle, name: str, ns: str) -> bool:
 
 
 class RouterProcess:
-    """``modelplane router --kubernetes`` as a subprocess, stopped by pid."""
+    """``tierserve router --kubernetes`` as a subprocess, stopped by pid."""
 
     def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        cmd = [sys.executable, "-m", "modelplane.cli.main", "router", "--kubernetes",
+        cmd = [sys.executable, "-m", "tierserve.cli.main", "router", "--kubernetes",
                "--kubeconfig", str(kubeconfig), "--namespace", namespace,
                "--port", str(self.port), "--log-level", "INFO", *extra]
         self.proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
@@ -101,11 +101,11 @@ class RouterProcess:
         return [m["id"] for m in json.loads(self.get("/v1/models"))["data"]]
 
     def requests_by_variant(self) -> Counter[str]:
-        """``modelplane_router_requests_total`` of the route, summed per variant."""
+        """``tierserve_router_requests_total`` of the route, summed per variant."""
         counts: Counter[str] = Counter()
         for family in text_string_to_metric_families(self.get("/metrics")):
             for s in family.samples:
-                if (s.name == "modelplane_router_requests_total"
+                if (s.name == "tierserve_router_requests_total"
                         and s.labels.get("route") == MODEL):
                     counts[s.labels["variant"]] += int(s.value)
         return counts
@@ -113,7 +113,7 @@ class RouterProcess:
     def held(self, deployment: str) -> int:
         """Requests the router holds for ``deployment`` (no ready replica)."""
         return sum(int(s.value) for family in text_string_to_metric_families(self.get("/metrics"))
-                   for s in family.samples if s.name == "modelplane_router_held_requests"
+                   for s in family.samples if s.name == "tierserve_router_held_requests"
                    and s.labels.get("deployment") == deployment)
 
 
@@ -274,7 +274,7 @@ def test_router_serves_a_ray_serve_deployment(
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     ray = _deployment("ray", namespace)
     ray["spec"]["runtime"] = "rayServe"
-    cluster.apply([ray, {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+    cluster.apply([ray, {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
                          "metadata": {"name": "chat", "namespace": namespace},
                          "spec": {"model": MODEL, "variants": [
                              {"name": "ray", "deployment": "ray"}]}}])
@@ -292,20 +292,20 @@ def test_router_wakes_a_deployment_scaled_to_zero(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
         router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
     """Held request -> scale subresource 0 -> 1 -> local Triton starts -> answer."""
-    from mp_install import service_account_kubeconfig
+    from helm_install import service_account_kubeconfig
 
     operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     cold = _deployment("cold", namespace)
     cold["spec"].update(replicas=0, minReplicas=0)
-    cluster.apply([cold, {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+    cluster.apply([cold, {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
                           "metadata": {"name": "chat", "namespace": namespace},
                           "spec": {"model": MODEL, "timeouts": {"requestMs": 120_000},
                                    "variants": [{"name": "cold", "deployment": "cold"}]}}])
     wait_for(lambda: (_get(cluster, "llmd", "cold", namespace).get("status") or {})
              .get("observedGeneration") == 1, 60, "cold reconciled at zero replicas")
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "router-kubeconfig",
-                                            "modelplane-router")
+                                            "tierserve-router")
     router = router_factory(kubeconfig, namespace)
     wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
     assert _get(cluster, "llmd", "cold", namespace)["spec"]["replicas"] == 0
@@ -336,14 +336,14 @@ def _keys_access(ns: str) -> list[dict[str, Any]]:
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
              "metadata": meta, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
                                            "kind": "Role", "name": "router-api-keys"},
-             "subjects": [{"kind": "ServiceAccount", "name": "modelplane-router",
-                           "namespace": "modelplane-system"}]}]
+             "subjects": [{"kind": "ServiceAccount", "name": "tierserve-router",
+                           "namespace": "tierserve-system"}]}]
 
 
 def _keys_secret(ns: str, key: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "router-keys", "namespace": ns,
-                         "annotations": {"modelplane.io/api-key-limits":
+                         "annotations": {"tierserve.io/api-key-limits":
                                          '{"team-a": {"requestsPerMinute": 600}}'}},
             "stringData": {"team-a": key}}
 
@@ -358,19 +358,19 @@ def _authorized(client_for: Callable[[str], OpenAI], key: str) -> bool:
 def test_router_takes_api_keys_from_a_secret(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
         router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
-    from mp_install import service_account_kubeconfig
+    from helm_install import service_account_kubeconfig
 
     operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     cluster.apply([_deployment("blue", namespace), _keys_secret(namespace, SENTINEL),
                    *_keys_access(namespace),
-                   {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+                   {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
                     "metadata": {"name": "chat", "namespace": namespace},
                     "spec": {"model": MODEL, "variants": [
                         {"name": "blue", "deployment": "blue"}]}}])
     wait_for(lambda: _ready(cluster, "blue", namespace), 240, "blue Ready (local Triton)")
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "router-kubeconfig",
-                                            "modelplane-router")
+                                            "tierserve-router")
     router = router_factory(kubeconfig, namespace, "--api-keys-secret",
                             f"{namespace}/router-keys", "--log-level", "DEBUG")
     wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")

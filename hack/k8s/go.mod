@@ -1,9 +1,9 @@
 // Build-only module for the local development cluster (see docs/cluster.md).
-// It pins the Kubernetes control plane, kwok, helm and etcd; `modelplane cluster build`
+// It pins the Kubernetes control plane, kwok, helm and etcd; `tierserve-dev cluster build`
 // compiles the commands listed in tools.go from here. k8s.io/kubernetes is not meant
 // to be consumed as a library, so every staging module is replaced by its published
 // version (v0.X.Y for Kubernetes v1.X.Y).
-module github.com/modelplane/modelplane/hack/k8s
+module github.com/tierserve/tierserve/hack/k8s
 
 go 1.24.0
 

@@ -1,6 +1,6 @@
 """Every PromQL query of ``PrometheusSource`` returns data from a real Prometheus
-(Debian's package, unpacked by ``modelplane.devcluster.prometheus``) scraping a real
-simulated engine (``modelplane engine``) and a real router in front of it under load,
+(Debian's package, unpacked by ``tierserve.dev.cluster.prometheus``) scraping a real
+simulated engine (``tierserve engine``) and a real router in front of it under load,
 and the resulting sample agrees with what they served (the router's gate queues what
 the engine is not given, and the sample counts it); a stopped Prometheus makes the
 source fail (the controller then holds)."""
@@ -22,12 +22,12 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from modelplane.autoscaler.controller import ScaleTarget
-from modelplane.autoscaler.sources import PrometheusSource, PromQueries
-from modelplane.autoscaler.types import Limits, SizingPlan, Slo
-from modelplane.devcluster import prometheus
-from modelplane.devcluster.harness import wait_for
-from modelplane.devcluster.procs import free_port
+from tierserve.autoscaler.controller import ScaleTarget
+from tierserve.autoscaler.sources import PrometheusSource, PromQueries
+from tierserve.autoscaler.types import Limits, SizingPlan, Slo
+from tierserve.dev.cluster import prometheus
+from tierserve.dev.cluster.harness import wait_for
+from tierserve.dev.cluster.procs import free_port
 
 NS, NAME = "team", "chat"
 
@@ -36,7 +36,7 @@ NS, NAME = "team", "chat"
 def engine(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "engine.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "modelplane.cli.main", "engine",
+    proc = subprocess.Popen([sys.executable, "-m", "tierserve.cli.main", "engine",
                              "--profile", "qwen3.6-35b-a3b-gb10", "--served-name", "m",
                              "--port", str(port), "--host", "127.0.0.1"],
                             stdout=log, stderr=subprocess.STDOUT)
@@ -61,7 +61,7 @@ def _serving(url: str) -> bool:
 
 @pytest.fixture
 def router(engine: str, tmp_path: Path) -> Iterator[str]:
-    """``modelplane router`` with a gate of 2 in flight per replica in front of the engine,
+    """``tierserve router`` with a gate of 2 in flight per replica in front of the engine,
     so a load of 12 concurrent requests leaves about 10 queued in the router."""
     config = tmp_path / "router.yaml"
     config.write_text(json.dumps({
@@ -73,7 +73,7 @@ def router(engine: str, tmp_path: Path) -> Iterator[str]:
     }))  # fmt: skip
     port = free_port()
     log = (tmp_path / "router.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "modelplane.cli.main", "router",
+    proc = subprocess.Popen([sys.executable, "-m", "tierserve.cli.main", "router",
                              "--config", str(config), "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"

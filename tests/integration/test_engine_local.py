@@ -1,4 +1,4 @@
-"""The local runtime manager behind ``modelplane operator --target local``."""
+"""The local runtime manager behind ``tierserve operator --target local``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import aiohttp
 import openai
 import pytest
 
-from modelplane.engine.local import LocalRuntimes, LocalSpec, LocalStatus, free_port
+from tierserve.engine.local import LocalRuntimes, LocalSpec, LocalStatus, free_port
 
 PROFILE = "llama-3.1-8b-a100-40gb"
 

@@ -16,9 +16,9 @@ import aiohttp
 import openai
 import pytest
 
-from modelplane.devcluster.procs import free_port
-from modelplane.engine.profiles import get_profile
-from modelplane.engine.server import EngineConfig, start
+from tierserve.core.profiles import get_profile
+from tierserve.dev.cluster.procs import free_port
+from tierserve.engine.server import EngineConfig, start
 
 PROFILE = get_profile("llama-3.1-8b-a100-40gb")  # ~13 ms/token: easy to see on a busy CPU
 MODEL = "sim-8b"
@@ -161,7 +161,7 @@ async def test_cold_start(base: str) -> None:
 def test_cli_process() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelplane.cli.main", "engine", "--profile", PROFILE.name,
+        [sys.executable, "-m", "tierserve.cli.main", "engine", "--profile", PROFILE.name,
          "--port", str(port), "--served-name", MODEL],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -188,7 +188,7 @@ def test_profile_replace_keeps_api() -> None:
 
 
 async def test_loadgen_counts_tokens(base: str) -> None:
-    from modelplane.engine.loadgen import run_load
+    from tierserve.dev.engine_loadgen import run_load
 
     result = await run_load(base, MODEL, concurrency=4, duration_s=0.5, max_tokens=10)
     assert result.requests >= 4 and result.output_tok_s > 0

@@ -12,8 +12,8 @@ import aiohttp
 import openai
 import pytest
 
-from modelplane.devcluster.procs import free_port
-from modelplane.engine.profiles import get_profile
+from tierserve.core.profiles import get_profile
+from tierserve.dev.cluster.procs import free_port
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -26,7 +26,7 @@ APP = "sim"
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    from modelplane.engine.serve_app import build_app
+    from tierserve.engine.serve_app import build_app
 
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -11,9 +11,9 @@ import aiohttp
 import orjson
 import yaml
 
-from modelplane.routing.config import parse_config
-from modelplane.routing.reload import FileWatcher
-from modelplane.routing.testing import router, simple_config, stub
+from tierserve.core.routerconfig import parse_config
+from tierserve.dev.testing import router, simple_config, stub
+from tierserve.routing.reload import FileWatcher
 
 
 async def _who(session: aiohttp.ClientSession, url: str, *, stream: bool = False,

@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
-from modelplane.routing.testing import router, simple_config, stub
+from tierserve.dev.testing import router, simple_config, stub
 
 MSG = b'"messages": [{"role": "user", "content": "hi"}]'
 CASES: list[tuple[str, str, bytes, dict[str, str], int]] = [
@@ -31,7 +31,7 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int]] = [
      b'{"model": "m", "pad": "' + b"a" * 3_000_000 + b'", ' + MSG + b"}", {}, 413),
     ("invalid utf-8", "/v1/chat/completions", b'{"model": "\xff\xfe", ' + MSG + b"}", {}, 400),
     ("bad tier header", "/v1/chat/completions", b'{"model": "m", ' + MSG + b"}",
-     {"x-modelplane-tier": "turbo"}, 400),
+     {"x-tierserve-tier": "turbo"}, 400),
     ("unknown path", "/v1/engines", b"{}", {}, 404),
 ]
 

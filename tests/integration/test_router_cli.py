@@ -1,4 +1,4 @@
-"""``modelplane router --config FILE --port PORT`` as a real process, with file reload."""
+"""``tierserve router --config FILE --port PORT`` as a real process, with file reload."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from modelplane.routing.testing import simple_config, stub, wait_for
+from tierserve.dev.testing import simple_config, stub, wait_for
 
 
 def _port() -> int:
@@ -36,7 +36,7 @@ async def _answer(url: str) -> str | None:
 
 def _spawn(cfg: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "modelplane.cli.main", "router", "--config", str(cfg),
+        [sys.executable, "-m", "tierserve.cli.main", "router", "--config", str(cfg),
          "--port", str(port), "--reload-interval", "0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -70,7 +70,7 @@ async def test_cli_serves_and_reloads_its_config_file(tmp_path: Path) -> None:
 def test_cli_rejects_a_bad_config_naming_the_value(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("deployments: [{name: d, endpoints: [{url: 'gopher://x'}]}]\n")
-    out = subprocess.run([sys.executable, "-m", "modelplane.cli.main", "router", "--config",
+    out = subprocess.run([sys.executable, "-m", "tierserve.cli.main", "router", "--config",
                           str(cfg), "--port", str(_port())], capture_output=True, text=True,
                          timeout=60, check=False)
     assert out.returncode == 2 and "gopher://x" in out.stderr

@@ -12,7 +12,7 @@ import sys
 import aiohttp
 import orjson
 
-from modelplane.routing.testing import router, simple_config, stub, wait_for
+from tierserve.dev.testing import router, simple_config, stub, wait_for
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -37,7 +37,7 @@ async def test_dead_replica_before_response_fails_over() -> None:
                 status, body = await _post(url, CHAT)
                 assert status == 200 and b"alive" in body
             text = (await _get(url + "/metrics"))
-            assert 'modelplane_router_upstream_errors_total{deployment="d",kind="connect"}' in text
+            assert 'tierserve_router_upstream_errors_total{deployment="d",kind="connect"}' in text
 
 
 async def _get(url: str) -> str:
@@ -111,7 +111,7 @@ async def test_stream_fails_over_before_the_first_byte() -> None:
 
 
 def _spawn_stub(port: int, itl_ms: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "modelplane.routing.stub", "--port", str(port),
+    return subprocess.Popen([sys.executable, "-m", "tierserve.dev.stub", "--port", str(port),
                              "--name", "proc", "--itl-ms", str(itl_ms), "--tokens", "200"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

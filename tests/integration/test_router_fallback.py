@@ -10,8 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
-from modelplane.routing.config import ConfigError, parse_config
-from modelplane.routing.testing import router, simple_config, stub
+from tierserve.core.routerconfig import ConfigError, parse_config
+from tierserve.dev.testing import router, simple_config, stub
 
 CHAT = {"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -38,7 +38,7 @@ async def _fallbacks(url: str) -> dict[tuple[str, str], float]:
         text = await r.text()
     out: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
-        if line.startswith("modelplane_router_fallbacks_total{"):
+        if line.startswith("tierserve_router_fallbacks_total{"):
             labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:
                                                               line.index("}")].split(","))
             key = (labels["deployment"].strip('"'), labels["reason"].strip('"'))
@@ -57,7 +57,7 @@ async def test_connection_errors_fall_back_in_order_with_one_answer() -> None:
             assert await _fallbacks(url) == {("f1", "connect"): 2, ("f2", "connect"): 2}
             async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
                 text = await r.text()
-            assert ('modelplane_router_requests_total{deployment="f2",route="m",'
+            assert ('tierserve_router_requests_total{deployment="f2",route="m",'
                     'status="200",tier="fallback",variant="p"} 2.0') in text
 
 

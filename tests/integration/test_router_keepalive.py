@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from modelplane.routing.stub import Behaviour, Stub
-from modelplane.routing.testing import router, simple_config, wait_for
+from tierserve.dev.stub import Behaviour, Stub
+from tierserve.dev.testing import router, simple_config, wait_for
 
 BODY = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
 

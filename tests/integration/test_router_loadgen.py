@@ -8,9 +8,9 @@ import os
 import pytest
 from aiohttp import web
 
-from modelplane.routing.bench import Placement, engine_profile
-from modelplane.routing.loadgen import run_nonstream, run_stream, summarize
-from modelplane.routing.stub import Behaviour, Stub
+from tierserve.dev.bench.router import Placement, engine_profile
+from tierserve.dev.loadgen import run_nonstream, run_stream, summarize
+from tierserve.dev.stub import Behaviour, Stub
 
 
 async def _stub(itl_s: float = 0.0) -> tuple[web.AppRunner, str]:

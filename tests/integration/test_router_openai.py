@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from modelplane.routing.testing import router, simple_config, stub, wait_for
+from tierserve.dev.testing import router, simple_config, stub, wait_for
 
 
 async def test_openai_client_chat_completions_models() -> None:
@@ -67,12 +67,12 @@ def _free_port() -> int:
 @pytest.fixture
 def engine() -> Iterator[str]:
     """The simulated engine from the engines issue, as a real process."""
-    probe = subprocess.run([sys.executable, "-m", "modelplane.cli.main", "engine", "--help"],
+    probe = subprocess.run([sys.executable, "-m", "tierserve.cli.main", "engine", "--help"],
                            capture_output=True, check=False)
     if probe.returncode != 0:
-        pytest.skip("modelplane engine is not available")
+        pytest.skip("tierserve engine is not available")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "modelplane.cli.main", "engine", "--profile",
+    proc = subprocess.Popen([sys.executable, "-m", "tierserve.cli.main", "engine", "--profile",
                              "llama-3.1-8b-h100", "--port", str(port), "--served-name", "llama"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from modelplane.routing.config import parse_config
-from modelplane.routing.testing import router, simple_config, stub, wait_for
+from tierserve.core.routerconfig import parse_config
+from tierserve.dev.testing import router, simple_config, stub, wait_for
 
 BODY = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
 

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 import pytest
 
-from modelplane.routing.testing import router, simple_config, stub
+from tierserve.dev.testing import router, simple_config, stub
 
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c-never-log-me"
 SENTINEL_PROMPT = "PROMPT-SENTINEL-4411-private-text"

@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import orjson
 
-from modelplane.routing.testing import router, stub
+from tierserve.dev.testing import router, stub
 
 CODE = ("Write a Python function that parses ISO-8601 durations, then prove it is correct "
         "step by step, analyze trade-offs:\n```python\ndef parse(s):\n    return 0\n```\n" * 3)
@@ -48,19 +48,19 @@ async def test_classifier_sends_easy_prompts_fast_and_hard_ones_slow() -> None:
         assert status == 200 and _text(raw).startswith("fast")
         status, raw = await _chat(url, CODE)
         assert status == 200 and _text(raw).startswith("slow")
-        status, raw = await _chat(url, "hi", {"x-modelplane-tier": "slow"})
+        status, raw = await _chat(url, "hi", {"x-tierserve-tier": "slow"})
         assert _text(raw).startswith("slow")
-        status, raw = await _chat(url, CODE, {"x-modelplane-tier": "fast"})
+        status, raw = await _chat(url, CODE, {"x-tierserve-tier": "fast"})
         assert _text(raw).startswith("fast")
-        status, _ = await _chat(url, "hi", {"x-modelplane-tier": "medium"})
+        status, _ = await _chat(url, "hi", {"x-tierserve-tier": "medium"})
         assert status == 400
         async with aiohttp.ClientSession() as sess, sess.get(url + "/metrics") as resp:
             text = await resp.text()
         assert 'tier_decisions_total{route="m",source="classifier",tier="fast",variant="t"} 1.0' \
             in text
-        assert "modelplane_router_cost_saved_usd_total" in text
+        assert "tierserve_router_cost_saved_usd_total" in text
         saved = [line for line in text.splitlines()
-                 if line.startswith("modelplane_router_cost_saved_usd_total{")]
+                 if line.startswith("tierserve_router_cost_saved_usd_total{")]
         assert saved and float(saved[0].rsplit(" ", 1)[1]) > 0
 
 

@@ -8,7 +8,7 @@ import openai
 import orjson
 from aiohttp import web
 
-from modelplane.routing.testing import router, serve
+from tierserve.dev.testing import router, serve
 
 
 class FakeTriton:

@@ -9,9 +9,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from modelplane.devcluster.procs import free_ports
-from modelplane.engine.triton import TritonServer, TritonSpec
-from modelplane.routing.testing import router
+from tierserve.dev.cluster.procs import free_ports
+from tierserve.dev.testing import router
+from tierserve.engine.triton import TritonServer, TritonSpec
 
 pytestmark = pytest.mark.triton
 

@@ -16,9 +16,9 @@ import aiohttp
 import numpy as np
 import pytest
 
-from modelplane.devcluster.procs import free_ports
-from modelplane.engine.profiles import get_profile
-from modelplane.engine.triton import TritonServer, TritonSpec
+from tierserve.core.profiles import get_profile
+from tierserve.dev.cluster.procs import free_ports
+from tierserve.engine.triton import TritonServer, TritonSpec
 
 pytestmark = pytest.mark.triton
 PROFILE = get_profile("llama-3.1-8b-a100-40gb")

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from tests.data.badcases import load_bad_cases
 
-from modelplane.api.crd import all_crds, to_yaml
-from modelplane.api.errors import InvalidObject
-from modelplane.builders import BuildSettings
-from modelplane.cli.render import render_object
+from tierserve.cli.render import render_object
+from tierserve.core.api.crd import all_crds, to_yaml
+from tierserve.core.api.errors import InvalidObject
+from tierserve.core.builders import BuildSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def test_import_operator_is_stdlib_from_repo_root() -> None:
     assert out.strip().endswith("operator.py")
 
 
-@pytest.mark.parametrize("out", ["crds", "charts/modelplane/crds"])
+@pytest.mark.parametrize("out", ["crds", "charts/tierserve/crds"])
 def test_committed_crds_are_fresh(out: str) -> None:
     for name, obj in all_crds().items():
         committed = (ROOT / out / name).read_text()
@@ -56,7 +56,7 @@ def test_crd_schema_is_structural(name: str) -> None:
 
 
 def test_deployment_crd_has_scale_status_and_columns() -> None:
-    version = all_crds()["modelplane.io_llmdeployments.yaml"]["spec"]["versions"][0]
+    version = all_crds()["tierserve.io_llmdeployments.yaml"]["spec"]["versions"][0]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     assert version["subresources"]["status"] == {}
     cols = [c["name"] for c in version["additionalPrinterColumns"]]
@@ -83,7 +83,7 @@ def test_render_rejects_bad_manifest_with_api_server_message(
 
 
 def test_examples_render(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "modelplane.cli.main", "render", "-f",
+    out = subprocess.run([sys.executable, "-m", "tierserve.cli.main", "render", "-f",
                           str(ROOT / "examples")], capture_output=True, text=True, check=True)
     kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout)]
     assert kinds.count("RayService") == 2 and kinds.count("Deployment") == 2
@@ -92,14 +92,14 @@ def test_examples_render(tmp_path: Path) -> None:
 def test_render_semantic_error_exits_nonzero(tmp_path: Path) -> None:
     f = tmp_path / "big.yaml"
     f.write_text(yaml.safe_dump({
-        "apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+        "apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
         "metadata": {"name": "big"},
         "spec": {"model": {"name": "m", "uri": "hf://x/y", "parametersBillions": 70,
                            "dtype": "float16"},
                  "runtime": "triton", "engine": "vllm",
                  "accelerator": {"type": "L4", "gpusPerReplica": 1},
                  "slo": {"ttftP95Ms": 1000, "tpotP95Ms": 100}}}))
-    res = subprocess.run([sys.executable, "-m", "modelplane.cli.main", "render", "-f", str(f)],
+    res = subprocess.run([sys.executable, "-m", "tierserve.cli.main", "render", "-f", str(f)],
                          capture_output=True, text=True)
     assert res.returncode == 1
     assert "InsufficientGPUMemory" in res.stderr and "1 x L4" in res.stderr

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from test_autoscaler_support import LIMITS, ctx, drive, sample
 
-from modelplane.autoscaler.policy import FixedPolicy, HpaPolicy, KpaPolicy, OraclePolicy
-from modelplane.autoscaler.types import MetricsWindow, ScalerState
+from tierserve.autoscaler.policy import FixedPolicy, HpaPolicy, KpaPolicy, OraclePolicy
+from tierserve.autoscaler.types import MetricsWindow, ScalerState
 
 
 def running_window(

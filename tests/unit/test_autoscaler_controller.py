@@ -10,10 +10,10 @@ from typing import Any
 from prometheus_client import generate_latest
 from test_autoscaler_support import LIMITS, PLAN, SLO, sample
 
-from modelplane.autoscaler.cli import AdvisoryWriter
-from modelplane.autoscaler.controller import Controller, ScaleTarget
-from modelplane.autoscaler.types import MetricSample
-from modelplane.autoscaler.vllm_metrics import parse, to_sample
+from tierserve.autoscaler.cli import AdvisoryWriter
+from tierserve.autoscaler.controller import Controller, ScaleTarget
+from tierserve.autoscaler.types import MetricSample
+from tierserve.autoscaler.vllm_metrics import parse, to_sample
 
 TARGET = ScaleTarget(namespace="ns", name="llm", slo=SLO, plan=PLAN, limits=LIMITS)
 
@@ -73,9 +73,9 @@ async def test_scales_up_and_explains() -> None:
     assert writer.sets and writer.sets[0][0] >= 8
     assert "demand" in writer.sets[0][1]
     text = generate_latest(ctl.registry).decode()
-    assert 'modelplane_autoscaler_desired_replicas{name="llm",namespace="ns"}' in text
+    assert 'tierserve_autoscaler_desired_replicas{name="llm",namespace="ns"}' in text
     assert 'input="demand_replicas"' in text
-    assert "modelplane_autoscaler_predicted_attainment" in text
+    assert "tierserve_autoscaler_predicted_attainment" in text
 
 
 async def test_holds_when_the_source_fails() -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from modelplane.api.deployment import SizingPlan as OperatorPlan
-from modelplane.autoscaler.cli import parse_knobs
-from modelplane.autoscaler.controller import ScaleTarget
-from modelplane.autoscaler.discovery import (
+from tierserve.autoscaler import watch as autoscale_watch
+from tierserve.autoscaler.cli import parse_knobs
+from tierserve.autoscaler.controller import ScaleTarget
+from tierserve.autoscaler.discovery import (
     PLAN_UTILIZATION,
     Discovery,
     DiscoveryOptions,
@@ -21,7 +21,7 @@ from modelplane.autoscaler.discovery import (
     plan_from_sizing,
     target_from_object,
 )
-from modelplane.kube import autoscale_watch
+from tierserve.core.api.deployment import SizingPlan as OperatorPlan
 
 SIZING = {"gpusPerReplica": 1, "weightsGib": 7.5, "kvCacheGib": 10.0,
           "kvBytesPerToken": 524288, "maxBatchPerReplica": 10, "estTpotMs": 34.0,
@@ -41,7 +41,7 @@ def _obj(name: str = "chat", ns: str = "team", **spec: Any) -> dict[str, Any]:
                         "coldStartSeconds": 10},
     }
     base.update(spec)
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
             "metadata": {"name": name, "namespace": ns},
             "spec": base,
             "status": {"sizing": dict(SIZING), "endpoint": "http://127.0.0.1:8000/v1"}}
@@ -197,7 +197,7 @@ def test_parse_knobs() -> None:
 def test_controller_ignores_an_identical_target_and_keeps_state_on_change() -> None:
     from prometheus_client import CollectorRegistry
 
-    from modelplane.autoscaler.controller import Controller
+    from tierserve.autoscaler.controller import Controller
 
     t = target_from_object(_obj(), DiscoveryOptions())
     assert isinstance(t, ScaleTarget)

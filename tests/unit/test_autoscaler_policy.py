@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 from test_autoscaler_support import LIMITS, PLAN, ctx, drive, sample, window
 
-from modelplane.autoscaler.policy import SloPolicy, make_policy
-from modelplane.autoscaler.types import (
+from tierserve.autoscaler.policy import SloPolicy, make_policy
+from tierserve.autoscaler.types import (
     TPOT_BUCKETS_S,
     Decision,
     Histogram,

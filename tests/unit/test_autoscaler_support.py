@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from modelplane.autoscaler.policy import Policy
-from modelplane.autoscaler.types import (
+from tierserve.autoscaler.policy import Policy
+from tierserve.autoscaler.types import (
     TPOT_BUCKETS_S,
     TTFT_BUCKETS_S,
     Decision,

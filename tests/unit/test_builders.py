@@ -13,9 +13,9 @@ from google.protobuf import text_format
 from ray.serve.schema import ServeDeploySchema
 from tritonclient.grpc import model_config_pb2
 
-from modelplane.builders import BuildSettings, build_children
-from modelplane.builders.common import Images
-from modelplane.builders.context import from_object
+from tierserve.core.builders import BuildSettings, build_children
+from tierserve.core.builders.common import Images
+from tierserve.core.builders.context import from_object
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -46,11 +46,11 @@ def test_every_child_is_owned_labelled_and_deterministic(name: str) -> None:
     for child in first:
         meta = child["metadata"]
         ref = meta["ownerReferences"][0]
-        assert ref == {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+        assert ref == {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
                        "name": name, "uid": f"uid-{name}", "controller": True,
                        "blockOwnerDeletion": True}
-        assert meta["labels"]["modelplane.io/deployment"] == name
-        assert meta["labels"]["app.kubernetes.io/managed-by"] == "modelplane"
+        assert meta["labels"]["tierserve.io/deployment"] == name
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "tierserve"
         assert meta["namespace"] == "default"
 
 
@@ -141,10 +141,10 @@ def _scrape_target(template: dict[str, Any]) -> tuple[int, str] | None:
 
 def _owned(template: dict[str, Any], name: str) -> None:
     labels = template["metadata"]["labels"]
-    assert labels["modelplane.io/deployment"] == name
-    assert labels["app.kubernetes.io/managed-by"] == "modelplane"
+    assert labels["tierserve.io/deployment"] == name
+    assert labels["app.kubernetes.io/managed-by"] == "tierserve"
     assert "app.kubernetes.io/name" not in labels or labels["app.kubernetes.io/name"] \
-        == "modelplane-llm"
+        == "tierserve-llm"
 
 
 def test_rayservice_simulated_head_is_the_one_engine_scrape_target() -> None:

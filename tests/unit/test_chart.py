@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from modelplane.autoscaler.sources import PromQueries
-from modelplane.builders.common import DEPLOYMENT_LABEL
-from modelplane.devcluster import build
+from tierserve.autoscaler.sources import PromQueries
+from tierserve.core.builders.common import DEPLOYMENT_LABEL
+from tierserve.dev.cluster import build
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "modelplane"
+CHART = Path(__file__).resolve().parents[2] / "charts" / "tierserve"
 URL = "http://prometheus-operated.monitoring.svc:9090"
 
 
@@ -27,7 +27,7 @@ URL = "http://prometheus-operated.monitoring.svc:9090"
 def helm() -> str:
     path = build.binary("helm").path
     if not path.is_file():
-        message = f"helm is not built ({path}); `modelplane cluster build` builds it"
+        message = f"helm is not built ({path}); `tierserve-dev cluster build` builds it"
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -35,7 +35,7 @@ def helm() -> str:
 
 
 def _run(helm: str, *values: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm, "template", "modelplane", str(CHART), "-n", "mp-system",
+    return subprocess.run([helm, "template", "tierserve", str(CHART), "-n", "mp-system",
                            *values], capture_output=True, text=True, timeout=60)
 
 
@@ -54,17 +54,17 @@ def test_autoscaler_deployment_args_and_one_replica(helm: str) -> None:
     docs = _render(helm, "--set", f"autoscaler.prometheusUrl={URL}",
                    "--set", "autoscaler.intervalSeconds=15")
     [dep] = [d for d in _component(docs, "autoscaler") if d["kind"] == "Deployment"]
-    assert dep["metadata"]["name"] == "modelplane-autoscaler"
+    assert dep["metadata"]["name"] == "tierserve-autoscaler"
     assert dep["spec"]["replicas"] == 1  # no leader election in the process
     assert dep["spec"]["strategy"] == {"type": "Recreate"}  # never two during an upgrade
     pod = dep["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "modelplane-autoscaler"
+    assert pod["serviceAccountName"] == "tierserve-autoscaler"
     [container] = pod["containers"]
     assert container["args"] == ["autoscaler", "--in-cluster", f"--prometheus-url={URL}",
                                  "--interval-s=15", "--metrics-port=8080",
                                  "--metrics-host=0.0.0.0"]
     operator = next(d for d in docs if d["kind"] == "Deployment"
-                    and d["metadata"]["name"] == "modelplane-operator")
+                    and d["metadata"]["name"] == "tierserve-operator")
     op_container = operator["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == op_container["image"]
     assert container["securityContext"] == op_container["securityContext"]
@@ -78,16 +78,16 @@ def test_autoscaler_rbac_is_exactly_what_it_calls(helm: str) -> None:
     docs = _component(_render(helm, "--set", f"autoscaler.prometheusUrl={URL}"), "autoscaler")
     [role] = [d for d in docs if d["kind"] == "ClusterRole"]
     assert role["rules"] == [
-        {"apiGroups": ["modelplane.io"], "resources": ["llmdeployments"],
+        {"apiGroups": ["tierserve.io"], "resources": ["llmdeployments"],
          "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["modelplane.io"], "resources": ["llmdeployments/scale"],
+        {"apiGroups": ["tierserve.io"], "resources": ["llmdeployments/scale"],
          "verbs": ["patch"]},
-        {"apiGroups": ["modelplane.io"], "resources": ["llmdeployments/status"],
+        {"apiGroups": ["tierserve.io"], "resources": ["llmdeployments/status"],
          "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
     [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelplane-autoscaler",
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tierserve-autoscaler",
                                     "namespace": "mp-system"}]
     assert {d["kind"] for d in docs} == {"Deployment", "ServiceAccount", "ClusterRole",
                                          "ClusterRoleBinding"}
@@ -109,7 +109,7 @@ def test_autoscaler_disabled_renders_nothing(helm: str) -> None:
     assert not _component(docs, "autoscaler")
     assert "autoscaler" not in yaml.safe_dump_all(docs)
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"} == {
-        "modelplane-operator", "modelplane-router"}
+        "tierserve-operator", "tierserve-router"}
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -187,7 +187,7 @@ def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
     assert pm["metadata"]["namespace"] == "mp-system"
     assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert pm["spec"]["namespaceSelector"] == {"any": True}
-    # the pods the builders label (modelplane.builders.common.labels)
+    # the pods the builders label (tierserve.core.builders.common.labels)
     assert pm["spec"]["selector"]["matchExpressions"] == [
         {"key": DEPLOYMENT_LABEL, "operator": "Exists"}]
     [endpoint] = pm["spec"]["podMetricsEndpoints"]
@@ -204,7 +204,7 @@ def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
         "__meta_kubernetes_pod_container_port_number": "8002"})
     assert labels is not None
     labels = {k: v for k, v in labels.items() if not k.startswith("__")}
-    assert labels == {"namespace": "team-a", "modelplane_io_deployment": "llama",
+    assert labels == {"namespace": "team-a", "tierserve_io_deployment": "llama",
                       "pod": "llama-0"}
     # ... which is exactly what the autoscaler's default PromQL selector asks for
     selector = PromQueries().selector.format(ns="team-a", name="llama")
@@ -224,8 +224,8 @@ def test_podmonitor_namespaces(helm: str) -> None:
 
 def _built_pods() -> dict[str, dict[str, Any]]:
     """Pods as KubeRay / the ReplicaSet would create them from the builders' templates."""
-    from modelplane.builders import BuildSettings, build_children
-    from modelplane.builders.context import from_object
+    from tierserve.core.builders import BuildSettings, build_children
+    from tierserve.core.builders.context import from_object
 
     examples = CHART.parents[1] / "examples"
     docs = {d["metadata"]["name"]: d for f in sorted(examples.glob("*.yaml"))

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from modelplane.catalog import GFD_PRODUCT_LABEL, GKE_ACCELERATOR_LABEL, get
-from modelplane.devcluster import build, cli, cluster, nodes, paths, pki, procs
-from modelplane.devcluster.components import Layout, Ports, apiserver, kwok
+from tierserve.core.catalog import GFD_PRODUCT_LABEL, GKE_ACCELERATOR_LABEL, get
+from tierserve.dev.cluster import build, cli, cluster, nodes, paths, pki, procs
+from tierserve.dev.cluster.components import Layout, Ports, apiserver, kwok
 
 
 def test_versions_come_from_go_mod() -> None:
@@ -53,7 +53,7 @@ def test_kube_ldflags_stamp_the_server_version() -> None:
 
 def test_missing_uses_the_version_keyed_cache(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODELPLANE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TIERSERVE_CACHE_DIR", str(tmp_path))
     assert len(build.missing()) == len(build.BINARIES)
     helm = build.binary("helm")
     helm.directory.mkdir(parents=True)
@@ -183,7 +183,7 @@ def test_cli_registers_every_action() -> None:
 
 
 def test_harness_refuses_non_local_servers(tmp_path: Path) -> None:
-    from modelplane.devcluster.harness import NotLocal, assert_local_only
+    from tierserve.dev.cluster.harness import NotLocal, assert_local_only
 
     def write(server: str) -> Path:
         path = tmp_path / "kc"
@@ -199,7 +199,7 @@ def test_harness_refuses_non_local_servers(tmp_path: Path) -> None:
 
 def test_build_without_go_skips_locally_but_fails_in_ci(monkeypatch: pytest.MonkeyPatch,
                                                         tmp_path: Path) -> None:
-    monkeypatch.setenv("MODELPLANE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TIERSERVE_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("GO", "definitely-not-a-go-binary")
     args = argparse.Namespace()
     monkeypatch.delenv("CI", raising=False)

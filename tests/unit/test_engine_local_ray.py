@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelplane.engine.local import LocalRuntimes, LocalSpec
+from tierserve.engine.local import LocalRuntimes, LocalSpec
 
 PROFILE = "llama-3.1-8b-a100-40gb"
 
@@ -29,7 +29,7 @@ class FakeRay:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         ray = types.ModuleType("ray")
         serve = types.ModuleType("ray.serve")
-        app = types.ModuleType("modelplane.engine.serve_app")
+        app = types.ModuleType("tierserve.engine.serve_app")
         ray.is_initialized = lambda: self.initialized  # type: ignore[attr-defined]
         ray.init = lambda **kw: self._record("ray.init")  # type: ignore[attr-defined]
         ray.shutdown = lambda: self._record("ray.shutdown")  # type: ignore[attr-defined]
@@ -41,7 +41,7 @@ class FakeRay:
         app.build_app = lambda args: object()  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "ray", ray)
         monkeypatch.setitem(sys.modules, "ray.serve", serve)
-        monkeypatch.setitem(sys.modules, "modelplane.engine.serve_app", app)
+        monkeypatch.setitem(sys.modules, "tierserve.engine.serve_app", app)
 
     def _record(self, name: str) -> None:
         self.calls.append(name)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelplane.engine.openai_api import (
+from tierserve.engine.openai_api import (
     DEFAULT_MAX_TOKENS,
     OUTPUT_HEADER,
     ApiError,
@@ -33,7 +33,7 @@ def test_chat_counts_tokens() -> None:
 def test_hints_from_body_and_headers() -> None:
     req = parse_request(
         "completion",
-        {"model": M, "prompt": "hi", "max_tokens": 50, "modelplane": {"prompt_tokens": 300}},
+        {"model": M, "prompt": "hi", "max_tokens": 50, "tierserve": {"prompt_tokens": 300}},
         M, 1000, {OUTPUT_HEADER: "20"},
     )  # fmt: skip
     assert (req.prompt_tokens, req.output_tokens, req.finish_reason) == (300, 20, "stop")
@@ -64,7 +64,7 @@ def test_stream_chunks() -> None:
         ("chat", chat(max_tokens=10**9), 400, "max_tokens"),
         ("chat", chat(stream="yes"), 422, "stream"),
         ("chat", chat(n=3), 400, "n"),
-        ("chat", chat(modelplane=5), 422, "modelplane"),
+        ("chat", chat(tierserve=5), 422, "tierserve"),
         ("completion", {"model": M, "prompt": ""}, 400, "prompt"),
         ("completion", {"model": M, "prompt": {"a": 1}}, 422, "prompt"),
         ("completion", {"model": M, "prompt": "x" * 8000}, 400, "messages"),

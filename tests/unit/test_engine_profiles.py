@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from modelplane.engine.calibration import BenchmarkPoint, measure, run_closed_loop
-from modelplane.engine.latency import EngineCore, RequestTooLarge, SeqRequest
-from modelplane.engine.profiles import CITED, PROFILES, UnknownProfile, get_profile
+from tierserve.core.latency import EngineCore, RequestTooLarge, SeqRequest
+from tierserve.core.profiles import CITED, PROFILES, BenchmarkPoint, UnknownProfile, get_profile
+from tierserve.dev.calibration import measure, run_closed_loop
 
 CASES = [(name, point) for name, points in CITED.items() for point in points]
 

@@ -6,11 +6,11 @@ import importlib
 
 import pytest
 
-from modelplane.engine.profiles import UnknownProfile
+from tierserve.core.profiles import UnknownProfile
 
 pytest.importorskip("ray.serve")
 
-IMPORT_PATH = "modelplane.engine.serve_app:build_app"
+IMPORT_PATH = "tierserve.engine.serve_app:build_app"
 
 
 def test_import_path_builds_an_application() -> None:
@@ -25,7 +25,7 @@ def test_import_path_builds_an_application() -> None:
 
 
 def test_unknown_profile_is_rejected_at_build_time() -> None:
-    from modelplane.engine.serve_app import build_app
+    from tierserve.engine.serve_app import build_app
 
     with pytest.raises(UnknownProfile):
         build_app({"profile": "nope"})

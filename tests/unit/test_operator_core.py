@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from modelplane.api.deployment import LLMDeploymentSpec
-from modelplane.kube.client import ApiError
-from modelplane.kube.leader import LeaderElector
-from modelplane.operator.realizers import is_subset, unschedulable_message
-from modelplane.operator.status import Observed, compute, differs
-from modelplane.operator.workqueue import WorkQueue
-from modelplane.sizing import plan
+from tierserve.core.api.deployment import LLMDeploymentSpec
+from tierserve.core.kube.client import ApiError
+from tierserve.core.kube.leader import LeaderElector
+from tierserve.core.sizing import plan
+from tierserve.operator.realizers import is_subset, unschedulable_message
+from tierserve.operator.status import Observed, compute, differs
+from tierserve.operator.workqueue import WorkQueue
 
 SPEC = LLMDeploymentSpec.model_validate({
     "model": {"name": "m", "uri": "hf://org/m", "parametersBillions": 8},
@@ -170,8 +170,8 @@ def _route(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_route_status_reports_missing_and_unready_deployments() -> None:
-    from modelplane.operator.routes import route_status
-    from modelplane.operator.store import Store
+    from tierserve.operator.routes import route_status
+    from tierserve.operator.store import Store
 
     store = Store()
     body = _route({"model": "chat", "tiers": {"fast": "small", "slow": "big"}})

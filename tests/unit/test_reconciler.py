@@ -8,14 +8,14 @@ from typing import Any
 
 import yaml
 
-from modelplane.builders import BuildSettings
-from modelplane.operator.realizers import KubernetesRealizer
-from modelplane.operator.reconciler import Reconciler
-from modelplane.operator.store import Store
-from modelplane.operator.workqueue import WorkQueue
+from tierserve.core.builders import BuildSettings
+from tierserve.operator.realizers import KubernetesRealizer
+from tierserve.operator.reconciler import Reconciler
+from tierserve.operator.store import Store
+from tierserve.operator.workqueue import WorkQueue
 
 DOC = yaml.safe_load("""
-apiVersion: modelplane.io/v1alpha1
+apiVersion: tierserve.io/v1alpha1
 kind: LLMDeployment
 metadata: {name: chat, namespace: ns, uid: u-1, generation: 1, resourceVersion: "1"}
 spec:

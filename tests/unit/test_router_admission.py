@@ -7,19 +7,19 @@ import random
 
 import pytest
 
-from modelplane.routing.admission import Gate, Hold
-from modelplane.routing.auth import KeyRing, TokenBucket, load_keys
-from modelplane.routing.config import (
+from tierserve.core.routerconfig import (
     AuthConfig,
     ConfigError,
     DeploymentConfig,
     OutlierConfig,
     RetryConfig,
 )
-from modelplane.routing.errors import RouterError
-from modelplane.routing.scraper import parse_queue_metrics
-from modelplane.routing.state import DeploymentRuntime, RetryBudget
-from modelplane.routing.validate import parse_body, request_id
+from tierserve.routing.admission import Gate, Hold
+from tierserve.routing.auth import KeyRing, TokenBucket, load_keys
+from tierserve.routing.errors import RouterError
+from tierserve.routing.scraper import parse_queue_metrics
+from tierserve.routing.state import DeploymentRuntime, RetryBudget
+from tierserve.routing.validate import parse_body, request_id
 
 
 class Clock:

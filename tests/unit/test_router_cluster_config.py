@@ -13,18 +13,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from modelplane.builders.router import (
+from tierserve.core.routerconfig import DeploymentConfig, RouterConfig, ServerConfig
+from tierserve.dev.testing import serve, stub
+from tierserve.routing.abtest import AbRecorder
+from tierserve.routing.app import Router, create_app
+from tierserve.routing.cluster import ClusterSource, ab_status
+from tierserve.routing.errors import RouterError
+from tierserve.routing.kubeconfig import (
     API_KEY_LIMITS_ANNOTATION,
     api_keys,
     route_owners,
     router_config,
 )
-from modelplane.routing.abtest import AbRecorder
-from modelplane.routing.app import Router, create_app
-from modelplane.routing.cluster import ClusterSource, ab_status
-from modelplane.routing.config import DeploymentConfig, RouterConfig, ServerConfig
-from modelplane.routing.errors import RouterError
-from modelplane.routing.testing import serve, stub
 
 NS = "team"
 
@@ -44,7 +44,7 @@ def deployment(name: str, runtime: str = "triton", *, model: str = "llama/3.1-8b
     meta: dict[str, Any] = {"name": name, "namespace": ns}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMDeployment",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
             "metadata": meta,
             "spec": {"model": {"name": model, "uri": "hf://org/m", "parametersBillions": 8},
                      "runtime": runtime, "engine": "simulated",
@@ -55,7 +55,7 @@ def deployment(name: str, runtime: str = "triton", *, model: str = "llama/3.1-8b
 
 def route(name: str, spec: dict[str, Any], *, ns: str = NS,
           created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
-    return {"apiVersion": "modelplane.io/v1alpha1", "kind": "LLMRoute",
+    return {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
             "metadata": {"name": name, "namespace": ns, "creationTimestamp": created},
             "spec": spec}
 

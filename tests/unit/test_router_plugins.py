@@ -6,13 +6,13 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from modelplane.routing.plugins.balancing import (
+from tierserve.routing.plugins.balancing import (
     AffinityFilter,
     AvailableFilter,
     build_scheduler,
 )
-from modelplane.routing.plugins.base import RequestInfo
-from modelplane.routing.plugins.hashing import highest_random, weighted_choice
+from tierserve.routing.plugins.base import RequestInfo
+from tierserve.routing.plugins.hashing import highest_random, weighted_choice
 
 
 @dataclass

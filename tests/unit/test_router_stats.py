@@ -7,13 +7,13 @@ import random
 
 import pytest
 
-from modelplane.routing.abtest import AbRecorder, mann_whitney_u, percentile
-from modelplane.routing.plugins.classifier import (
+from tierserve.routing.abtest import AbRecorder, mann_whitney_u, percentile
+from tierserve.routing.plugins.classifier import (
     HeuristicClassifier,
     ThresholdCalibrator,
     quantile_threshold,
 )
-from modelplane.routing.tierdata import labelled_set
+from tierserve.routing.tierdata import labelled_set
 
 
 def test_mann_whitney_known_value() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from modelplane.autoscaler.sim.bound import MissTable, miss_table
-from modelplane.autoscaler.sim.engine import SimSettings
-from modelplane.autoscaler.sim.frontier import bound_table, pareto
-from modelplane.autoscaler.sim.oracle import oracle_schedule
-from modelplane.autoscaler.sim.sizing import get_sim_profile, plan_from_profile
-from modelplane.autoscaler.sim.trace import poisson_bursts
-from modelplane.autoscaler.types import Limits, Slo
+from tierserve.autoscaler.sim.bound import MissTable, miss_table
+from tierserve.autoscaler.sim.engine import SimSettings
+from tierserve.autoscaler.sim.frontier import bound_table, pareto
+from tierserve.autoscaler.sim.oracle import oracle_schedule
+from tierserve.autoscaler.sim.sizing import get_sim_profile, plan_from_profile
+from tierserve.autoscaler.sim.trace import poisson_bursts
+from tierserve.autoscaler.types import Limits, Slo
 
 PROFILE = get_sim_profile("llama-3.1-70b-a100x2-est")
 SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=100)

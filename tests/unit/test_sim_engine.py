@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from modelplane.autoscaler.policy import FixedPolicy, make_policy
-from modelplane.autoscaler.sim.engine import SimSettings, Simulation
-from modelplane.autoscaler.sim.oracle import oracle_schedule
-from modelplane.autoscaler.sim.runner import Runner, Scenario
-from modelplane.autoscaler.sim.sizing import get_sim_profile, plan_from_profile
-from modelplane.autoscaler.sim.trace import Trace, poisson_bursts
-from modelplane.autoscaler.types import Limits, Slo
-from modelplane.cli.main import main as modelplane_main
+from tierserve.autoscaler.policy import FixedPolicy, make_policy
+from tierserve.autoscaler.sim.engine import SimSettings, Simulation
+from tierserve.autoscaler.sim.oracle import oracle_schedule
+from tierserve.autoscaler.sim.runner import Runner, Scenario
+from tierserve.autoscaler.sim.sizing import get_sim_profile, plan_from_profile
+from tierserve.autoscaler.sim.trace import Trace, poisson_bursts
+from tierserve.autoscaler.types import Limits, Slo
+from tierserve.cli.main import main as tierserve_main
 
 PROFILE = get_sim_profile("llama-3.1-70b-a100x2-est")
 SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=100)
@@ -84,7 +84,7 @@ def test_runner_summary_has_the_required_keys() -> None:
 
 
 def _jsonl_trace(tmp_path: Path) -> Path:
-    """The small trace as a JSONL file, as a user would hand it to ``modelplane sim``."""
+    """The small trace as a JSONL file, as a user would hand it to ``tierserve sim``."""
     trace = tmp_path / "t.jsonl"
     trace.write_text("".join(
         json.dumps({"arrival_s": r.arrival_s, "input_tokens": r.prompt_tokens,
@@ -97,7 +97,7 @@ def _jsonl_trace(tmp_path: Path) -> Path:
 def test_sim_cli_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = _jsonl_trace(tmp_path)
     png = tmp_path / "out.png"
-    rc = modelplane_main(["sim", "--trace", str(trace), "--policy", "hpa", "--set", "target=8",
+    rc = tierserve_main(["sim", "--trace", str(trace), "--policy", "hpa", "--set", "target=8",
                           "--json", "--plot", str(png)])  # fmt: skip
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
@@ -108,13 +108,13 @@ def test_sim_cli_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_sim_cli_reports_bad_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    assert modelplane_main(["sim", "--trace", str(bad)]) == 2
+    assert tierserve_main(["sim", "--trace", str(bad)]) == 2
     assert "CSV header must contain" in capsys.readouterr().err
 
 
 def test_sim_cli_compare_with_frontier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = _jsonl_trace(tmp_path)
-    rc = modelplane_main(["sim", "--trace", str(trace), "--compare", "--no-tune", "--frontier",
+    rc = tierserve_main(["sim", "--trace", str(trace), "--compare", "--no-tune", "--frontier",
                           "--hpa", "target=8", "--kpa", "target=8"])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
@@ -131,7 +131,7 @@ def test_sim_cli_frontier_json_has_the_clairvoyant_bound(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     trace = _jsonl_trace(tmp_path)
-    rc = modelplane_main(["sim", "--trace", str(trace), "--compare", "--no-tune", "--frontier",
+    rc = tierserve_main(["sim", "--trace", str(trace), "--compare", "--no-tune", "--frontier",
                           "--json", "--hpa", "target=8", "--kpa", "target=8"])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
@@ -149,7 +149,7 @@ def test_sim_cli_seed_places_the_replicated_copies(
     trace = _jsonl_trace(tmp_path)
 
     def summary(seed: int) -> dict[str, object]:
-        rc = modelplane_main(["sim", "--trace", str(trace), "--rate-scale", "2.5",
+        rc = tierserve_main(["sim", "--trace", str(trace), "--rate-scale", "2.5",
                               "--policy", "fixed", "--set", "replicas=3",
                               "--seed", str(seed), "--json"])  # fmt: skip
         assert rc == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelplane.autoscaler.sim.frontier import cost_table, pareto
+from tierserve.autoscaler.sim.frontier import cost_table, pareto
 
 
 def test_pareto_drops_dominated_runs() -> None:

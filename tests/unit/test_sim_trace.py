@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelplane.autoscaler.sim.trace import (
+from tierserve.autoscaler.sim.trace import (
     TraceError,
     diurnal,
     load_trace,

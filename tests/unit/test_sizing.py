@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from modelplane.api.deployment import LLMDeploymentSpec
-from modelplane.catalog import CATALOG, UnknownAccelerator, get
-from modelplane.sizing import SizingError, plan
+from tierserve.core.api.deployment import LLMDeploymentSpec
+from tierserve.core.catalog import CATALOG, UnknownAccelerator, get
+from tierserve.core.sizing import SizingError, plan
 
 
 def spec(**overrides: Any) -> LLMDeploymentSpec:

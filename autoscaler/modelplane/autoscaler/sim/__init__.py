@@ -1,1 +1,0 @@
-"""The autoscaler's discrete-event simulator (``modelplane sim``)."""

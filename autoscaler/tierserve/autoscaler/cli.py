@@ -1,0 +1,205 @@
+"""``tierserve autoscaler``: the live loop, advisory (dry-run) by default.
+
+Without ``--kubeconfig``/``--in-cluster`` the decisions are printed, one JSON line each,
+and nothing is changed: the advisory mode people ask autoscalers for (dynamo PR #8114).
+With them, decisions go through the LLMDeployment scale subresource
+(:class:`tierserve.core.kube.scale.KubeScaleWriter`), with an Event per change and the
+observed SLO block in ``status.slo``.
+
+Targets come from a YAML/JSON file (a list of :class:`ScaleTarget` documents), from
+flags for a single deployment, or, with ``--kubeconfig``/``--in-cluster`` and no
+``--targets``, from the cluster itself: every LLMDeployment with autoscaling enabled
+(:mod:`tierserve.autoscaler.discovery`, watched by
+:mod:`tierserve.autoscaler.watch`), in ``--namespace`` or all namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tierserve.autoscaler.controller import Controller, MetricsSource, ScaleTarget, ScaleWriter
+from tierserve.autoscaler.discovery import Discovery, DiscoveryOptions
+from tierserve.autoscaler.policy import parse_knobs
+from tierserve.autoscaler.types import Limits, SizingPlan, Slo
+
+
+class AdvisoryWriter:
+    """Prints decisions; ``spec`` replicas follow the advice so the loop stays coherent."""
+
+    def __init__(self, replicas: int, out: Any = None) -> None:
+        self.replicas: dict[tuple[str, str], int] = {}
+        self.default, self.out = replicas, out or sys.stdout
+
+    def _emit(self, **fields: Any) -> None:
+        print(json.dumps({"time": round(time.time(), 3), **fields}), file=self.out, flush=True)
+
+    async def get_scale(self, ns: str, name: str) -> tuple[int, int]:
+        n = self.replicas.get((ns, name), self.default)
+        return n, n
+
+    async def set_scale(self, ns: str, name: str, replicas: int, reason: str) -> None:
+        self.replicas[(ns, name)] = replicas
+        self._emit(event="advice", deployment=f"{ns}/{name}", replicas=replicas, reason=reason)
+
+    async def record_status(self, ns: str, name: str, observed: dict[str, Any]) -> None:
+        self._emit(event="observed", deployment=f"{ns}/{name}", **observed)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("autoscaler", help="run the SLO autoscaler (advisory by default)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prometheus-url", help="Prometheus base URL (HTTP API)")
+    src.add_argument("--scrape", nargs="+", metavar="URL", help="engine /metrics URLs")
+    p.add_argument("--targets", type=Path, help="YAML/JSON list of ScaleTarget documents")
+    p.add_argument("--namespace", default=None,
+                   help="discovery: only this namespace (default: all); flags mode: the "
+                        "deployment's namespace (default: default)")
+    p.add_argument("--name", default="llm")
+    p.add_argument("--slo-ttft-ms", type=float, default=2500.0)
+    p.add_argument("--slo-tpot-ms", type=float, default=100.0)
+    p.add_argument("--max-concurrency", type=float, default=32.0)
+    p.add_argument("--decode-tokens-per-s", type=float, default=1000.0)
+    p.add_argument("--prefill-tokens-per-s", type=float, default=5000.0)
+    p.add_argument("--usable-fraction", type=float, default=1.0)
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int, default=16)
+    p.add_argument("--cold-start-s", type=float, default=60.0)
+    p.add_argument("--replicas", type=int, default=1, help="advisory mode: starting count")
+    p.add_argument("--interval-s", type=float, default=10.0)
+    p.add_argument("--once", action="store_true", help="one round, then exit")
+    p.add_argument("--kubeconfig", help="write decisions to this cluster (else advisory)")
+    p.add_argument("--in-cluster", action="store_true",
+                   help="write decisions with the pod's ServiceAccount")
+    p.add_argument("--policy", default="slo", help="policy for discovered deployments")
+    p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                   help="policy knob for discovered deployments (repeatable)")
+    p.add_argument("--stale-after-s", type=float, default=60.0,
+                   help="hold when the newest metrics are older than this")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve the autoscaler's own metrics (desired/current/ready replicas, "
+                        "inputs, predicted vs observed attainment) on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1")
+    p.set_defaults(func=main)
+
+
+def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
+    if args.targets is not None:
+        docs = yaml.safe_load(args.targets.read_text())
+        if not isinstance(docs, list):
+            raise ValueError(
+                f"{args.targets}: expected a list of targets, got {type(docs).__name__}"
+            )
+        return [ScaleTarget.model_validate(d) for d in docs]
+    return [
+        ScaleTarget(
+            namespace=args.namespace or "default",
+            name=args.name,
+            slo=Slo(ttft_p95_ms=args.slo_ttft_ms, tpot_p95_ms=args.slo_tpot_ms),
+            plan=SizingPlan(
+                max_concurrency=args.max_concurrency,
+                decode_tokens_per_s=args.decode_tokens_per_s,
+                prefill_tokens_per_s=args.prefill_tokens_per_s,
+                usable_fraction=args.usable_fraction,
+            ),
+            limits=Limits(
+                min_replicas=args.min_replicas,
+                max_replicas=args.max_replicas,
+                cold_start_s=args.cold_start_s,
+                stale_after_s=args.stale_after_s,
+            ),
+            endpoints=tuple(args.scrape or ()),
+        )
+    ]
+
+
+def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
+    return DiscoveryOptions(policy=args.policy, knobs=parse_knobs(args.knob),
+                            stale_after_s=args.stale_after_s,
+                            default_cold_start_s=args.cold_start_s)
+
+
+def _discovers(args: argparse.Namespace) -> bool:
+    """Targets from the cluster: a cluster to talk to and no targets file."""
+    return bool(args.kubeconfig or args.in_cluster) and args.targets is None
+
+
+async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
+    writer: ScaleWriter = AdvisoryWriter(args.replicas)
+    api = None
+    if args.kubeconfig or args.in_cluster:
+        from tierserve.core.kube.client import KubeApi
+        from tierserve.core.kube.scale import KubeScaleWriter
+
+        api = await KubeApi.connect(args.kubeconfig)
+        writer = KubeScaleWriter(api)
+    try:
+        await _loop(args, targets, writer, api)
+    finally:
+        if api is not None:
+            await api.close()
+
+
+async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
+                writer: ScaleWriter, api: Any) -> None:
+    import aiohttp
+
+    from tierserve.autoscaler.sources import PrometheusSource, ScrapeSource
+
+    async with aiohttp.ClientSession() as session:
+        source: MetricsSource = (
+            PrometheusSource(session, args.prometheus_url, window_s=max(30.0, 3 * args.interval_s))
+            if args.prometheus_url
+            else ScrapeSource(session)
+        )
+        ctl = Controller(targets, source, writer, clock=time.time, interval_s=args.interval_s)
+        if args.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, addr=args.metrics_host, registry=ctl.registry)
+        discovery = Discovery(ctl, discovery_options(args)) if api is not None else None
+        stop = asyncio.Event()
+        if args.once:
+            if discovery is not None and _discovers(args):
+                from tierserve.autoscaler.watch import initial_targets
+
+                await initial_targets(api, args.namespace, discovery)
+            await ctl.step()
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(ctl.run(stop))]
+        if discovery is not None and _discovers(args):
+            from tierserve.autoscaler.watch import watch_deployments
+
+            tasks.append(asyncio.create_task(
+                watch_deployments(api, args.namespace, discovery, stop)))
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        parse_knobs(args.knob)
+        targets = [] if _discovers(args) else load_targets(args)
+    except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+        print(f"tierserve autoscaler: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(args, targets))
+    return 0

@@ -1,0 +1,187 @@
+"""LLMDeployment objects -> :class:`ScaleTarget` values, and the set of targets kept in
+step with the objects a watch reports. Pure: objects in, targets out; the watch itself
+lives in :mod:`tierserve.autoscaler.watch`.
+
+Why a mapping at all: in a cluster nobody should write a targets file by hand; every
+LLMDeployment already carries its SLO, its bounds, its autoscaling windows and (in
+``status.sizing``) the operator's sizing plan, which is the capacity model the policy
+needs.
+
+The sizing plan mapping (:func:`plan_from_sizing`, documented in docs/autoscaler.md):
+
+* the operator sizes the largest batch whose decode step *reaches* the TPOT target
+  (``maxBatchPerReplica`` at ``estTpotMs``), while the policy treats the plan's capacity
+  as what a replica serves at a *mean* TPOT comfortably under the target; so the mapping
+  keeps ``PLAN_UTILIZATION`` of it:
+  ``max_concurrency = maxBatchPerReplica * PLAN_UTILIZATION``,
+  ``decode_tokens_per_s = tokensPerSecondPerReplica * PLAN_UTILIZATION``;
+* ``tokensPerSecondPerReplica`` is ``batch / step`` at that batch, i.e. it already pays
+  the fixed per-step cost, so ``usable_fraction`` is 1;
+* prefill: the operator's TTFT estimate is one prefill of ``workload.inputTokens`` plus
+  one decode step, so ``prefill_tokens_per_s = inputTokens / (estTtftMs - estTpotMs)``
+  (a plan with no prefill time left gets ``NO_PREFILL_COST``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from tierserve.autoscaler.controller import ScaleTarget
+from tierserve.autoscaler.types import Limits, SizingPlan, Slo
+from tierserve.core.api.deployment import LLMDeploymentSpec
+from tierserve.core.api.deployment import SizingPlan as OperatorPlan
+
+log = logging.getLogger(__name__)
+
+PLAN_UTILIZATION = 0.8
+NO_PREFILL_COST = 1e9  # prompt tokens/s for a plan that spends no time on prefill
+
+
+@dataclass(frozen=True)
+class DiscoveryOptions:
+    """What the objects do not say: the operator's choices for every target."""
+
+    policy: str = "slo"
+    knobs: Mapping[str, Any] | None = None
+    stale_after_s: float = 60.0
+    default_cold_start_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An LLMDeployment that is not autoscaled, and why (logged by the caller)."""
+
+    namespace: str
+    name: str
+    reason: str
+
+
+def plan_from_sizing(plan: OperatorPlan, input_tokens: int) -> SizingPlan:
+    """The operator's per-replica sizing plan as the policy's capacity model."""
+    prefill_ms = plan.est_ttft_ms - plan.est_tpot_ms
+    prefill = input_tokens / (prefill_ms / 1000) if prefill_ms > 0 else NO_PREFILL_COST
+    return SizingPlan(
+        max_concurrency=max(1.0, plan.max_batch_per_replica * PLAN_UTILIZATION),
+        decode_tokens_per_s=max(1e-3, plan.tokens_per_second_per_replica * PLAN_UTILIZATION),
+        prefill_tokens_per_s=prefill,
+        usable_fraction=1.0,
+    )
+
+
+def metrics_url(endpoint: str) -> str:
+    """Engine ``/metrics`` from ``status.endpoint``: Ray Serve's endpoint is the OpenAI
+    base (``.../v1``), while the metrics are served at the root."""
+    base = endpoint.rstrip("/")
+    if base.endswith("/v1"):
+        base = base[: -len("/v1")]
+    return base + "/metrics"
+
+
+def _limits(spec: LLMDeploymentSpec, opts: DiscoveryOptions) -> Limits:
+    a = spec.autoscaling
+    return Limits(
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        cold_start_s=(
+            opts.default_cold_start_s if a.cold_start_seconds is None else a.cold_start_seconds
+        ),
+        scale_up_stabilization_s=a.scale_up_stabilization_seconds,
+        scale_down_stabilization_s=a.scale_down_stabilization_seconds,
+        scale_to_zero_after_s=a.scale_to_zero_after_seconds,
+        stale_after_s=opts.stale_after_s,
+    )
+
+
+def target_from_object(obj: Mapping[str, Any], opts: DiscoveryOptions) -> ScaleTarget | Skipped:
+    """One LLMDeployment (as the API returns it) -> its target, or why it has none."""
+    meta = obj.get("metadata") or {}
+    ns, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+    status = obj.get("status") or {}
+    try:
+        spec = LLMDeploymentSpec.model_validate(obj.get("spec") or {})
+        if not spec.autoscaling.enabled:
+            return Skipped(ns, name, "spec.autoscaling.enabled is false")
+        if not status.get("sizing"):
+            return Skipped(ns, name, "no sizing plan in status yet")
+        plan = plan_from_sizing(OperatorPlan.model_validate(status["sizing"]),
+                                spec.workload.input_tokens)
+        endpoint = status.get("endpoint")
+        return ScaleTarget(
+            namespace=ns,
+            name=name,
+            slo=Slo(ttft_p95_ms=spec.slo.ttft_p95_ms, tpot_p95_ms=spec.slo.tpot_p95_ms,
+                    target_attainment=spec.slo.target_attainment),
+            plan=plan,
+            limits=_limits(spec, opts),
+            policy=opts.policy,
+            knobs=dict(opts.knobs or {}),
+            endpoints=(metrics_url(str(endpoint)),) if endpoint else (),
+        )
+    except (ValidationError, ValueError) as exc:
+        return Skipped(ns, name, f"invalid for autoscaling: {exc}")
+
+
+class TargetSink(Protocol):
+    """Where targets go (the :class:`~tierserve.autoscaler.controller.Controller`)."""
+
+    def add(self, target: ScaleTarget) -> None: ...
+
+    def remove(self, ns: str, name: str) -> None: ...
+
+
+class Discovery:
+    """Keeps a sink's targets equal to the autoscaled LLMDeployments a watch reports.
+
+    ``skipped`` remembers the last skip reason per object so each is logged once per
+    change, not on every status update.
+    """
+
+    def __init__(self, sink: TargetSink, opts: DiscoveryOptions) -> None:
+        self.sink, self.opts = sink, opts
+        self.known: dict[tuple[str, str], ScaleTarget] = {}
+        self.skipped: dict[tuple[str, str], str] = {}
+
+    def upsert(self, obj: Mapping[str, Any]) -> ScaleTarget | Skipped:
+        """ADDED/MODIFIED: (re)configure the target, or drop it when it no longer
+        qualifies. An unchanged target is not re-added (our own status writes come back
+        as MODIFIED events)."""
+        result = target_from_object(obj, self.opts)
+        if isinstance(result, Skipped):
+            key = (result.namespace, result.name)
+            if self.skipped.get(key) != result.reason:
+                log.info("not autoscaling %s/%s: %s", *key, result.reason)
+            self.skipped[key] = result.reason
+            if self.known.pop(key, None) is not None:
+                self.sink.remove(*key)
+            return result
+        self.skipped.pop(result.key, None)
+        if self.known.get(result.key) != result:
+            log.info("%s %s/%s", "updating" if result.key in self.known else "autoscaling",
+                     *result.key)
+            self.known[result.key] = result
+            self.sink.add(result)
+        return result
+
+    def delete(self, ns: str, name: str) -> None:
+        """DELETED: stop autoscaling it."""
+        self.skipped.pop((ns, name), None)
+        if self.known.pop((ns, name), None) is not None:
+            log.info("dropping %s/%s: deleted", ns, name)
+            self.sink.remove(ns, name)
+
+    def replace_all(self, objs: Sequence[Mapping[str, Any]]) -> list[ScaleTarget | Skipped]:
+        """A fresh list (start, or re-list after a broken watch): objects no longer there
+        are dropped, the others upserted."""
+        present = {
+            (str((o.get("metadata") or {}).get("namespace") or "default"),
+             str((o.get("metadata") or {}).get("name") or ""))
+            for o in objs
+        }  # fmt: skip
+        for key in [k for k in self.known if k not in present]:
+            self.delete(*key)
+        return [self.upsert(o) for o in objs]

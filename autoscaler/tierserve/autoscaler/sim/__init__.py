@@ -1,0 +1,1 @@
+"""The autoscaler's discrete-event simulator (``tierserve sim``)."""

@@ -1,0 +1,158 @@
+"""What every child manifest shares: names, labels, owner references, settings.
+
+Builders are pure: :class:`BuildContext` in, plain manifest dicts out. They never call
+the Kubernetes API and never read the clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierserve.core.api.deployment import API_VERSION, LLMDeploymentSpec, SizingPlan
+from tierserve.core.catalog import Accelerator
+
+Manifest = dict[str, Any]
+DEPLOYMENT_LABEL = "tierserve.io/deployment"
+MANAGED_BY = "tierserve"
+
+
+class Images(BaseModel):
+    """Container images per runtime/engine; platform teams override them in the chart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ray_vllm: str = "rayproject/ray-llm:2.49.0-py311-cu128"
+    ray_version: str = "2.49.0"
+    triton_vllm: str = "nvcr.io/nvidia/tritonserver:25.01-vllm-python-py3"
+    triton_tensorrtllm: str = "nvcr.io/nvidia/tritonserver:25.01-trtllm-python-py3"
+    triton_python: str = "nvcr.io/nvidia/tritonserver:25.01-py3"
+    simulated: str = "ghcr.io/tierserve/tierserve:0.1.0"
+
+
+class BuildSettings(BaseModel):
+    """Operator-wide settings the builders read (from the chart's values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    images: Images = Field(default_factory=Images)
+    node_label_overrides: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="accelerator type -> node labels that select it, replacing the catalog's",
+    )
+    gpu_toleration: bool = Field(default=True,
+                                 description="tolerate the usual `<vendor>/gpu` NoSchedule taint")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    name: str
+    namespace: str
+    uid: str
+    spec: LLMDeploymentSpec
+    plan: SizingPlan
+    accelerator: Accelerator
+    settings: BuildSettings = field(default_factory=BuildSettings)
+    generation: int = 0  # of the LLMDeployment; with uid, the key of the desired state
+
+    @property
+    def replicas(self) -> int:
+        return self.spec.replicas
+
+
+def labels(ctx: BuildContext, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "tierserve-llm",
+        "app.kubernetes.io/instance": ctx.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "tierserve",
+        DEPLOYMENT_LABEL: ctx.name,
+    }
+
+
+def selector_labels(ctx: BuildContext) -> dict[str, str]:
+    return {DEPLOYMENT_LABEL: ctx.name, "app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def pod_labels(ctx: BuildContext, component: str) -> dict[str, str]:
+    """Labels for pods another controller creates from our template (KubeRay).
+
+    :func:`labels` less ``app.kubernetes.io/name``, which KubeRay sets on its pods.
+    """
+    return {k: v for k, v in labels(ctx, component).items() if k != "app.kubernetes.io/name"}
+
+
+def scrape_annotations(port: int, path: str) -> dict[str, str]:
+    """Where the pod serves its engine metrics (``vllm:*``); the chart's PodMonitor and the
+    plain scrape job in docs/autoscaler.md keep only pods with ``scrape: "true"`` and
+    scrape exactly this container port and path (one target per pod)."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+            "prometheus.io/path": path}
+
+
+def metadata(ctx: BuildContext, name: str, component: str) -> Manifest:
+    return {
+        "name": name,
+        "namespace": ctx.namespace,
+        "labels": labels(ctx, component),
+        "ownerReferences": [{
+            "apiVersion": API_VERSION,
+            "kind": "LLMDeployment",
+            "name": ctx.name,
+            "uid": ctx.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }],
+    }
+
+
+def node_selector(ctx: BuildContext) -> dict[str, str]:
+    override = ctx.settings.node_label_overrides.get(ctx.accelerator.name)
+    return {**ctx.accelerator.node_selector(override), **ctx.spec.scheduling.node_selector}
+
+
+def tolerations(ctx: BuildContext) -> list[Manifest]:
+    base: list[Manifest] = []
+    if ctx.settings.gpu_toleration:
+        base.append({"key": ctx.accelerator.resource_name, "operator": "Exists",
+                     "effect": "NoSchedule"})
+    return base + [t.wire() for t in ctx.spec.scheduling.tolerations]
+
+
+def env(ctx: BuildContext) -> list[Manifest]:
+    """Plain env plus secret references; secret *values* never pass through the operator."""
+    out: list[Manifest] = [{"name": e.name, "value": e.value} for e in ctx.spec.env]
+    secrets = ctx.spec.secrets
+    if secrets.hf_token is not None:
+        ref = secrets.hf_token.secret_key_ref
+        out.append({"name": "HF_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    for s in secrets.env:
+        ref = s.secret_key_ref
+        out.append({"name": s.name,
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return out
+
+
+def gpu_resources(ctx: BuildContext, cpu: str, memory: str) -> Manifest:
+    gpus = str(ctx.plan.gpus_per_replica)
+    extra = ctx.spec.resources
+    requests = {"cpu": cpu, "memory": memory, ctx.accelerator.resource_name: gpus,
+                **{k: str(v) for k, v in extra.requests.items()}}
+    limits = {ctx.accelerator.resource_name: gpus, **{k: str(v) for k, v in extra.limits.items()}}
+    return {"requests": requests, "limits": limits}
+
+
+def model_path(ctx: BuildContext) -> str:
+    """What the engine loads: the hub id for hf://, else the URI as given."""
+    uri = ctx.spec.model.uri
+    return uri.removeprefix("hf://") if uri.startswith("hf://") else uri
+
+
+def triton_model_name(served_name: str) -> str:
+    """Triton model names are directory names: keep ``[A-Za-z0-9._-]``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", served_name)

@@ -1,0 +1,167 @@
+"""``runtime: rayServe`` -> a KubeRay ``RayService`` (ray.io/v1).
+
+The serve config is a Ray Serve deploy config (``applications: [...]``) serialised into
+``spec.serveConfigV2``. Real engines use Ray Serve LLM (``ray.serve.llm:build_openai_app``
+with vLLM); ``engine: simulated`` uses Tierserve's own Ray Serve application.
+Replicas come from the LLMDeployment (its scale subresource): Ray Serve's own autoscaler
+is off so that exactly one controller decides the replica count.
+
+Metrics: labels on the RayService object do not reach its pods, so the head and worker
+pod templates carry the ownership labels themselves. With ``engine: simulated`` the
+single ``OpenAIIngress`` replica serves the ``vllm:*`` metrics (aggregated over all
+engine replicas) at ``<route prefix>/metrics`` on the Serve HTTP port of the head pod:
+only the head pod gets the ``prometheus.io/*`` scrape annotations, so a deployment is one
+scrape target. KubeRay reserves the container port name ``metrics`` for Ray's own
+metrics export port (8080, added to every Ray pod) and serves the Serve Service from the
+port named ``serve``, so the engine metrics port is given by the ``prometheus.io/port``
+annotation, not by a port name. Real vLLM on Ray Serve reports through Ray's metrics
+export under other names (``ray_vllm_*``): not annotated (docs/autoscaler.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from tierserve.core.builders.common import (
+    BuildContext,
+    Manifest,
+    env,
+    gpu_resources,
+    metadata,
+    model_path,
+    node_selector,
+    pod_labels,
+    scrape_annotations,
+    tolerations,
+)
+
+SERVE_PORT = 8000
+APP_NAME = "llm"
+ROUTE_PREFIX = "/"
+SIMULATED_IMPORT_PATH = "tierserve.engine.serve_app:build_app"
+VLLM_IMPORT_PATH = "ray.serve.llm:build_openai_app"
+
+# catalog name -> Ray's accelerator_type resource name
+RAY_ACCELERATOR = {
+    "H200": "H200", "H100-SXM": "H100", "H100-PCIe": "H100", "A100-80GB": "A100-80G",
+    "A100-40GB": "A100-40G", "L40S": "L40S", "L4": "L4", "A10G": "A10G", "T4": "T4",
+    "MI300X": "AMD-Instinct-MI300X-OAM",
+}
+
+
+def _llm_config(ctx: BuildContext) -> dict[str, Any]:
+    spec = ctx.spec
+    loading = {"model_id": spec.model.name, "model_source": model_path(ctx)}
+    engine_kwargs: dict[str, Any] = {
+        "tensor_parallel_size": ctx.plan.gpus_per_replica,
+        "max_model_len": spec.model.max_context_length,
+        "max_num_seqs": ctx.plan.max_batch_per_replica,
+    }
+    if spec.model.revision:
+        engine_kwargs["revision"] = spec.model.revision
+    if spec.model.quantization:
+        engine_kwargs["quantization"] = spec.model.quantization
+    elif spec.model.dtype in ("bfloat16", "float16", "float32"):
+        engine_kwargs["dtype"] = spec.model.dtype
+    return {
+        "model_loading_config": loading,
+        "accelerator_type": RAY_ACCELERATOR[ctx.accelerator.name],
+        "deployment_config": {"num_replicas": spec.replicas},
+        "engine_kwargs": engine_kwargs,
+    }
+
+
+def serve_config(ctx: BuildContext) -> dict[str, Any]:
+    """The Ray Serve deploy config (validated in tests by Ray's ServeDeploySchema)."""
+    if ctx.spec.engine == "simulated":
+        app: dict[str, Any] = {
+            "name": APP_NAME,
+            "route_prefix": ROUTE_PREFIX,
+            "import_path": SIMULATED_IMPORT_PATH,
+            "args": {"profile": ctx.spec.engine_profile or "llama-3.1-8b-h100",
+                     "served_name": ctx.spec.model.name,
+                     "num_replicas": ctx.spec.replicas},
+        }
+    else:
+        app = {
+            "name": APP_NAME,
+            "route_prefix": ROUTE_PREFIX,
+            "import_path": VLLM_IMPORT_PATH,
+            "args": {"llm_configs": [_llm_config(ctx)]},
+        }
+    return {"http_options": {"host": "0.0.0.0", "port": SERVE_PORT}, "applications": [app]}
+
+
+def metrics_path() -> str:
+    """Where the simulated app's ingress serves ``/metrics``: under the route prefix."""
+    return ROUTE_PREFIX.rstrip("/") + "/metrics"
+
+
+def _image(ctx: BuildContext) -> str:
+    images = ctx.settings.images
+    return images.simulated if ctx.spec.engine == "simulated" else images.ray_vllm
+
+
+def _container(ctx: BuildContext, name: str, resources: Manifest) -> Manifest:
+    return {
+        "name": name,
+        "image": _image(ctx),
+        "env": env(ctx),
+        "args": list(ctx.spec.args),
+        "resources": resources,
+    }
+
+
+def _head(ctx: BuildContext) -> Manifest:
+    resources = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
+    container = _container(ctx, "ray-head", resources)
+    container["ports"] = [
+        {"name": "gcs", "containerPort": 6379},
+        {"name": "dashboard", "containerPort": 8265},
+        {"name": "serve", "containerPort": SERVE_PORT},
+    ]
+    template_meta: Manifest = {"labels": pod_labels(ctx, "ray-head")}
+    if ctx.spec.engine == "simulated":
+        template_meta["annotations"] = scrape_annotations(SERVE_PORT, metrics_path())
+    return {
+        "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+        "template": {"metadata": template_meta, "spec": {"containers": [container]}},
+    }
+
+
+def _workers(ctx: BuildContext) -> list[Manifest]:
+    pod_spec: Manifest = {
+        "nodeSelector": node_selector(ctx),
+        "tolerations": tolerations(ctx),
+        "containers": [_container(ctx, "ray-worker", gpu_resources(ctx, "8", "32Gi"))],
+    }
+    if ctx.spec.scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = ctx.spec.scheduling.priority_class_name
+    return [{
+        "groupName": "gpu-workers",
+        "replicas": ctx.replicas,
+        "minReplicas": 0,
+        "maxReplicas": max(ctx.spec.max_replicas, ctx.replicas),
+        "rayStartParams": {},
+        # owned, but no scrape annotations: workers have no ingress (no engine metrics)
+        "template": {"metadata": {"labels": pod_labels(ctx, "ray-worker")}, "spec": pod_spec},
+    }]
+
+
+def build(ctx: BuildContext) -> list[Manifest]:
+    return [{
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": metadata(ctx, ctx.name, "rayservice"),
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve_config(ctx), sort_keys=False),
+            "rayClusterConfig": {
+                "rayVersion": ctx.settings.images.ray_version,
+                "enableInTreeAutoscaling": False,
+                "headGroupSpec": _head(ctx),
+                "workerGroupSpecs": _workers(ctx),
+            },
+        },
+    }]

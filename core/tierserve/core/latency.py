@@ -1,0 +1,185 @@
+"""Step-level latency model of a continuous-batching LLM engine.
+
+This is the single implementation of engine timing in Tierserve. It has two users:
+
+* the live simulated engine (``tierserve engine``), which runs :class:`EngineCore` in
+  an asyncio loop and sleeps for each step's duration, streaming real tokens over HTTP;
+* the discrete-event autoscaler simulator (``tierserve sim``), which runs one
+  :class:`EngineCore` per replica on a virtual clock.
+
+Because both call :meth:`EngineCore.step`, the latency a client sees from the live
+engine and the latency the simulator predicts come from the same code.
+
+The model follows vLLM's scheduler in spirit:
+
+* requests wait in a FIFO queue until a sequence slot and KV-cache space for the whole
+  request (prompt + output tokens) are free; the cache bounds the running batch;
+* each step decodes one token for every running sequence and prefills up to
+  ``max_prefill_tokens_per_step`` prompt tokens (chunked prefill);
+* a step costs ``step_base_ms + step_ms_per_seq*n + step_ms_per_seq2*n**2`` for ``n``
+  running sequences (decode is memory-bandwidth bound and grows with the batch), plus
+  ``prefill_ms_per_token`` for each prompt token prefilled in that step.
+
+The module is pure: no I/O, no clock, no asyncio. Callers own time.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Timing parameters of one (model, GPU) pair, with the source they were fitted to."""
+
+    name: str
+    model: str
+    gpu: str
+    source: str
+    prefill_ms_per_token: float
+    step_base_ms: float
+    step_ms_per_seq: float
+    step_ms_per_seq2: float
+    kv_cache_tokens: int
+    max_num_seqs: int = 256
+    max_prefill_tokens_per_step: int = 8192
+    max_model_len: int = 8192
+    cold_start_s: float = 0.0
+
+    def step_ms(self, running: int, prefill_tokens: int) -> float:
+        """Duration of one engine step with ``running`` sequences and a prefill chunk."""
+        n = max(running, 1)
+        decode = self.step_base_ms + self.step_ms_per_seq * n + self.step_ms_per_seq2 * n * n
+        return decode + self.prefill_ms_per_token * prefill_tokens
+
+
+@dataclass
+class SeqRequest:
+    """One generation request as the engine core sees it (token counts only)."""
+
+    id: str
+    prompt_tokens: int
+    output_tokens: int
+    prefilled: int = 0
+    generated: int = 0
+
+    @property
+    def kv_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one step does. Tokens and completions become visible when the step ends."""
+
+    duration_s: float
+    first_token_ids: tuple[str, ...]
+    token_ids: tuple[str, ...]
+    finished_ids: tuple[str, ...]
+
+
+class RequestTooLarge(ValueError):
+    """The request can never fit this engine's context or KV cache."""
+
+
+@dataclass
+class EngineCore:
+    """Scheduler and cost model for one engine replica. Not thread-safe; single owner."""
+
+    profile: LatencyProfile
+    waiting: deque[SeqRequest] = field(default_factory=deque)
+    running: dict[str, SeqRequest] = field(default_factory=dict)
+    _reserved_kv: int = 0
+
+    def check(self, prompt_tokens: int, output_tokens: int) -> None:
+        """Raise :class:`RequestTooLarge` when a request can never be scheduled.
+
+        A request needs at least one prompt token and one output token (the step
+        accounting reports the first token when prefill completes).
+        """
+        if prompt_tokens < 1 or output_tokens < 1:
+            raise ValueError(
+                f"a request needs at least 1 prompt and 1 output token "
+                f"(got {prompt_tokens} and {output_tokens})"
+            )
+        total = prompt_tokens + output_tokens
+        if total > self.profile.max_model_len:
+            raise RequestTooLarge(
+                f"prompt ({prompt_tokens}) + max_tokens ({output_tokens}) = {total} tokens "
+                f"exceeds the model's context length of {self.profile.max_model_len}"
+            )
+        if total > self.profile.kv_cache_tokens:
+            raise RequestTooLarge(
+                f"request needs {total} KV-cache tokens; capacity is {self.profile.kv_cache_tokens}"
+            )
+
+    def submit(self, req: SeqRequest) -> None:
+        self.check(req.prompt_tokens, req.output_tokens)
+        self.waiting.append(req)
+
+    def abort(self, req_id: str) -> None:
+        """Drop a request (client went away); frees its KV reservation."""
+        req = self.running.pop(req_id, None)
+        if req is not None:
+            self._reserved_kv -= req.kv_tokens
+            return
+        self.waiting = deque(r for r in self.waiting if r.id != req_id)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def kv_usage(self) -> float:
+        """Fraction of KV cache reserved by running sequences (vLLM's gpu_cache_usage_perc)."""
+        return self._reserved_kv / self.profile.kv_cache_tokens
+
+    def _admit(self) -> None:
+        p = self.profile
+        while self.waiting and len(self.running) < p.max_num_seqs:
+            head = self.waiting[0]
+            if self._reserved_kv + head.kv_tokens > p.kv_cache_tokens:
+                break  # FIFO: no overtaking, as vLLM's default scheduler
+            self.waiting.popleft()
+            self.running[head.id] = head
+            self._reserved_kv += head.kv_tokens
+
+    def step(self) -> StepOutcome:
+        """Plan and account one step. Call only when :meth:`has_work` is true."""
+        self._admit()
+        budget = self.profile.max_prefill_tokens_per_step
+        prefill_tokens = 0
+        first: list[str] = []
+        tokens: list[str] = []
+        finished: list[str] = []
+        decoding = 0
+        for req in self.running.values():
+            if req.prefilled < req.prompt_tokens:
+                chunk = min(budget, req.prompt_tokens - req.prefilled)
+                if chunk <= 0:
+                    continue
+                budget -= chunk
+                prefill_tokens += chunk
+                req.prefilled += chunk
+                if req.prefilled < req.prompt_tokens:
+                    continue
+                first.append(req.id)  # prefill done: the first token comes with this step
+            else:
+                decoding += 1
+            req.generated += 1
+            tokens.append(req.id)
+            if req.generated >= req.output_tokens:
+                finished.append(req.id)
+        for rid in finished:
+            done = self.running.pop(rid)
+            self._reserved_kv -= done.kv_tokens
+        duration_ms = self.profile.step_ms(decoding + len(first), prefill_tokens)
+        return StepOutcome(duration_ms / 1000.0, tuple(first), tuple(tokens), tuple(finished))

@@ -1,0 +1,184 @@
+"""Size a replica from the model, the GPU and the SLOs.
+
+Contract: :func:`plan` is pure and either returns a :class:`SizingPlan` or raises
+:class:`SizingError` whose ``reason`` becomes the ``Ready=False`` condition reason.
+
+The model (documented in docs/sizing.md):
+
+* Weights: parameters x bytes per parameter (quantization wins over dtype).
+* KV cache per token: ``2 x layers x kv_heads x head_dim x kv_bytes``; without explicit
+  architecture facts we assume grouped-query attention with 8 KV heads of dimension 128
+  and ``layers ~ 16 x P^(1/3)`` (P in billions), which matches the Llama 3 family
+  (8B: 32, 70B: 65 vs 80, 405B: 118 vs 126) within about 20%.
+* Memory: each GPU gives ``memory x 0.90`` (vLLM's default gpu_memory_utilization) minus
+  2 GB of runtime and activation overhead; what the weights leave is KV cache, which must
+  hold at least one sequence of the full context length.
+* Decode is memory-bandwidth bound: a step reads the weights once plus the KV cache of
+  every running sequence, at 80% of peak bandwidth (or, for large batches, needs
+  2 FLOPs per parameter per sequence at 50% of dense throughput, whichever is slower),
+  plus a fixed 0.5 ms and a per-layer all-reduce cost under tensor parallelism.
+  The largest batch whose step time stays
+  within the TPOT SLO is the replica's batch.
+* Prefill is compute bound: ``2 x params x prompt tokens`` FLOPs at 50% of dense BF16
+  throughput, plus one decode step, gives the TTFT estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tierserve.core.api.deployment import LLMDeploymentSpec, SizingPlan
+from tierserve.core.catalog import Accelerator, get
+
+GIB = 1024**3
+TP_CHOICES = (1, 2, 4, 8)
+MEMORY_UTILIZATION = 0.90
+RUNTIME_OVERHEAD_BYTES = 2e9
+BANDWIDTH_EFFICIENCY = 0.80
+STEP_OVERHEAD_MS = 0.5
+ALLREDUCE_MS_PER_LAYER = 0.015
+PREFILL_MFU = 0.50
+MAX_NUM_SEQS = 256
+
+_BYTES_BY_DTYPE = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0, "fp8": 1.0, "int8": 1.0,
+                   "int4": 0.5}
+_BYTES_BY_QUANT = {"awq": 0.5, "gptq": 0.5, "bitsandbytes": 0.5, "fp8": 1.0}
+
+
+class SizingError(ValueError):
+    """The combination cannot work; ``reason`` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Model:
+    params: float
+    bytes_per_param: float
+    kv_bytes_per_token: int
+    layers: int
+
+
+def _model_facts(spec: LLMDeploymentSpec) -> _Model:
+    m = spec.model
+    bpp = _BYTES_BY_QUANT[m.quantization] if m.quantization else _BYTES_BY_DTYPE[m.dtype]
+    kv_bytes = 1 if m.dtype == "fp8" else 2
+    if m.architecture is not None:
+        a = m.architecture
+        layers, heads, dim = a.num_layers, a.num_kv_heads, a.head_dim
+    else:
+        layers, heads, dim = max(1, round(16 * m.parameters_billions ** (1 / 3))), 8, 128
+    return _Model(m.parameters_billions * 1e9, bpp, 2 * layers * heads * dim * kv_bytes, layers)
+
+
+def _usable_bytes(gpu: Accelerator, tp: int) -> float:
+    return tp * (gpu.memory_bytes * MEMORY_UTILIZATION - RUNTIME_OVERHEAD_BYTES)
+
+
+def _step_ms(model: _Model, gpu: Accelerator, tp: int, batch: int, ctx: int) -> float:
+    read = model.params * model.bytes_per_param + batch * ctx * model.kv_bytes_per_token
+    memory_s = read / tp / (gpu.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY)
+    # Large batches turn decode compute bound: 2 FLOPs per parameter per sequence.
+    compute_s = 2 * model.params * batch / (tp * gpu.bf16_tflops * 1e12 * PREFILL_MFU)
+    seconds = max(memory_s, compute_s)
+    comm = ALLREDUCE_MS_PER_LAYER * model.layers if tp > 1 else 0.0
+    return seconds * 1000 + STEP_OVERHEAD_MS + comm
+
+
+def _check_fit(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int) -> float:
+    """KV-cache bytes left after the weights; raises when one full sequence won't fit."""
+    weights = model.params * model.bytes_per_param
+    usable = _usable_bytes(gpu, tp)
+    kv_budget = usable - weights
+    need = spec.model.max_context_length * model.kv_bytes_per_token
+    if kv_budget < need:
+        raise SizingError(
+            "InsufficientGPUMemory",
+            f"{spec.model.parameters_billions:g}B parameters at "
+            f"{spec.model.quantization or spec.model.dtype} need {weights / GIB:.1f} GiB of "
+            f"weights plus {need / GIB:.1f} GiB of KV cache for one "
+            f"{spec.model.max_context_length}-token sequence, but {tp} x {gpu.name} offer "
+            f"{usable / GIB:.1f} GiB usable; use more GPUs per replica (or 'auto'), a "
+            f"larger accelerator, quantization or a shorter maxContextLength",
+        )
+    return kv_budget
+
+
+def _max_batch(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int,
+               kv_budget: float) -> int:
+    w = spec.workload
+    ctx = w.input_tokens + w.output_tokens // 2
+    by_kv = int(kv_budget // ((w.input_tokens + w.output_tokens) * model.kv_bytes_per_token))
+    lo, hi = 0, max(0, min(MAX_NUM_SEQS, by_kv))
+    while lo < hi:  # largest batch whose decode step meets the TPOT SLO
+        mid = (lo + hi + 1) // 2
+        if _step_ms(model, gpu, tp, mid, ctx) <= spec.slo.tpot_p95_ms:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _plan_for(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int) -> SizingPlan:
+    kv_budget = _check_fit(spec, gpu, model, tp)
+    batch = _max_batch(spec, gpu, model, tp, kv_budget)
+    w = spec.workload
+    if batch < 1:
+        one = _step_ms(model, gpu, tp, 1, w.input_tokens + w.output_tokens // 2)
+        raise SizingError(
+            "SLOUnattainable",
+            f"one decode step takes about {one:.1f} ms on {tp} x {gpu.name}, above the "
+            f"TPOT target of {spec.slo.tpot_p95_ms} ms; relax slo.tpotP95Ms or use a "
+            f"faster accelerator or more GPUs per replica",
+        )
+    step = _step_ms(model, gpu, tp, batch, w.input_tokens + w.output_tokens // 2)
+    prefill_ms = 2 * model.params * w.input_tokens / (tp * gpu.bf16_tflops * 1e12 * PREFILL_MFU)
+    ttft = prefill_ms * 1000 + step
+    tokens_per_s = batch / (step / 1000)
+    rps = batch / ((w.output_tokens * step + ttft) / 1000)
+    return SizingPlan(
+        gpus_per_replica=tp,
+        weights_gib=round(model.params * model.bytes_per_param / GIB, 2),
+        kv_cache_gib=round(kv_budget / GIB, 2),
+        kv_bytes_per_token=model.kv_bytes_per_token,
+        max_batch_per_replica=batch,
+        est_tpot_ms=round(step, 2),
+        est_ttft_ms=round(ttft, 1),
+        tokens_per_second_per_replica=round(tokens_per_s, 1),
+        requests_per_second_per_replica=round(rps, 3),
+        cost_per_million_tokens_usd=round(gpu.cost_per_hour_usd * tp / (tokens_per_s * 3600)
+                                          * 1e6, 4),
+    )
+
+
+def _check_ttft(spec: LLMDeploymentSpec, plan: SizingPlan) -> None:
+    if plan.est_ttft_ms > spec.slo.ttft_p95_ms:
+        raise SizingError(
+            "SLOUnattainable",
+            f"prefill of {spec.workload.input_tokens} prompt tokens takes about "
+            f"{plan.est_ttft_ms:.0f} ms on {plan.gpus_per_replica} x "
+            f"{spec.accelerator.type}, above the TTFT target of {spec.slo.ttft_p95_ms} ms",
+        )
+
+
+def plan(spec: LLMDeploymentSpec) -> SizingPlan:
+    """Pick GPUs per replica (smallest that fits and meets the SLOs) and size the batch."""
+    gpu = get(spec.accelerator.type)
+    if spec.model.dtype == "bfloat16" and not gpu.supports_bf16 and not spec.model.quantization:
+        raise SizingError("UnsupportedDtype",
+                          f"{gpu.name} does not support bfloat16; set model.dtype: float16")
+    model = _model_facts(spec)
+    requested = spec.accelerator.gpus_per_replica
+    choices = TP_CHOICES if requested == "auto" else (int(requested),)
+    error: SizingError | None = None
+    for tp in choices:
+        try:
+            result = _plan_for(spec, gpu, model, tp)
+            _check_ttft(spec, result)
+            return result
+        except SizingError as exc:
+            error = exc
+    assert error is not None
+    raise error

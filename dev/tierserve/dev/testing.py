@@ -1,0 +1,79 @@
+"""Test helpers: real servers on free ports at 127.0.0.1, torn down on exit.
+
+Used by the router's unit and integration tests (and handy in a REPL). Everything here
+runs in the caller's event loop; nothing sleeps-and-hopes: waits poll a condition with a
+deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from tierserve.core.routerconfig import RouterConfig, parse_config
+from tierserve.dev.stub import Behaviour, Stub
+from tierserve.routing.app import Router, create_app
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def stub(**behaviour: Any) -> AsyncIterator[tuple[Stub, str]]:
+    s = Stub(Behaviour(**behaviour))
+    async with serve(s.app()) as url:
+        yield s, url
+
+
+@asynccontextmanager
+async def router(config: RouterConfig | dict[str, Any], **kwargs: Any
+                 ) -> AsyncIterator[tuple[Router, str]]:
+    cfg = config if isinstance(config, RouterConfig) else parse_config(config)
+    r = Router(cfg, **kwargs)
+    async with serve(create_app(r)) as url:
+        yield r, url
+
+
+def simple_config(deployments: dict[str, list[str]], routes: dict[str, dict[str, float]],
+                  **route_extra: Any) -> dict[str, Any]:
+    """Deployments by endpoint URLs; routes as ``{model: {deployment: weight}}``."""
+    return {
+        "deployments": [{"name": n, "endpoints": [{"url": u} for u in urls],
+                         "balancing": {"scrape_metrics": False}}
+                        for n, urls in deployments.items()],
+        "routes": [{"model": m, **route_extra,
+                    "variants": [{"name": d, "deployment": d, "weight": w}
+                                 for d, w in arms.items()]}
+                   for m, arms in routes.items()],
+    }
+
+
+async def wait_for(condition: Callable[[], bool | Awaitable[bool]], limit_s: float = 10.0,
+                   what: str = "condition") -> None:
+    """Poll ``condition`` until true; fail after ``limit_s`` seconds."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit_s}s waiting for {what}")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,65 @@
+"""``--target local``: realize LLMDeployments as local Ray Serve / Triton processes.
+
+Same reconciler, same builders' inputs (the validated spec and sizing plan); only the
+realizer differs. There is no watch on local processes, so the realizer re-queues its
+key: quickly while a runtime is coming up, then at a health-check period, which is how
+a crashed Triton server is noticed (reported ``Ready=False``) and restarted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tierserve.core.builders import BuildContext
+from tierserve.core.local import LocalRuntime, LocalRuntimeFactory, LocalSpec, LocalStatus
+from tierserve.operator.status import Observed
+from tierserve.operator.store import Key
+from tierserve.operator.workqueue import WorkQueue
+
+DEFAULT_PROFILE = "llama-3.1-8b-h100"
+
+
+def _name(key: Key) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+def _observed(st: LocalStatus, desired: int) -> Observed:
+    failure = st.message if (st.restarts and not st.ready and st.message) else None
+    endpoint = f"{st.endpoint}/v1" if st.runtime == "rayServe" else st.endpoint
+    return Observed(replicas=desired, ready_replicas=st.replicas if st.ready else 0,
+                    endpoint=endpoint, failure=failure, runtime_ready=st.ready)
+
+
+class LocalRealizer:
+    def __init__(self, runtimes: LocalRuntime, queue: WorkQueue[Key],
+                 starting_poll_s: float = 1.0, health_period_s: float = 5.0) -> None:
+        self.runtimes, self.queue = runtimes, queue
+        self.starting_poll_s, self.health_period_s = starting_poll_s, health_period_s
+
+    @classmethod
+    def create(cls, factory: LocalRuntimeFactory, workdir: Path, ray_port: int,
+               ray_cpus: int | None, queue: WorkQueue[Key]) -> LocalRealizer:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return cls(factory(workdir, ray_port, ray_cpus), queue)
+
+    async def realize(self, key: Key, ctx: BuildContext) -> Observed:
+        spec = ctx.spec
+        if spec.engine != "simulated":
+            return Observed(0, 0, failure=f"the local target runs only engine: simulated "
+                                          f"(this machine has no GPU); got {spec.engine}")
+        if spec.replicas == 0:
+            await self.runtimes.delete(_name(key))
+            return Observed(0, 0)
+        await self.runtimes.apply(LocalSpec(
+            key=_name(key), runtime=spec.runtime, profile=spec.engine_profile or DEFAULT_PROFILE,
+            served_name=spec.model.name, replicas=spec.replicas))
+        st = await self.runtimes.status(_name(key))
+        assert st is not None
+        self.queue.add_after(key, self.health_period_s if st.ready else self.starting_poll_s)
+        return _observed(st, spec.replicas)
+
+    async def forget(self, key: Key) -> None:
+        await self.runtimes.delete(_name(key))
+
+    async def close(self) -> None:
+        await self.runtimes.close()

@@ -1,0 +1,150 @@
+"""Realizers turn a BuildContext into running replicas and report what they observe.
+
+:class:`KubernetesRealizer` applies child manifests (server-side apply) only where the
+cached child differs from the desired one, then reads replicas and scheduling problems
+from the cached children and pods. A local realizer (``--target local``) implements the
+same protocol with local processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from tierserve.core.builders import BuildContext, build_children
+from tierserve.core.builders.triton import HTTP_PORT
+from tierserve.core.kube.client import KubeApi
+from tierserve.operator.status import Observed
+from tierserve.operator.store import Key, Store
+
+log = logging.getLogger("tierserve.operator")
+
+
+class Realizer(Protocol):
+    async def realize(self, key: Key, ctx: BuildContext) -> Observed: ...
+
+    async def forget(self, key: Key) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def first_difference(desired: Any, observed: Any, path: str = "") -> str | None:
+    """Path of the first field we set whose live value differs; None when all match.
+
+    Empty lists and maps count as unset: the API server drops them on write.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(observed, dict):
+            return path or "."
+        for k, v in desired.items():
+            if k not in observed:
+                if v not in ({}, [], None):
+                    return f"{path}.{k}"
+            elif (diff := first_difference(v, observed[k], f"{path}.{k}")) is not None:
+                return diff
+        return None
+    if isinstance(desired, list):
+        if not isinstance(observed, list) or len(desired) != len(observed):
+            return path
+        for i, (d, o) in enumerate(zip(desired, observed, strict=True)):
+            if (diff := first_difference(d, o, f"{path}[{i}]")) is not None:
+                return diff
+        return None
+    return None if desired == observed else path
+
+
+def is_subset(desired: Any, observed: Any) -> bool:
+    """True when every field we set has the same value in the live object."""
+    return first_difference(desired, observed) is None
+
+
+def unschedulable_message(pods: list[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
+                    and cond.get("reason") == "Unschedulable"):
+                return f"pod {pod['metadata']['name']} cannot be scheduled: {cond.get('message')}"
+    return None
+
+
+def _triton_observed(ctx: BuildContext, store: Store, key: Key) -> Observed:
+    dep = store.child(key, "Deployment", ctx.name) or {}
+    st = dep.get("status") or {}
+    return Observed(
+        replicas=int(st.get("replicas") or 0),
+        ready_replicas=int(st.get("readyReplicas") or 0),
+        endpoint=f"http://{ctx.name}.{ctx.namespace}.svc:{HTTP_PORT}",
+        unschedulable=unschedulable_message(store.pods_of(key)),
+    )
+
+
+def _ray_observed(ctx: BuildContext, store: Store, key: Key) -> Observed:
+    svc = store.child(key, "RayService", ctx.name) or {}
+    st = svc.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in st.get("conditions") or []) or st.get("serviceStatus") == "Running"
+    cluster = (st.get("activeServiceStatus") or {}).get("rayClusterStatus") or {}
+    workers = [p for p in store.pods_of(key)
+               if (p.get("metadata", {}).get("labels") or {}).get("ray.io/node-type") == "worker"]
+    running = sum(1 for p in workers if (p.get("status") or {}).get("phase") == "Running")
+    return Observed(
+        replicas=int(cluster.get("desiredWorkerReplicas") or len(workers)),
+        ready_replicas=int(cluster.get("readyWorkerReplicas") or (running if ready else 0)),
+        endpoint=f"http://{ctx.name}-serve-svc.{ctx.namespace}.svc:8000",
+        unschedulable=unschedulable_message(store.pods_of(key)),
+        runtime_ready=ready,
+    )
+
+
+class KubernetesRealizer:
+    def __init__(self, api: KubeApi, store: Store) -> None:
+        self.api, self.store = api, store
+        # key -> ((uid, generation), children): built once per spec generation
+        self._children: dict[Key, tuple[tuple[str, int], list[dict[str, Any]]]] = {}
+
+    def _desired(self, key: Key, ctx: BuildContext) -> list[dict[str, Any]]:
+        stamp = (ctx.uid, ctx.generation)
+        cached = self._children.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = self._children[key] = (stamp, build_children(ctx))
+        return cached[1]
+
+    async def realize(self, key: Key, ctx: BuildContext) -> Observed:
+        # Children are independent objects (a pod waits for its ConfigMap by itself), so
+        # they converge concurrently: one round trip per reconcile instead of three.
+        await asyncio.gather(*(self._converge(key, ctx, c) for c in self._desired(key, ctx)))
+        if ctx.spec.runtime == "rayServe":
+            return _ray_observed(ctx, self.store, key)
+        return _triton_observed(ctx, self.store, key)
+
+    async def _converge(self, key: Key, ctx: BuildContext, child: dict[str, Any]) -> None:
+        live = await self._live(key, child)
+        diff = "missing" if live is None else first_difference(child, live)
+        if diff is not None:
+            log.debug("apply %s %s/%s (%s)", child["kind"], ctx.namespace,
+                      child["metadata"]["name"], diff)
+            applied = await self.api.apply(child)
+            self.store.put_child(applied, deleted=False)
+
+    async def _live(self, key: Key, child: dict[str, Any]) -> dict[str, Any] | None:
+        """The cached child; on a cache miss (e.g. watches still listing after a restart)
+        read it once, so a restart does not re-apply children that already exist."""
+        meta = child["metadata"]
+        live = self.store.child(key, child["kind"], meta["name"])
+        if live is None:
+            live = await self.api.get(child["apiVersion"], child["kind"], meta["namespace"],
+                                      meta["name"])
+            if live is not None:
+                live.setdefault("kind", child["kind"])
+                self.store.put_child(live, deleted=False)
+        return live
+
+    async def forget(self, key: Key) -> None:
+        """Children go with their owner through garbage collection."""
+        self._children.pop(key, None)
+
+    async def close(self) -> None:
+        """Nothing to stop: the children live in the cluster."""

@@ -1,0 +1,118 @@
+"""Level-triggered reconciliation of one LLMDeployment.
+
+For a key: read the object from the store; validate and size it; let the realizer bring
+the runtime to the desired state; compute the status; write the status and post an
+Event only if something changed. Errors are sorted by what they mean for retrying:
+invalid specs and impossible sizing become conditions and are not retried (a new
+generation re-queues them); API and network errors back off per key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from tierserve.core.api.deployment import API_VERSION
+from tierserve.core.api.errors import InvalidObject
+from tierserve.core.builders import BuildContext, BuildSettings
+from tierserve.core.builders.common import DEPLOYMENT_LABEL, MANAGED_BY
+from tierserve.core.builders.context import from_object
+from tierserve.core.kube.client import ApiError, KubeApi
+from tierserve.core.kube.events import post_event
+from tierserve.core.sizing import SizingError
+from tierserve.operator.realizers import Realizer
+from tierserve.operator.status import Problem, compute, compute_problem, differs
+from tierserve.operator.store import Key, Store
+from tierserve.operator.workqueue import WorkQueue
+
+log = logging.getLogger("tierserve.operator")
+Desired = BuildContext | InvalidObject | SizingError
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ready(status: dict[str, Any]) -> tuple[str, str] | None:
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status", ""), c.get("reason", "")
+    return None
+
+
+class Reconciler:
+    def __init__(self, api: KubeApi, store: Store, realizer: Realizer,
+                 queue: WorkQueue[Key], settings: BuildSettings,
+                 clock: Callable[[], str] = _now) -> None:
+        self.api, self.store, self.realizer, self.queue = api, store, realizer, queue
+        self.settings, self.clock = settings, clock
+        self.reconciles = 0
+        # key -> ((uid, generation), context or the error it raised). Validation, sizing
+        # and building depend only on the spec, which only changes with the generation, so
+        # a reconcile triggered by a child or status event skips all three.
+        self._desired: dict[Key, tuple[tuple[str, int], Desired]] = {}
+
+    async def handle(self, key: Key) -> None:
+        body = self.store.deployments.get(key)
+        if body is None:
+            self.queue.drop(key)
+            await self.realizer.forget(key)
+            self._desired.pop(key, None)
+            return
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            await self.reconcile(key, body)
+            self.queue.forget(key)
+        except (ApiError, OSError, TimeoutError) as exc:
+            delay = self.queue.retry(key)
+            log.warning("reconcile %s/%s failed (%s); retry in %.1fs", *key, exc, delay)
+        except Exception:
+            delay = self.queue.retry(key)
+            log.exception("reconcile %s/%s crashed; retry in %.1fs", *key, delay)
+
+    async def reconcile(self, key: Key, body: dict[str, Any]) -> None:
+        self.reconciles += 1
+        old = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        now = self.clock()
+        ctx = self._context(key, body)
+        if isinstance(ctx, InvalidObject):
+            new = compute_problem(Problem("InvalidSpec", str(ctx)), generation, old, now)
+        elif isinstance(ctx, SizingError):
+            new = compute_problem(Problem(ctx.reason, str(ctx)), generation, old, now)
+        else:
+            observed = await self.realizer.realize(key, ctx)
+            selector = f"{DEPLOYMENT_LABEL}={ctx.name},app.kubernetes.io/managed-by={MANAGED_BY}"
+            new = compute(ctx.spec, ctx.plan, observed, selector, generation, old, now)
+        if differs(new, old):
+            await self._write_status(key, body, old, new)
+
+    def _context(self, key: Key, body: dict[str, Any]) -> Desired:
+        meta = body["metadata"]
+        stamp = (meta.get("uid", ""), int(meta.get("generation") or 0))
+        cached = self._desired.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        result: Desired
+        try:
+            result = from_object(body, self.settings)
+        except (InvalidObject, SizingError) as exc:
+            result = exc
+        self._desired[key] = (stamp, result)
+        return result
+
+    async def _write_status(self, key: Key, body: dict[str, Any], old: dict[str, Any],
+                            new: dict[str, Any]) -> None:
+        patch = {k: v for k, v in new.items() if v is not None}
+        log.debug("status %s/%s: %s", *key, {k: v for k, v in patch.items() if old.get(k) != v})
+        updated = await self.api.patch_status(API_VERSION, "LLMDeployment", key[0], key[1], patch)
+        # Keep the newer resourceVersion so a late watch event of an older version cannot
+        # roll the cached status back (which would cause a duplicate write).
+        self.store.put_deployment(updated, deleted=False)
+        before, after = _ready(old), _ready(new)
+        if after is not None and before != after:
+            message = next(c["message"] for c in new["conditions"] if c["type"] == "Ready")
+            await post_event(self.api, body, after[1], message, warning=after[0] != "True")

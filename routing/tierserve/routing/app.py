@@ -1,0 +1,175 @@
+"""The app factory: builds every dependency once and wires them together.
+
+:class:`Router` owns the runtime (deployments, routes, keys, metrics) and the one
+:meth:`Router.apply_config` entry point used by the file watcher and the cluster
+watcher alike. Applying swaps an immutable :class:`Snapshot`; requests already running
+keep the snapshot they started with, and per-deployment state (in-flight counts, queue,
+held requests, ejections) lives in objects that carry over, so no request is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from tierserve.core.routerconfig import RouterConfig, TierConfig
+from tierserve.routing.abtest import AbRecorder
+from tierserve.routing.admission import NoScaleSignal, ScaleSignal
+from tierserve.routing.auth import KeyRing, load_keys
+from tierserve.routing.dispatch import Dispatcher
+from tierserve.routing.handlers import Handlers
+from tierserve.routing.metrics import RouterMetrics
+from tierserve.routing.plugins.base import TierClassifier
+from tierserve.routing.plugins.classifier import HeuristicClassifier, ThresholdCalibrator
+from tierserve.routing.plugins.embedding import EmbeddingClassifier, from_package
+from tierserve.routing.respond import Responder
+from tierserve.routing.routes import RouteRuntime, TierRuntime, VariantRuntime
+from tierserve.routing.scraper import Scraper
+from tierserve.routing.state import Clock, DeploymentRuntime
+from tierserve.routing.tierdata import labelled_set
+from tierserve.routing.triton import TritonBackend
+from tierserve.routing.upstream import Backend, OpenAIBackend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One applied configuration, immutable once built."""
+
+    config: RouterConfig
+    routes: Mapping[str, RouteRuntime]
+    deployments: Mapping[str, DeploymentRuntime]
+    models_body: bytes
+
+
+class Router:
+    """The router's runtime; create with a config, serve with :func:`create_app`."""
+
+    def __init__(self, config: RouterConfig, *, scale_signal: ScaleSignal | None = None,
+                 clock: Clock = time.monotonic, rng: random.Random | None = None,
+                 metrics: RouterMetrics | None = None,
+                 embedding_classifier: EmbeddingClassifier | None = None) -> None:
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.metrics = metrics or RouterMetrics()
+        self.keys = KeyRing(clock)
+        self._signal = scale_signal or NoScaleSignal()
+        self._deployments: dict[str, DeploymentRuntime] = {}
+        self._ab: dict[str, AbRecorder] = {}
+        self._tiers: dict[tuple[str, str], TierRuntime] = {}
+        self._heuristic = HeuristicClassifier()
+        self._embedding = embedding_classifier
+        self._embedding_failed = False
+        self.metrics.add_gauges(self._gauges)
+        self.keys.apply(config.auth, load_keys(config.auth))
+        self.snapshot = self._build(config)
+
+    def apply_config(self, config: RouterConfig) -> None:
+        """Swap in ``config``; raises ``ConfigError`` (old config stays) on bad API keys."""
+        keys = load_keys(config.auth)
+        snapshot = self._build(config)
+        self.keys.apply(config.auth, keys)
+        self.snapshot = snapshot
+        log.info("applied router config: %d routes, %d deployments",
+                 len(snapshot.routes), len(snapshot.deployments))
+
+    def ab_readout(self, model: str) -> dict[str, Any]:
+        """The A/B readout for one route (what the operator writes to LLMRoute status)."""
+        route = self.snapshot.routes[model]
+        return route.ab.readout([v.name for v in route.variants])
+
+    def _build(self, config: RouterConfig) -> Snapshot:
+        for dcfg in config.deployments:
+            dep = self._deployments.get(dcfg.name)
+            if dep is None:
+                self._deployments[dcfg.name] = DeploymentRuntime(
+                    dcfg, clock=self.clock, rng=self.rng, signal=self._signal,
+                    on_eject=self._ejected)
+            else:
+                dep.apply(dcfg)
+        deployments = {d.name: self._deployments[d.name] for d in config.deployments}
+        routes = {r.model: RouteRuntime(
+            r, [VariantRuntime(v, self._tier(r.model, v.name, v.tiers)) for v in r.variants],
+            self._ab.setdefault(r.model, AbRecorder()), self.rng) for r in config.routes}
+        models = {"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "tierserve"} for m in routes]}
+        return Snapshot(config, routes, deployments, orjson.dumps(models))
+
+    def _tier(self, model: str, variant: str, cfg: TierConfig | None) -> TierRuntime | None:
+        if cfg is None:
+            return None
+        old = self._tiers.get((model, variant))
+        if old is not None and old.cfg == cfg:
+            return old  # keep the calibration window across reloads
+        classifier: TierClassifier = self._heuristic
+        seeds = [self._heuristic.score_sync(text, 1) for text, _label in labelled_set()]
+        embedding = self._embedding_classifier() if cfg.classifier == "embedding" else None
+        if embedding is not None:
+            classifier, seeds = embedding, embedding.seed_scores()
+        elif cfg.classifier == "embedding":
+            log.warning("embedding classifier unavailable; %s/%s uses heuristics",
+                        model, variant)
+        calibrator = ThresholdCalibrator(fixed=cfg.threshold, target_share=cfg.target_slow_share,
+                                         seed_scores=seeds)
+        tier = self._tiers[(model, variant)] = TierRuntime(cfg, classifier, calibrator)
+        return tier
+
+    def _embedding_classifier(self) -> EmbeddingClassifier | None:
+        """Built once, on first use: loading the model takes seconds."""
+        if self._embedding is None and not self._embedding_failed:
+            try:
+                self._embedding = from_package(labelled_set())
+            except ImportError:
+                self._embedding_failed = True
+        return self._embedding
+
+    def _ejected(self, deployment: str) -> None:
+        self.metrics.count(self.metrics.ejections, deployment).inc()
+
+    def _gauges(self) -> dict[str, tuple[int, int, int, int]]:
+        now = self.clock()
+        return {d.name: (d.gate.queued, d.hold.held, d.ready_count(), d.ejected_count(now))
+                for d in self.snapshot.deployments.values()}
+
+
+def create_app(router: Router) -> web.Application:
+    """The aiohttp application; the HTTP session and background tasks live in its lifecycle."""
+    app = web.Application(client_max_size=2**31 - 1, handler_args={"max_field_size": 16384})
+    handlers = Handlers(router)
+    app.router.add_post("/v1/chat/completions", handlers.chat)
+    app.router.add_post("/v1/completions", handlers.completions)
+    app.router.add_get("/v1/models", handlers.models)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_route("*", "/{tail:.*}", handlers.not_found)
+    app.cleanup_ctx.append(lambda a: _lifecycle(a, router, handlers))
+    return app
+
+
+async def _lifecycle(app: web.Application, router: Router, handlers: Handlers) -> Any:
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                    skip_auto_headers=("User-Agent",))
+    openai_backend = OpenAIBackend(session)
+    backends: dict[str, Backend] = {"openai": openai_backend, "triton": TritonBackend(session)}
+    handlers.attach(Dispatcher(metrics=router.metrics, clock=router.clock, backends=backends),
+                    Responder(metrics=router.metrics, clock=router.clock,
+                              id_header=router.snapshot.config.server.request_id_header))
+    scraper = asyncio.create_task(Scraper(session, lambda: router.snapshot.deployments.values())
+                                  .run())
+    yield
+    scraper.cancel()
+    await asyncio.gather(scraper, return_exceptions=True)
+    openai_backend.close()
+    await session.close()

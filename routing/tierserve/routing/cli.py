@@ -1,0 +1,133 @@
+"""``tierserve router (--config FILE | --kubernetes [--kubeconfig F] [--namespace NS]
+[--api-keys-secret NS/NAME]) --port PORT [--host 127.0.0.1]``.
+
+``--config`` reads a YAML file and reloads it when it changes; ``--kubernetes`` takes
+routes from LLMRoute/LLMDeployment objects and EndpointSlices (:mod:`tierserve.routing.
+cluster`) in one namespace or, without ``--namespace``, all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from tierserve.core.routerconfig import ConfigError, RouterConfig, load_config
+from tierserve.routing.app import Router, create_app
+from tierserve.routing.reload import FileWatcher
+
+if TYPE_CHECKING:
+    from tierserve.routing.cluster import KubeScaleSignal
+
+Source = Callable[[], Coroutine[Any, Any, None]]  # what keeps the config current
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("router", help="run the OpenAI-compatible router")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="router YAML (docs/router.md)")
+    source.add_argument("--kubernetes", action="store_true",
+                        help="routes from LLMRoute/LLMDeployment objects (watched)")
+    p.add_argument("--kubeconfig", help="with --kubernetes (default: in-cluster, then "
+                   "$KUBECONFIG / ~/.kube/config)")
+    p.add_argument("--namespace", help="with --kubernetes: watch one namespace (default: all)")
+    p.add_argument("--api-keys-secret", metavar="NAMESPACE/NAME",
+                   help="with --kubernetes: API keys from this Secret (watched; each data "
+                   "entry is one key, the entry name its name; docs/router.md)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--reload-interval", type=float, default=1.0,
+                   help="seconds between config file checks (SIGHUP reloads at once)")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.kubernetes and (args.kubeconfig or args.namespace or args.api_keys_secret):
+        print("error: --kubeconfig, --namespace and --api-keys-secret need --kubernetes",
+              file=sys.stderr)
+        return 2
+    secret = _secret_ref(args.api_keys_secret)
+    if args.api_keys_secret and secret is None:
+        print("error: --api-keys-secret must be NAMESPACE/NAME", file=sys.stderr)
+        return 2
+    try:
+        config = RouterConfig() if args.kubernetes else load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # uvloop is optional on platforms without it
+        pass
+    if args.kubernetes:
+        from tierserve.routing.cluster import KubeScaleSignal
+
+        wake = KubeScaleSignal()
+        router = Router(config, scale_signal=wake)
+        source = _cluster_source(router, wake, args.kubeconfig, args.namespace, secret)
+    else:
+        router = Router(config)
+        source = FileWatcher(args.config, router, args.reload_interval).run
+    return asyncio.run(_serve(source=source, router=router, host=args.host, port=args.port))
+
+
+def _secret_ref(value: str | None) -> tuple[str, str] | None:
+    """``NAMESPACE/NAME`` -> the pair; ``None`` when absent or malformed."""
+    namespace, sep, name = (value or "").partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        return None
+    return namespace, name
+
+
+def _cluster_source(router: Router, wake: KubeScaleSignal, kubeconfig: str | None,
+                    namespace: str | None, secret: tuple[str, str] | None) -> Source:
+    """The cluster watcher, connected inside the event loop it runs on."""
+    async def run() -> None:
+        from tierserve.core.kube.client import KubeApi
+        from tierserve.routing.cluster import ClusterSource
+
+        api = await KubeApi.connect(kubeconfig)
+        wake.api = api
+        try:
+            await ClusterSource(api, router, namespace, api_keys_secret=secret).run()
+        finally:
+            await api.close()
+    return run
+
+
+async def _serve(*, source: Source, router: Router, host: str,
+                 port: int) -> int:
+    """Serve until SIGTERM/SIGINT, or until the config source fails (exit status 1)."""
+    app = create_app(router)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    await site.start()
+    logging.getLogger(__name__).info("router listening on http://%s:%d", host, port)
+    watcher = asyncio.create_task(source())
+    stop = asyncio.Event()
+    watcher.add_done_callback(lambda _task: stop.set())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()  # then drain: cleanup lets in-flight requests finish
+    finally:
+        watcher.cancel()
+        (failure,) = await asyncio.gather(watcher, return_exceptions=True)
+        await runner.cleanup()
+    if isinstance(failure, Exception):
+        logging.getLogger(__name__).error("config source failed: %r", failure)
+        return 1
+    return 0

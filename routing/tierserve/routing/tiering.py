@@ -1,0 +1,113 @@
+"""Fast/slow tiering helpers: prompt text, escalation checks, SSE synthesis, cost.
+
+Escalation happens *after* the fast tier answers (error, timeout, ``finish_reason ==
+"length"``, or a mean token log-probability below the configured floor) and the client
+gets exactly one answer: non-streamed fast answers are buffered and inspected before
+anything is sent. Streams follow the route's ``stream_escalation`` policy (see
+``docs/router.md``): ``before-first-byte`` escalates only failures before the first
+byte (lowest TTFT); ``buffer`` asks the fast tier for a complete answer, inspects it
+and replays it as SSE, so every escalation reason applies at the cost of fast-tier TTFT.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from tierserve.core.catalog import CATALOG
+from tierserve.core.routerconfig import DeploymentConfig, TierConfig
+
+
+def prompt_text(body: dict[str, Any]) -> tuple[str, int]:
+    """Concatenated prompt text and the number of user turns (for classifiers only)."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        parts, turns = [], 0
+        for m in messages:
+            content = m.get("content")
+            if m.get("role") == "user":
+                turns += 1
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts.extend(p.get("text", "") for p in content
+                             if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return "\n".join(parts), turns
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return prompt, 1
+    if isinstance(prompt, list):
+        return "\n".join(p for p in prompt if isinstance(p, str)), 1
+    return "", 1
+
+
+def with_logprobs(body: dict[str, Any], chat: bool) -> dict[str, Any]:
+    """A copy of ``body`` asking for log-probabilities (for the confidence check)."""
+    out = dict(body)
+    out["logprobs"] = True if chat else max(1, int(body.get("logprobs") or 0))
+    return out
+
+
+def mean_logprob(choice: dict[str, Any]) -> float | None:
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict):
+        return None
+    values: list[float] = []
+    if isinstance(lp.get("content"), list):  # chat format
+        values = [t["logprob"] for t in lp["content"]
+                  if isinstance(t, dict) and isinstance(t.get("logprob"), int | float)]
+    elif isinstance(lp.get("token_logprobs"), list):  # completions format
+        values = [v for v in lp["token_logprobs"] if isinstance(v, int | float)]
+    return sum(values) / len(values) if values else None
+
+
+def escalation_reason(answer: dict[str, Any], cfg: TierConfig) -> str | None:
+    """Why a successful fast answer should still go to the slow tier, if at all."""
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "error" if "error" in cfg.escalate_on else None
+    first = choices[0]
+    if "length" in cfg.escalate_on and first.get("finish_reason") == "length":
+        return "length"
+    if "low_confidence" in cfg.escalate_on:
+        mean = mean_logprob(first)
+        if mean is not None and mean < cfg.min_mean_logprob:
+            return "low_confidence"
+    return None
+
+
+def strip_logprobs(answer: dict[str, Any]) -> None:
+    for choice in answer.get("choices") or []:
+        if isinstance(choice, dict):
+            choice["logprobs"] = None
+
+
+def sse_from_answer(answer: dict[str, Any], chat: bool) -> bytes:
+    """Replay a complete answer as an OpenAI SSE stream (``buffer`` policy)."""
+    events = []
+    base = {"id": answer.get("id", ""), "created": answer.get("created", int(time.time())),
+            "model": answer.get("model", ""),
+            "object": "chat.completion.chunk" if chat else "text_completion"}
+    for i, choice in enumerate(answer.get("choices") or []):
+        if chat:
+            text = (choice.get("message") or {}).get("content") or ""
+            delta: dict[str, Any] = {"index": i, "delta": {"role": "assistant", "content": text},
+                                     "finish_reason": None}
+            end: dict[str, Any] = {"index": i, "delta": {},
+                                   "finish_reason": choice.get("finish_reason")}
+        else:
+            delta = {"index": i, "text": choice.get("text", ""), "finish_reason": None}
+            end = {"index": i, "text": "", "finish_reason": choice.get("finish_reason")}
+        events += [{**base, "choices": [delta]}, {**base, "choices": [end]}]
+    body = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
+    return body + b"data: [DONE]\n\n"
+
+
+def cost_per_token(dep: DeploymentConfig) -> float:
+    """Estimated USD per token: GPU price per second over replica token throughput."""
+    acc = CATALOG.get(dep.gpu_type) if dep.gpu_type else None
+    if acc is None:
+        return 0.0
+    return acc.cost_per_hour_usd * dep.gpus_per_replica / 3600 / dep.tokens_per_s_per_replica

@@ -1,0 +1,216 @@
+"""Triton backend adapter: OpenAI to clients, Triton's generate extension to the server.
+
+Requests go to ``POST /v2/models/{model}/generate`` (buffered) or ``generate_stream``
+(SSE), with the prompt in the configured input (``text_input`` by default), ``max_tokens``
+as an input and sampling settings under ``parameters``; answers come back in the
+configured output (``text_output``). Chat messages are flattened to ``role: content``
+lines ending in ``assistant:``. Triton does not report token counts, so usage is an
+estimate (whitespace-separated words) and ``finish_reason`` is ``length`` when that
+estimate reaches ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tierserve.core.routerconfig import TritonConfig
+from tierserve.routing.errors import error_body
+from tierserve.routing.state import EndpointState
+from tierserve.routing.tiering import prompt_text
+from tierserve.routing.upstream import (
+    Buffered,
+    Stream,
+    UpstreamBroken,
+    UpstreamConnectError,
+    UpstreamRequest,
+    UpstreamTimeout,
+)
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def to_triton(body: dict[str, Any], cfg: TritonConfig, stream: bool) -> dict[str, Any]:
+    if isinstance(body.get("messages"), list):
+        lines = [f"{m.get('role')}: {_content(m.get('content'))}" for m in body["messages"]]
+        prompt = "\n".join([*lines, "assistant:"])
+    else:
+        prompt, _turns = prompt_text(body)
+    # ``stream`` is an input tensor (TensorRT-LLM's convention, which the simulated
+    # engine's Triton model follows); sampling settings travel as request parameters.
+    out: dict[str, Any] = {cfg.input_field: prompt, "stream": stream}
+    params = {n: body[n] for n in ("temperature", "top_p", "seed") if body.get(n) is not None}
+    if params:
+        out["parameters"] = params
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit is not None:
+        out[cfg.max_tokens_param] = limit
+    return out
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return str(value)
+
+
+def _content(content: object) -> str:
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def to_openai(text: str, body: dict[str, Any], chat: bool, rid: str,
+              counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OpenAI answer; token counts from Triton's outputs when it reports them."""
+    counts = counts or {}
+    reported = counts.get("completion_tokens")
+    tokens = _int(reported) if reported is not None else len(text.split())
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    finish = "length" if isinstance(limit, int) and tokens >= limit else "stop"
+    choice: dict[str, Any] = ({"index": 0, "message": {"role": "assistant", "content": text},
+                               "finish_reason": finish, "logprobs": None} if chat else
+                              {"index": 0, "text": text, "finish_reason": finish,
+                               "logprobs": None})
+    reported_prompt = counts.get("prompt_tokens")
+    prompt_tokens = (_int(reported_prompt) if reported_prompt is not None
+                     else len(prompt_text(body)[0].split()))
+    return {"id": ("chatcmpl-" if chat else "cmpl-") + rid, "created": int(time.time()),
+            "object": "chat.completion" if chat else "text_completion",
+            "model": body.get("model", ""), "choices": [choice],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                      "total_tokens": prompt_tokens + tokens}}
+
+
+def _int(value: object) -> int:
+    """Triton JSON outputs may come as scalars or one-element lists."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _error_from_triton(status: int, raw: bytes) -> Buffered:
+    try:
+        message = str(orjson.loads(raw).get("error", "triton error"))
+    except (orjson.JSONDecodeError, AttributeError):
+        message = "triton error"
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    return Buffered(status, error_body(message[:500], kind, None, None, ""), "application/json")
+
+
+class _TritonStream:
+    """Re-frames Triton SSE events as OpenAI chunk events, ending with ``[DONE]``."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, body: dict[str, Any], chat: bool,
+                 output_field: str, first: bytes) -> None:
+        self._resp, self._body, self._chat, self._field = resp, body, chat, output_field
+        self._buffer = b""
+        self._model = str(body.get("model", ""))
+        self.first = self._convert(first) or b": ok\n\n"
+
+    def _chunk(self, text: str | None, finish: str | None) -> bytes:
+        choice: dict[str, Any] = ({"index": 0, "delta": {} if text is None else {"content": text},
+                                   "finish_reason": finish} if self._chat else
+                                  {"index": 0, "text": text or "", "finish_reason": finish})
+        event = {"id": "", "created": int(time.time()), "model": self._model,
+                 "object": "chat.completion.chunk" if self._chat else "text_completion",
+                 "choices": [choice]}
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+    def _convert(self, data: bytes) -> bytes:
+        self._buffer += data
+        out = []
+        while b"\n\n" in self._buffer:
+            event, self._buffer = self._buffer.split(b"\n\n", 1)
+            for line in event.splitlines():
+                if not line.startswith(b"data:"):
+                    continue
+                parsed = orjson.loads(line[5:].strip())
+                if "error" in parsed:
+                    raise UpstreamBroken("triton stream error")
+                out.append(self._chunk(_text(parsed.get(self._field, "")), None))
+        return b"".join(out)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._resp.content.iter_any():
+                converted = self._convert(data)
+                if converted:
+                    yield converted
+        except (TimeoutError, aiohttp.ClientError, ConnectionError, orjson.JSONDecodeError) as exc:
+            raise UpstreamBroken(type(exc).__name__) from None
+        yield self._chunk(None, "stop") + b"data: [DONE]\n\n"
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class TritonBackend:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    @staticmethod
+    def _cfg(req: UpstreamRequest) -> TritonConfig:
+        return req.triton or TritonConfig()
+
+    def _url(self, ep: EndpointState, req: UpstreamRequest, stream: bool) -> str:
+        model = self._cfg(req).model or str(req.body.get("model", ""))
+        return f"{ep.base}/v2/models/{model}/{'generate_stream' if stream else 'generate'}"
+
+    async def buffered(self, ep: EndpointState, req: UpstreamRequest,
+                       timeout_s: float) -> Buffered:
+        payload = orjson.dumps(to_triton(req.body, self._cfg(req), False))
+        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=req.connect_timeout_s)
+        try:
+            async with self._session.post(self._url(ep, req, False), data=payload,
+                                          headers=_JSON, timeout=timeout) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamConnectError(type(exc).__name__) from None
+        if status != 200:
+            return _error_from_triton(status, raw)
+        try:
+            parsed = orjson.loads(raw)
+            text = _text(parsed.get(self._cfg(req).output_field, ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            return Buffered(502, error_body("malformed Triton answer", "api_error", None, None,
+                                            ""), "application/json")
+        chat = req.path.endswith("chat/completions")
+        answer = to_openai(text, req.body, chat, str(id(req)), parsed)
+        return Buffered(200, orjson.dumps(answer), "application/json")
+
+    async def open_stream(self, ep: EndpointState, req: UpstreamRequest,
+                          timeout_s: float) -> Stream | Buffered:
+        payload = orjson.dumps(to_triton(req.body, self._cfg(req), True))
+        timeout = aiohttp.ClientTimeout(total=None, connect=req.connect_timeout_s,
+                                        sock_read=req.idle_timeout_s)
+        try:
+            resp = await asyncio.wait_for(self._session.post(
+                self._url(ep, req, True), data=payload, headers=_JSON, timeout=timeout),
+                timeout_s)
+            if resp.status != 200:
+                raw = await resp.read()
+                resp.release()
+                return _error_from_triton(resp.status, raw)
+            first = await asyncio.wait_for(resp.content.readany(), timeout_s)
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamConnectError(type(exc).__name__) from None
+        if not first:
+            resp.close()
+            raise UpstreamConnectError("empty stream")
+        chat = req.path.endswith("chat/completions")
+        try:
+            return _TritonStream(resp, req.body, chat, self._cfg(req).output_field, first)
+        except UpstreamBroken:
+            resp.close()
+            raise UpstreamConnectError("triton stream error before first token") from None
