@@ -18,16 +18,17 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from tierserve.autoscaler.types import Histogram, MetricSample, ReplicaSample
+from tierserve.core import vllm_names as names
 
-RUNNING = "vllm:num_requests_running"
-WAITING = "vllm:num_requests_waiting"
-KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
-PROMPT = "vllm:prompt_tokens_total"
-GENERATED = "vllm:generation_tokens_total"
-SUCCESS = "vllm:request_success_total"
-TTFT = "vllm:time_to_first_token_seconds"
-TPOT = ("vllm:request_time_per_output_token_seconds", "vllm:time_per_output_token_seconds")
-GEN_HIST = "vllm:request_generation_tokens"
+RUNNING = names.RUNNING
+WAITING = names.WAITING
+KV = names.KV_USAGE
+PROMPT = names.counter_sample(names.PROMPT_TOKENS)
+GENERATED = names.counter_sample(names.GENERATION_TOKENS)
+SUCCESS = names.counter_sample(names.REQUEST_SUCCESS)
+TTFT = names.TTFT
+TPOT = names.TPOT_NAMES
+GEN_HIST = names.GENERATION_TOKENS_HIST
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from tierserve.core import vllm_names as names
+
 # vLLM's buckets, with finer low ends for fast GPUs (H100 ITL is ~5 ms).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
                 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
@@ -35,37 +37,37 @@ class EngineMetrics:
         labels = ["model_name"]
         r = self.registry
         self._running = Gauge(
-            "vllm:num_requests_running", "Requests in the running batch.", labels, registry=r
+            names.RUNNING, "Requests in the running batch.", labels, registry=r
         )
         self._waiting = Gauge(
-            "vllm:num_requests_waiting", "Requests waiting to be scheduled.", labels, registry=r
+            names.WAITING, "Requests waiting to be scheduled.", labels, registry=r
         )
         self._cache = Gauge(
-            "vllm:gpu_cache_usage_perc", "KV-cache usage (1 = 100%).", labels, registry=r
+            names.GPU_CACHE, "KV-cache usage (1 = 100%).", labels, registry=r
         )
         self._kv_cache = Gauge(
-            "vllm:kv_cache_usage_perc", "KV-cache usage (vLLM V1 name).", labels, registry=r
+            names.KV_CACHE, "KV-cache usage (vLLM V1 name).", labels, registry=r
         )
         self.ttft = Histogram(
-            "vllm:time_to_first_token_seconds", "Time to first token.", labels,
+            names.TTFT, "Time to first token.", labels,
             buckets=TTFT_BUCKETS, registry=r,
         ).labels(model_name)  # fmt: skip
         self.tpot = Histogram(
-            "vllm:time_per_output_token_seconds", "Mean inter-token interval per request.",
+            names.TPOT, "Mean inter-token interval per request.",
             labels, buckets=TPOT_BUCKETS, registry=r,
         ).labels(model_name)  # fmt: skip
         self.e2e = Histogram(
-            "vllm:e2e_request_latency_seconds", "End-to-end request latency.", labels,
+            names.E2E, "End-to-end request latency.", labels,
             buckets=E2E_BUCKETS, registry=r,
         ).labels(model_name)  # fmt: skip
         self.prompt_tokens = Counter(
-            "vllm:prompt_tokens", "Prefilled prompt tokens.", labels, registry=r
+            names.PROMPT_TOKENS, "Prefilled prompt tokens.", labels, registry=r
         ).labels(model_name)
         self.generation_tokens = Counter(
-            "vllm:generation_tokens", "Generated tokens.", labels, registry=r
+            names.GENERATION_TOKENS, "Generated tokens.", labels, registry=r
         ).labels(model_name)
         self._success = Counter(
-            "vllm:request_success", "Finished requests.", [*labels, "finished_reason"],
+            names.REQUEST_SUCCESS, "Finished requests.", [*labels, "finished_reason"],
             registry=r,
         )  # fmt: skip
 

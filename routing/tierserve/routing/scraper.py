@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable
 
 import aiohttp
 
+from tierserve.core import vllm_names as names
 from tierserve.routing.state import DeploymentRuntime
 
 log = logging.getLogger(__name__)
-WAITING = "vllm:num_requests_waiting"
-RUNNING = "vllm:num_requests_running"
+WAITING = names.WAITING
+RUNNING = names.RUNNING
+QUEUE_PREFIX = "vllm:num_requests_"  # both gauges; a cheap filter before parsing
 
 
 def parse_queue_metrics(text: str) -> tuple[float, float] | None:
@@ -25,7 +27,7 @@ def parse_queue_metrics(text: str) -> tuple[float, float] | None:
     waiting = running = 0.0
     found = False
     for line in text.splitlines():
-        if not line.startswith("vllm:num_requests_"):
+        if not line.startswith(QUEUE_PREFIX):
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
         try:
