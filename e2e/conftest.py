@@ -17,8 +17,8 @@ Fixtures:
 * ``namespace`` (function): a fresh namespace with its default ServiceAccount ready,
   deleted afterwards.
 
-Waiting: ``from tierserve.dev.cluster.harness import wait_for`` (poll a predicate with a
-timeout and a description), or ``kubectl wait``.
+Waiting: ``from tierserve.dev.waiting import wait_until`` (poll a predicate with a
+timeout and a description of what is awaited), or ``kubectl wait``.
 
 Tests that use the cluster are marked ``@pytest.mark.cluster``. They are skipped, with
 the reason, only when the machine cannot build the binaries (no Go toolchain); with
@@ -39,8 +39,9 @@ import pytest
 
 from tierserve.dev.cluster import build
 from tierserve.dev.cluster import cluster as devcluster
-from tierserve.dev.cluster.harness import ClusterHandle, NotLocal, assert_local_only, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle, NotLocal, assert_local_only
 from tierserve.dev.cluster.health import Kubectl
+from tierserve.dev.waiting import wait_until
 
 
 def _unavailable(reason: str) -> None:
@@ -95,7 +96,7 @@ def kubectl(cluster: ClusterHandle) -> Kubectl:
 def namespace(cluster: ClusterHandle) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
-    wait_for(lambda: cluster.exists("serviceaccount", "default", "-n", name),
+    wait_until(lambda: cluster.exists("serviceaccount", "default", "-n", name),
              30, f"default ServiceAccount in {name}")
     yield name
     cluster.kubectl.run("delete", "namespace", name, "--wait=false", check=False)

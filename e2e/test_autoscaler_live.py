@@ -40,8 +40,9 @@ import pytest
 
 from tierserve.autoscaler.discovery import metrics_url
 from tierserve.dev.cluster import prometheus
-from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle
 from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray]
 
@@ -245,7 +246,7 @@ def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[...
     operator_factory("local-as", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     cluster.apply([_deployment(namespace), _route(namespace)])
-    wait_for(lambda: _ready(_get(cluster, namespace)), 300, "Ray Serve deployment Ready")
+    wait_until(lambda: _ready(_get(cluster, namespace)), 300, "Ray Serve deployment Ready")
     endpoint = _get(cluster, namespace)["status"]["endpoint"]
     target = prometheus.ScrapeTarget(metrics_url(endpoint),
                                      prometheus.deployment_labels(namespace, NAME))
@@ -255,8 +256,8 @@ def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[...
                                    tmp_path / "autoscaler.log")
     timeline = Timeline(cluster, namespace).start()
     try:
-        wait_for(lambda: MODEL in router.models(), 60, "router serves the route")
-        wait_for(lambda: f"autoscaling {namespace}/{NAME}" in autoscaler.logs(), 60,
+        wait_until(lambda: MODEL in router.models(), 60, "router serves the route")
+        wait_until(lambda: f"autoscaling {namespace}/{NAME}" in autoscaler.logs(), 60,
                  "autoscaler discovered the deployment")
         yield {"router": router, "prom": prom, "autoscaler": autoscaler,
                "timeline": timeline}
@@ -272,26 +273,26 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
     tl: Timeline = stack["timeline"]
     autoscaler: AutoscalerProcess = stack["autoscaler"]
     figures: dict[str, Any] = {}
-    wait_for(lambda: tl.spec == 1 and tl.ready == 1, 30, "one ready replica before the step")
+    wait_until(lambda: tl.spec == 1 and tl.ready == 1, 30, "one ready replica before the step")
 
     load = Load(stack["router"].url + "/v1", CONCURRENCY)
     try:
-        wait_for(lambda: tl.spec > 1, 120, f"scale-up under load\n{autoscaler.logs()[-3000:]}")
+        wait_until(lambda: tl.spec > 1, 120, f"scale-up under load\n{autoscaler.logs()[-3000:]}")
         t_up = tl.first(lambda s, r: s > 1, load.started)
-        wait_for(lambda: tl.ready == tl.spec > 1, 180, "new replicas ready")
+        wait_until(lambda: tl.ready == tl.spec > 1, 180, "new replicas ready")
         t_ready = tl.first(lambda s, r: r == s > 1, t_up)
         events = _scaled_events(cluster, namespace)
         assert events and all("scaled to" in e["message"] for e in events), events
         up_event = events[0]["message"]
         assert "demand" in up_event or "need" in up_event or "desired" in up_event, up_event
         # status.slo: observed p95s against the targets and the attainment
-        wait_for(lambda: tl.slo.get("observedTpotP95Ms") is not None
+        wait_until(lambda: tl.slo.get("observedTpotP95Ms") is not None
                  and tl.slo.get("attainment") is not None, 60, "status.slo observed values")
         slo_under_load = dict(tl.slo)
         assert slo_under_load["tpotTargetMs"] == 35 and slo_under_load["ttftTargetMs"] == 2000
         # keep the step on a while on the new capacity
         hold_until = time.monotonic() + 15
-        wait_for(lambda: time.monotonic() >= hold_until, 30, "load on the scaled deployment")
+        wait_until(lambda: time.monotonic() >= hold_until, 30, "load on the scaled deployment")
         slo_scaled = dict(tl.slo)
         peak = max(s for _, s, _, _ in tl.points)
         # the decision is explained in the autoscaler's own metrics too
@@ -308,7 +309,7 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
         t_stop = load.stop()
     assert load.failed == 0, load.errors[:5]
 
-    wait_for(lambda: tl.spec == 1, 240, f"scale-down\n{autoscaler.logs()[-3000:]}")
+    wait_until(lambda: tl.spec == 1, 240, f"scale-down\n{autoscaler.logs()[-3000:]}")
     t_first_down = tl.first(lambda s, r: s < peak, t_stop)
     t_down = tl.first(lambda s, r: s == 1, t_stop)
     t_last_up = tl.last_increase()
@@ -347,12 +348,12 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
                 if f"holding {namespace}/{NAME}" in line]
 
     try:
-        wait_for(lambda: bool(held()), 60, "the autoscaler holds on stale metrics")
+        wait_until(lambda: bool(held()), 60, "the autoscaler holds on stale metrics")
         t_hold = time.monotonic()
         held_line = held()[0]
         assert "old" in held_line or "no metrics" in held_line, held_line
         settle = time.monotonic() + 10  # ten more rounds under load: still no write
-        wait_for(lambda: time.monotonic() >= settle, 20, "rounds while holding")
+        wait_until(lambda: time.monotonic() >= settle, 20, "rounds while holding")
     finally:
         load.stop()
     assert all(s == 1 for t, s, _, _ in tl.points if t >= t_kill), "wrote while holding"
@@ -377,11 +378,11 @@ def _scale_to_zero_and_wake(cluster: ClusterHandle, ns: str, stack: dict[str, An
     t_patch = time.monotonic()
     _patch_spec(cluster, ns, {"minReplicas": 0,
                               "autoscaling": {"scaleToZeroAfterSeconds": IDLE_S}})
-    wait_for(lambda: tl.spec == 0, IDLE_S + 90, f"scale to zero\n{autoscaler.logs()[-3000:]}")
+    wait_until(lambda: tl.spec == 0, IDLE_S + 90, f"scale to zero\n{autoscaler.logs()[-3000:]}")
     t_zero = tl.first(lambda s, r: s == 0, t_patch)
     zero_event = _scaled_events(cluster, ns)[-1]["message"]
     assert zero_event.startswith("scaled to 0:") and "scale to zero" in zero_event, zero_event
-    wait_for(lambda: tl.ready == 0, 60, "the local runtime stopped at zero")
+    wait_until(lambda: tl.ready == 0, 60, "the local runtime stopped at zero")
     client = OpenAI(base_url=stack["router"].url + "/v1", api_key="unused", max_retries=0,
                     timeout=150)
     t_ask = time.monotonic()

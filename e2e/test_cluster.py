@@ -11,7 +11,8 @@ import pytest
 from tierserve.core.catalog import GFD_PRODUCT_LABEL, get
 from tierserve.dev.cluster import cluster as devcluster
 from tierserve.dev.cluster import kuberay, nodes, paths
-from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle
+from tierserve.dev.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -95,7 +96,7 @@ def test_pod_for_a_missing_gpu_type_stays_pending(cluster: ClusterHandle, namesp
         scheduled = conditions.get("PodScheduled", {})
         return scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
 
-    wait_for(unschedulable, 60, "the H200 pod to be reported unschedulable")
+    wait_until(unschedulable, 60, "the H200 pod to be reported unschedulable")
     events = cluster.get_json("events", "-n", namespace,
                               "--field-selector=involvedObject.name=h200,reason=FailedScheduling")
     assert events["items"], "expected a FailedScheduling event"

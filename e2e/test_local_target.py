@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle
 from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.triton]
 
@@ -75,7 +76,7 @@ def test_local_triton_serves_restarts_and_stops(
     operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
                      str(workdir), "--local-ray-port", str(free_port())).start()
     cluster.apply(_spec("tri", namespace, "triton"))
-    wait_for(lambda: _ready(cluster, "tri", namespace) == "True", 240, "local Triton ready")
+    wait_until(lambda: _ready(cluster, "tri", namespace) == "True", 240, "local Triton ready")
     endpoint = _status(cluster, "tri", namespace)["endpoint"]
     assert endpoint.startswith("http://127.0.0.1:")
     out = _generate(endpoint, "tri-model")
@@ -93,13 +94,13 @@ def test_local_triton_serves_restarts_and_stops(
     def reported_failure() -> bool:
         return bool(failure_events() - before)
 
-    wait_for(reported_failure, 60, "Ready=False event after the kill")
-    wait_for(lambda: _ready(cluster, "tri", namespace) == "True", 240, "restarted and ready")
-    wait_for(lambda: bool(_pids_under(workdir, "tritonserver")), 60, "a new Triton process")
+    wait_until(reported_failure, 60, "Ready=False event after the kill")
+    wait_until(lambda: _ready(cluster, "tri", namespace) == "True", 240, "restarted and ready")
+    wait_until(lambda: bool(_pids_under(workdir, "tritonserver")), 60, "a new Triton process")
     assert pid not in _pids_under(workdir, "tritonserver")
     assert _generate(_status(cluster, "tri", namespace)["endpoint"], "tri-model")["text_output"]
     cluster.kubectl("delete", "llmd", "tri", "-n", namespace)
-    wait_for(lambda: not _pids_under(workdir, "tritonserver"), 60, "Triton stopped on delete")
+    wait_until(lambda: not _pids_under(workdir, "tritonserver"), 60, "Triton stopped on delete")
 
 
 @pytest.mark.ray
@@ -111,13 +112,13 @@ def test_local_ray_serve_follows_scale_subresource(
     operator_factory("local-ray", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     cluster.apply(_spec("ray", namespace, "rayServe"))
-    wait_for(lambda: _ready(cluster, "ray", namespace) == "True", 300, "local Ray Serve ready")
+    wait_until(lambda: _ready(cluster, "ray", namespace) == "True", 300, "local Ray Serve ready")
     endpoint = _status(cluster, "ray", namespace)["endpoint"]
     client = openai.OpenAI(base_url=endpoint, api_key="unused", max_retries=0)
     out = client.completions.create(model="ray-model", prompt="hello", max_tokens=4)
     assert out.usage is not None and out.usage.completion_tokens == 4
     cluster.kubectl("scale", "llmd/ray", "-n", namespace, "--replicas=2")
-    wait_for(lambda: _status(cluster, "ray", namespace).get("readyReplicas") == 2, 240,
+    wait_until(lambda: _status(cluster, "ray", namespace).get("readyReplicas") == 2, 240,
              "two Ray Serve replicas ready")
     chunks = client.chat.completions.create(model="ray-model", stream=True, max_tokens=6,
                                             messages=[{"role": "user", "content": "hi"}])

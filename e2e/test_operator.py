@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle
+from tierserve.dev.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,12 +60,12 @@ def test_examples_become_children_ready_and_listed(cluster: ClusterHandle,
     deployments = [d["metadata"]["name"] for f in EXAMPLES for d in
                    yaml.safe_load_all(f.read_text()) if d["kind"] == "LLMDeployment"]
     for name in deployments:
-        wait_for(lambda name=name: len(children(cluster, name)) >= 1, 60, f"children of {name}")
+        wait_until(lambda name=name: len(children(cluster, name)) >= 1, 60, f"children of {name}")
         for child in children(cluster, name):
             ref = child["metadata"]["ownerReferences"][0]
             assert ref["kind"] == "LLMDeployment" and ref["name"] == name and ref["controller"]
     # Triton pods land only on L4 nodes and run (kwok plays the kubelet)
-    wait_for(lambda: ready(cluster, "llama-8b-triton").get("status") == "True", 120,
+    wait_until(lambda: ready(cluster, "llama-8b-triton").get("status") == "True", 120,
              "llama-8b-triton Ready=True")
     pods = get(cluster, "pods", "-l", "tierserve.io/deployment=llama-8b-triton")["items"]
     assert pods and all(p["status"]["phase"] == "Running" for p in pods)
@@ -77,7 +78,7 @@ def test_examples_become_children_ready_and_listed(cluster: ClusterHandle,
     # Ray Serve deployment: RayService created; without a KubeRay controller it waits
     rs = get(cluster, "rayservice", "llama-8b-ray")
     assert "applications" in rs["spec"]["serveConfigV2"]
-    wait_for(lambda: ready(cluster, "llama-8b-ray").get("reason") == "RuntimeNotReady", 60,
+    wait_until(lambda: ready(cluster, "llama-8b-ray").get("reason") == "RuntimeNotReady", 60,
              "llama-8b-ray to report it waits for the runtime")
     table = cluster.kubectl("get", "llm")
     for column in ("RUNTIME", "ACCELERATOR", "REPLICAS", "SLO", "READY", "AGE"):
@@ -87,11 +88,11 @@ def test_examples_become_children_ready_and_listed(cluster: ClusterHandle,
 
 
 def test_scale_subresource_changes_children(cluster: ClusterHandle, examples: None) -> None:
-    wait_for(lambda: ready(cluster, "llama-8b-triton").get("status") == "True", 120, "ready")
+    wait_until(lambda: ready(cluster, "llama-8b-triton").get("status") == "True", 120, "ready")
     cluster.kubectl("scale", "llmdeployment/llama-8b-triton", "--replicas=2")
-    wait_for(lambda: get(cluster, "deployment", "llama-8b-triton")["spec"]["replicas"] == 2,
+    wait_until(lambda: get(cluster, "deployment", "llama-8b-triton")["spec"]["replicas"] == 2,
              60, "Triton Deployment scaled to 2")
-    wait_for(lambda: get(cluster, "llmd", "llama-8b-triton")["status"].get(
+    wait_until(lambda: get(cluster, "llmd", "llama-8b-triton")["status"].get(
         "readyReplicas") == 2, 120, "2 ready replicas in status")
     cluster.kubectl("scale", "llmd/llama-8b-ray", "--replicas=3")
 
@@ -99,7 +100,7 @@ def test_scale_subresource_changes_children(cluster: ClusterHandle, examples: No
         spec = get(cluster, "rayservice", "llama-8b-ray")["spec"]
         return int(spec["rayClusterConfig"]["workerGroupSpecs"][0]["replicas"])
 
-    wait_for(lambda: ray_workers() == 3, 60, "RayService worker group scaled to 3")
+    wait_until(lambda: ray_workers() == 3, 60, "RayService worker group scaled to 3")
     app = yaml.safe_load(get(cluster, "rayservice", "llama-8b-ray")["spec"]["serveConfigV2"])
     assert app["applications"][0]["args"]["llm_configs"][0]["deployment_config"][
         "num_replicas"] == 3
@@ -119,7 +120,7 @@ def test_unknown_gpu_type_in_cluster_reports_unschedulable(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
     operator_factory("unsched", "-n", namespace).start()
     cluster.apply(_deployment("on-t4", "A10G", namespace))
-    wait_for(lambda: ready(cluster, "on-t4", namespace).get("reason") == "Unschedulable", 90,
+    wait_until(lambda: ready(cluster, "on-t4", namespace).get("reason") == "Unschedulable", 90,
              "Unschedulable condition")
     cond = ready(cluster, "on-t4", namespace)
     assert cond["status"] == "False"
@@ -133,28 +134,28 @@ def test_delete_garbage_collects_children(cluster: ClusterHandle, namespace: str
                                           operator_factory: Callable[..., Any]) -> None:
     operator_factory("gc", "-n", namespace).start()
     cluster.apply(_deployment("gc-me", "L4", namespace))
-    wait_for(lambda: len(children(cluster, "gc-me", namespace)) == 3, 60, "3 children")
+    wait_until(lambda: len(children(cluster, "gc-me", namespace)) == 3, 60, "3 children")
     cluster.kubectl("delete", "llmd", "gc-me", "-n", namespace)
-    wait_for(lambda: not children(cluster, "gc-me", namespace), 90, "children collected")
-    wait_for(lambda: not get(cluster, "pods", "-n", namespace)["items"], 90, "pods gone")
+    wait_until(lambda: not children(cluster, "gc-me", namespace), 90, "children collected")
+    wait_until(lambda: not get(cluster, "pods", "-n", namespace)["items"], 90, "pods gone")
 
 
 def test_child_deleted_or_edited_by_hand_is_restored(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
     operator_factory("drift", "-n", namespace).start()
     cluster.apply(_deployment("drift", "L4", namespace))
-    wait_for(lambda: len(children(cluster, "drift", namespace)) == 3, 60, "3 children")
+    wait_until(lambda: len(children(cluster, "drift", namespace)) == 3, 60, "3 children")
     uid = get(cluster, "service", "drift", "-n", namespace)["metadata"]["uid"]
     cluster.kubectl("delete", "service", "drift", "-n", namespace)
-    wait_for(lambda: cluster.exists("service", "drift", "-n", namespace) and get(
+    wait_until(lambda: cluster.exists("service", "drift", "-n", namespace) and get(
         cluster, "service", "drift", "-n", namespace)["metadata"]["uid"] != uid, 60,
         "Service re-created")
     cluster.kubectl("scale", "deployment/drift", "-n", namespace, "--replicas=5")
-    wait_for(lambda: get(cluster, "deployment", "drift", "-n", namespace)["spec"][
+    wait_until(lambda: get(cluster, "deployment", "drift", "-n", namespace)["spec"][
         "replicas"] == 1, 60, "hand-edited replicas restored to 1")
     cluster.kubectl("patch", "configmap", "drift-model-repo", "-n", namespace, "--type=merge",
                     "-p", '{"data": {"config.pbtxt": "tampered"}}')
-    wait_for(lambda: "decoupled" in get(cluster, "configmap", "drift-model-repo", "-n",
+    wait_until(lambda: "decoupled" in get(cluster, "configmap", "drift-model-repo", "-n",
                                         namespace)["data"]["config.pbtxt"], 60,
              "model config restored")
 
@@ -163,12 +164,12 @@ def test_events_only_on_transitions_and_no_writes_when_steady(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
     op = operator_factory("steady", "-n", namespace).start()
     cluster.apply(_deployment("steady", "L4", namespace))
-    wait_for(lambda: ready(cluster, "steady", namespace).get("status") == "True", 120, "ready")
-    wait_for(lambda: op.metrics().get("tierserve_operator_queue_depth") == 0, 30, "idle")
+    wait_until(lambda: ready(cluster, "steady", namespace).get("status") == "True", 120, "ready")
+    wait_until(lambda: op.metrics().get("tierserve_operator_queue_depth") == 0, 30, "idle")
     before = op.metrics()
     reconciles = before["tierserve_operator_reconciles"]
     # resync runs every 3 s: wait for at least two full passes over the object
-    wait_for(lambda: op.metrics()["tierserve_operator_reconciles"] >= reconciles + 2, 30,
+    wait_until(lambda: op.metrics()["tierserve_operator_reconciles"] >= reconciles + 2, 30,
              "two resync passes")
     after = op.metrics()
     assert after["tierserve_operator_api_writes"] == before["tierserve_operator_api_writes"]
@@ -188,8 +189,8 @@ def test_route_to_missing_deployment_is_not_ready_with_reason(
     def route_ready() -> dict[str, Any]:
         return condition(get(cluster, "llmr", "chat", "-n", namespace), "Ready")
 
-    wait_for(lambda: route_ready().get("reason") == "DeploymentNotFound", 60, "route condition")
+    wait_until(lambda: route_ready().get("reason") == "DeploymentNotFound", 60, "route condition")
     assert '"small", "nowhere"' in route_ready()["message"]
     cluster.apply([_deployment("small", "L4", namespace), _deployment("nowhere", "L4",
                                                                          namespace)])
-    wait_for(lambda: route_ready().get("status") == "True", 120, "route Ready once both are")
+    wait_until(lambda: route_ready().get("status") == "True", 120, "route Ready once both are")

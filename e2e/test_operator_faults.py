@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle
+from tierserve.dev.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 CHILD_KINDS = "deployments.apps,services,configmaps"
@@ -44,12 +45,12 @@ def test_sigkill_mid_batch_then_restart_leaves_one_set_of_children(
     n = 50
     cluster.apply(_objects(namespace, n, "batch"))
     first = operator_factory("killed", "-n", namespace).start()
-    wait_for(lambda: len(_children(cluster, namespace)) >= 15, 120, "some children")
+    wait_until(lambda: len(_children(cluster, namespace)) >= 15, 120, "some children")
     first.kill(signal.SIGKILL)
     done_at_kill = _reconciled(cluster, namespace)
     operator_factory("restarted", "-n", namespace).start()
-    wait_for(lambda: _reconciled(cluster, namespace) == n, 180, "all 50 reconciled")
-    wait_for(lambda: len(_children(cluster, namespace)) == 3 * n, 60, "150 children")
+    wait_until(lambda: _reconciled(cluster, namespace) == n, 180, "all 50 reconciled")
+    wait_until(lambda: len(_children(cluster, namespace)) == 3 * n, 60, "150 children")
     kids = _children(cluster, namespace)
     per_owner = Counter((k["kind"], k["metadata"]["ownerReferences"][0]["name"]) for k in kids)
     assert set(per_owner.values()) == {1}, "duplicate children"
@@ -65,19 +66,19 @@ def test_two_replicas_only_the_leader_acts_and_the_other_takes_over(
     b = operator_factory("replica-b", "-n", namespace)
     a.lease = b.lease = lease
     a.start()
-    wait_for(lambda: "became leader" in a.logs(), 60, "replica-a leads")
+    wait_until(lambda: "became leader" in a.logs(), 60, "replica-a leads")
     b.start()
-    wait_for(lambda: "waiting for leadership" in b.logs(), 60, "replica-b waits")
+    wait_until(lambda: "waiting for leadership" in b.logs(), 60, "replica-b waits")
     cluster.apply(_objects(namespace, 10, "pair"))
-    wait_for(lambda: _reconciled(cluster, namespace) == 10, 120, "10 reconciled by the leader")
+    wait_until(lambda: _reconciled(cluster, namespace) == 10, 120, "10 reconciled by the leader")
     assert "became leader" not in b.logs()
     follower = b.metrics()
     assert follower["tierserve_operator_api_writes"] == 0
     assert follower["tierserve_operator_reconciles"] == 0
     a.kill(signal.SIGKILL)
-    wait_for(lambda: "became leader" in b.logs(), 60, "replica-b takes over after expiry")
+    wait_until(lambda: "became leader" in b.logs(), 60, "replica-b takes over after expiry")
     cluster.apply(_objects(namespace, 12, "pair"))
-    wait_for(lambda: _reconciled(cluster, namespace) == 12, 120, "new objects reconciled by b")
+    wait_until(lambda: _reconciled(cluster, namespace) == 12, 120, "new objects reconciled by b")
     holder = json.loads(cluster.kubectl("get", "lease", lease, "-n", "tierserve-system",
                                         "-o", "json"))["spec"]["holderIdentity"]
     assert holder == "replica-b"
@@ -234,7 +235,7 @@ def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
     assert args[:2] == ["autoscaler", "--in-cluster"]
     assert f"--prometheus-url={PROMETHEUS_URL}" in args
     assert cluster.exists("serviceaccount", AUTOSCALER_SA, "-n", SYSTEM_NS)
-    wait_for(lambda: (cluster.get_json("deployment", "tierserve-autoscaler", "-n", SYSTEM_NS)
+    wait_until(lambda: (cluster.get_json("deployment", "tierserve-autoscaler", "-n", SYSTEM_NS)
                       .get("status") or {}).get("readyReplicas") == 1, 120,
              "the autoscaler's (kwok) pod ready")
 

@@ -30,8 +30,9 @@ import pytest
 from openai import AuthenticationError, OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from tierserve.dev.cluster.harness import ClusterHandle, wait_for
+from tierserve.dev.cluster.harness import ClusterHandle
 from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.triton]
 
@@ -198,11 +199,11 @@ def test_router_follows_llmroute_and_writes_ab_readout(
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     cluster.apply([_deployment("blue", namespace), _deployment("green", namespace),
                    _route(namespace)])
-    wait_for(lambda: _ready(cluster, "blue", namespace) and _ready(cluster, "green", namespace),
+    wait_until(lambda: _ready(cluster, "blue", namespace) and _ready(cluster, "green", namespace),
              240, "blue and green Ready (local Triton servers)")
 
     router = router_factory(cluster.kubeconfig, namespace)
-    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+    wait_until(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
     client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=30)
 
     assert _ask(client)
@@ -222,11 +223,11 @@ def test_router_follows_llmroute_and_writes_ab_readout(
                                      "value": 100},
                                     {"op": "replace", "path": "/spec/variants/1/weight",
                                      "value": 0}]))
-        wait_for(lambda: set(_landed(router, lambda: _ask(client), 10)) == {"blue"}, 60,
+        wait_until(lambda: set(_landed(router, lambda: _ask(client), 10)) == {"blue"}, 60,
                  "weights 100/0 applied: all requests on blue")
         sticky = _landed(router, lambda: _ask(client, "bo"), 5)
         assert set(sticky) == {"blue"}, sticky  # weight 0 overrides stickiness
-        wait_for(lambda: background.ok >= 5, 60, "background requests during the change")
+        wait_until(lambda: background.ok >= 5, 60, "background requests during the change")
     finally:
         background.stop()
     assert background.failed == 0, background.errors[:5]
@@ -239,11 +240,11 @@ def test_router_follows_llmroute_and_writes_ab_readout(
     cluster.apply(_empty_slice(namespace, "blue", port))
     background = Background(client)
     try:
-        wait_for(lambda: router.held(f"{namespace}/blue") >= 1, 60,
+        wait_until(lambda: router.held(f"{namespace}/blue") >= 1, 60,
                  "requests held: the Service's EndpointSlice has no endpoint")
         held_at = background.ok
         cluster.kubectl("delete", "endpointslice", "blue-e2e", "-n", namespace)
-        wait_for(lambda: background.ok > held_at + 3 and router.held(f"{namespace}/blue") == 0,
+        wait_until(lambda: background.ok > held_at + 3 and router.held(f"{namespace}/blue") == 0,
                  60, "held requests released: no slice left, status.endpoint serves again")
     finally:
         background.stop()
@@ -256,7 +257,7 @@ def test_router_follows_llmroute_and_writes_ab_readout(
         got = {v["name"]: v["requests"] for v in (ab or {}).get("variants", [])}
         return got == dict(totals)
 
-    wait_for(readout_matches, 60, f"status.ab shows the router's counts {dict(totals)}")
+    wait_until(readout_matches, 60, f"status.ab shows the router's counts {dict(totals)}")
     ab = _get(cluster, "llmroute", "chat-ab", namespace)["status"]["ab"]
     assert "Mann-Whitney" in ab["test"] and ab["updated"]
     for v in ab["variants"]:
@@ -278,13 +279,13 @@ def test_router_serves_a_ray_serve_deployment(
                          "metadata": {"name": "chat", "namespace": namespace},
                          "spec": {"model": MODEL, "variants": [
                              {"name": "ray", "deployment": "ray"}]}}])
-    wait_for(lambda: _ready(cluster, "ray", namespace), 240, "Ray Serve app Ready (local)")
+    wait_until(lambda: _ready(cluster, "ray", namespace), 240, "Ray Serve app Ready (local)")
     router = router_factory(cluster.kubeconfig, namespace)
-    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+    wait_until(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
     client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=30)
     assert _ask(client)
     assert _ask(client, stream=True)
-    wait_for(lambda: router.requests_by_variant() == Counter({"ray": 2}), 10,
+    wait_until(lambda: router.requests_by_variant() == Counter({"ray": 2}), 10,
              "both requests counted (a stream is counted when its relay ends)")
 
 
@@ -302,20 +303,20 @@ def test_router_wakes_a_deployment_scaled_to_zero(
                           "metadata": {"name": "chat", "namespace": namespace},
                           "spec": {"model": MODEL, "timeouts": {"requestMs": 120_000},
                                    "variants": [{"name": "cold", "deployment": "cold"}]}}])
-    wait_for(lambda: (_get(cluster, "llmd", "cold", namespace).get("status") or {})
+    wait_until(lambda: (_get(cluster, "llmd", "cold", namespace).get("status") or {})
              .get("observedGeneration") == 1, 60, "cold reconciled at zero replicas")
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "router-kubeconfig",
                                             "tierserve-router")
     router = router_factory(kubeconfig, namespace)
-    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+    wait_until(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
     assert _get(cluster, "llmd", "cold", namespace)["spec"]["replicas"] == 0
     client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=150)
     answers: list[str] = []
     asker = threading.Thread(target=lambda: answers.append(_ask(client)), daemon=True)
     asker.start()
-    wait_for(lambda: router.held(f"{namespace}/cold") == 1 or bool(answers), 30,
+    wait_until(lambda: router.held(f"{namespace}/cold") == 1 or bool(answers), 30,
              "the request is held while cold has no replica")
-    wait_for(lambda: _get(cluster, "llmd", "cold", namespace)["spec"]["replicas"] == 1, 30,
+    wait_until(lambda: _get(cluster, "llmd", "cold", namespace)["spec"]["replicas"] == 1, 30,
              "the router scaled cold from 0 to 1 through the scale subresource")
     asker.join(timeout=150)
     assert answers and answers[0], router.log.read_text()[-3000:]
@@ -368,12 +369,12 @@ def test_router_takes_api_keys_from_a_secret(
                     "metadata": {"name": "chat", "namespace": namespace},
                     "spec": {"model": MODEL, "variants": [
                         {"name": "blue", "deployment": "blue"}]}}])
-    wait_for(lambda: _ready(cluster, "blue", namespace), 240, "blue Ready (local Triton)")
+    wait_until(lambda: _ready(cluster, "blue", namespace), 240, "blue Ready (local Triton)")
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "router-kubeconfig",
                                             "tierserve-router")
     router = router_factory(kubeconfig, namespace, "--api-keys-secret",
                             f"{namespace}/router-keys", "--log-level", "DEBUG")
-    wait_for(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
+    wait_until(lambda: MODEL in router.models(), 60, "router serves the LLMRoute's model")
 
     def client_for(key: str) -> OpenAI:
         return OpenAI(base_url=router.url + "/v1", api_key=key, max_retries=0, timeout=30)
@@ -382,7 +383,7 @@ def test_router_takes_api_keys_from_a_secret(
     assert _ask(client_for(SENTINEL), stream=True)
     assert not _authorized(client_for, "sk-wrong")
     cluster.apply(_keys_secret(namespace, "sk-rotated-e2e"))
-    wait_for(lambda: _authorized(client_for, "sk-rotated-e2e"), 60, "rotated key accepted")
+    wait_until(lambda: _authorized(client_for, "sk-rotated-e2e"), 60, "rotated key accepted")
     assert not _authorized(client_for, SENTINEL)
     assert SENTINEL not in router.get("/metrics")
     router.stop()

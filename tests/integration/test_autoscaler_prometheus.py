@@ -26,8 +26,8 @@ from tierserve.autoscaler.controller import ScaleTarget
 from tierserve.autoscaler.sources import PrometheusSource, PromQueries
 from tierserve.autoscaler.types import Limits, SizingPlan, Slo
 from tierserve.dev.cluster import prometheus
-from tierserve.dev.cluster.harness import wait_for
 from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.waiting import wait_until
 
 NS, NAME = "team", "chat"
 
@@ -47,7 +47,7 @@ def engine(tmp_path: Path) -> Iterator[str]:
             return bool(resp.status == 200)
 
     try:
-        wait_for(up, 60, "simulated engine serving /metrics")
+        wait_until(up, 60, "simulated engine serving /metrics")
         yield url
     finally:
         os.kill(proc.pid, signal.SIGTERM)
@@ -78,7 +78,7 @@ def router(engine: str, tmp_path: Path) -> Iterator[str]:
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _serving(url + "/readyz"), 60, "router ready")
+        wait_until(lambda: _serving(url + "/readyz"), 60, "router ready")
         yield url
     finally:
         os.kill(proc.pid, signal.SIGTERM)
@@ -147,7 +147,7 @@ def test_every_promql_query_returns_data(engine: str, router: str,
         assert sample.tpot is not None and sample.tpot.total > 0
 
     asyncio.run(run())
-    wait_for(lambda: prom.query(f"sum(vllm:request_success_total{{{sel}}})") != [], 10,
+    wait_until(lambda: prom.query(f"sum(vllm:request_success_total{{{sel}}})") != [], 10,
              "counter scraped")
     done = float(prom.query(f"sum(vllm:request_success_total{{{sel}}})")[0]["value"][1])
     assert done > 0

@@ -12,7 +12,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tierserve.dev.testing import simple_config, stub, wait_for
+from tierserve.dev.testing import simple_config, stub
+from tierserve.dev.waiting import wait_until_async
 
 
 def _port() -> int:
@@ -52,9 +53,9 @@ async def test_cli_serves_and_reloads_its_config_file(tmp_path: Path) -> None:
             async def answers(name: str) -> bool:
                 return await _answer(url) == name
 
-            await wait_for(lambda: answers("one"), 30, "the router to serve")
+            await wait_until_async(lambda: answers("one"), 30, "the router to serve")
             cfg.write_text(yaml.safe_dump(simple_config({"d": [two]}, {"m": {"d": 1}})))
-            await wait_for(lambda: answers("two"), 10, "the reloaded config")
+            await wait_until_async(lambda: answers("two"), 10, "the reloaded config")
             async with aiohttp.ClientSession() as s:
                 for path in ("/healthz", "/readyz", "/metrics"):
                     async with s.get(url + path) as r:

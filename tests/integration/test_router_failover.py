@@ -12,7 +12,8 @@ import sys
 import aiohttp
 import orjson
 
-from tierserve.dev.testing import router, simple_config, stub, wait_for
+from tierserve.dev.testing import router, simple_config, stub
+from tierserve.dev.waiting import wait_until_async
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -130,12 +131,13 @@ async def test_backend_process_killed_during_stream_and_before_next_request() ->
                     return (await _get(backend + "/health")) == "ok"
                 except aiohttp.ClientError:
                     return False
-            await wait_for(up, 30, "the stub process")
+            await wait_until_async(up, 30, "the stub process")
             cfg = simple_config({"d": [backend]}, {"m": {"d": 1}})
             async with router(cfg) as (r, url):
                 task = asyncio.create_task(_stream(url, 200))
-                await wait_for(lambda: r.snapshot.deployments["d"].endpoints[0].outstanding == 1,
-                               10, "the stream to start")
+                await wait_until_async(
+                    lambda: r.snapshot.deployments["d"].endpoints[0].outstanding == 1,
+                    10, "the stream to start")
                 await asyncio.sleep(0.1)  # let some tokens flow before the kill
                 os.killpg(proc.pid, signal.SIGKILL)
                 status, raw = await task
@@ -176,6 +178,6 @@ async def test_client_leaving_mid_stream_releases_everything() -> None:
             assert resp.status == 200
             assert (await resp.content.readline()).startswith(b"data: ")
             resp.close()  # the client goes away mid-stream
-        await wait_for(lambda: dep.endpoints[0].outstanding == 0 and dep.gate.inflight == 0,
+        await wait_until_async(lambda: dep.endpoints[0].outstanding == 0 and dep.gate.inflight == 0,
                        10, "the router to release the stream")
-        await wait_for(lambda: s.inflight == 0, 10, "the upstream stream to be aborted")
+        await wait_until_async(lambda: s.inflight == 0, 10, "the upstream stream to be aborted")

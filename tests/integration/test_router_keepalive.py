@@ -6,7 +6,8 @@ import aiohttp
 from aiohttp import web
 
 from tierserve.dev.stub import Behaviour, Stub
-from tierserve.dev.testing import router, simple_config, wait_for
+from tierserve.dev.testing import router, simple_config
+from tierserve.dev.waiting import wait_until_async
 
 BODY = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -27,7 +28,7 @@ async def test_idle_connection_closed_by_the_server_is_replaced_transparently() 
                 async with s.post(url + "/v1/chat/completions", json=BODY) as resp:
                     assert resp.status == 200
             assert len(server.connections) == 1  # one reused upstream connection
-            await wait_for(lambda: not server.connections, 10, "the server to close idle")
+            await wait_until_async(lambda: not server.connections, 10, "the server to close idle")
             async with s.post(url + "/v1/chat/completions", json=BODY) as resp:
                 assert resp.status == 200
             assert stub.hits == 4  # no duplicate request

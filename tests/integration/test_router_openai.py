@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tierserve.dev.testing import router, simple_config, stub, wait_for
+from tierserve.dev.testing import router, simple_config, stub
+from tierserve.dev.waiting import wait_until_async
 
 
 async def test_openai_client_chat_completions_models() -> None:
@@ -93,7 +94,7 @@ async def test_openai_client_through_router_to_simulated_engine(engine: str) -> 
         except aiohttp.ClientError:
             return False
 
-    await wait_for(up, 60, "the simulated engine")
+    await wait_until_async(up, 60, "the simulated engine")
     cfg = simple_config({"eng": [engine]}, {"chat": {"eng": 1}})
     cfg["deployments"][0]["served_model"] = "llama"
     cfg["deployments"][0]["balancing"]["scrape_metrics"] = True

@@ -9,7 +9,8 @@ import aiohttp
 import orjson
 
 from tierserve.core.routerconfig import parse_config
-from tierserve.dev.testing import router, simple_config, stub, wait_for
+from tierserve.dev.testing import router, simple_config, stub
+from tierserve.dev.waiting import wait_until_async
 
 BODY = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -45,7 +46,7 @@ async def test_scale_from_zero_holds_signals_and_releases() -> None:
         cfg: dict[str, Any] = simple_config({"d": []}, {"m": {"d": 1}})
         async with router(cfg, scale_signal=signal) as (r, url), aiohttp.ClientSession() as s:
             held = [asyncio.create_task(_post(s, url)) for _ in range(5)]
-            await wait_for(lambda: r.snapshot.deployments["d"].hold.held == 5, 5, "5 held")
+            await wait_until_async(lambda: r.snapshot.deployments["d"].hold.held == 5, 5, "5 held")
             assert signal.calls == ["d"]
             assert not any(t.done() for t in held)
             r.apply_config(parse_config(simple_config({"d": [backend]}, {"m": {"d": 1}})))

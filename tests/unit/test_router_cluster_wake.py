@@ -10,7 +10,8 @@ import pytest
 
 from tierserve.core.kube.client import ApiError
 from tierserve.core.routerconfig import parse_config
-from tierserve.dev.testing import router, simple_config, stub, wait_for
+from tierserve.dev.testing import router, simple_config, stub
+from tierserve.dev.waiting import wait_until_async
 from tierserve.routing.cluster import KubeScaleSignal
 
 
@@ -82,8 +83,8 @@ async def test_held_requests_wake_the_deployment_once_and_are_released() -> None
                 return resp.status
 
         held = [asyncio.create_task(post()) for _ in range(3)]
-        await wait_for(lambda: r.snapshot.deployments["team/d"].hold.held == 3, 5, "3 held")
-        await wait_for(lambda: api.replicas[("team", "d")] == 1, 5, "scaled to 1")
+        await wait_until_async(lambda: r.snapshot.deployments["team/d"].hold.held == 3, 5, "3 held")
+        await wait_until_async(lambda: api.replicas[("team", "d")] == 1, 5, "scaled to 1")
         assert len(api.patches) == 1  # once per hold episode
         r.apply_config(parse_config(simple_config({"team/d": [backend]},
                                                   {"m": {"team/d": 1}})))

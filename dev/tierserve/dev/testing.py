@@ -1,15 +1,13 @@
 """Test helpers: real servers on free ports at 127.0.0.1, torn down on exit.
 
 Used by the router's unit and integration tests (and handy in a REPL). Everything here
-runs in the caller's event loop; nothing sleeps-and-hopes: waits poll a condition with a
-deadline.
+runs in the caller's event loop. Wait on conditions with
+``tierserve.dev.waiting.wait_until_async``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,18 +60,3 @@ def simple_config(deployments: dict[str, list[str]], routes: dict[str, dict[str,
                                  for d, w in arms.items()]}
                    for m, arms in routes.items()],
     }
-
-
-async def wait_for(condition: Callable[[], bool | Awaitable[bool]], limit_s: float = 10.0,
-                   what: str = "condition") -> None:
-    """Poll ``condition`` until true; fail after ``limit_s`` seconds."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit_s}s waiting for {what}")
-        await asyncio.sleep(0.01)

@@ -1,14 +1,14 @@
 """Helpers for tests against the dev cluster (used by ``e2e/conftest.py``).
 
-Import from here in e2e tests: ``from tierserve.dev.cluster.harness import ClusterHandle,
-wait_for``. Nothing in this module starts or stops anything; the fixtures do.
+Import from here in e2e tests: ``from tierserve.dev.cluster.harness import ClusterHandle``;
+wait with ``tierserve.dev.waiting.wait_until``. Nothing in this module starts or stops
+anything; the fixtures do.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +19,8 @@ import yaml
 from tierserve.dev.cluster import build
 from tierserve.dev.cluster.components import Layout
 from tierserve.dev.cluster.health import Kubectl
-from tierserve.dev.cluster.procs import WaitTimeout, wait_until
 
-__all__ = ["ClusterHandle", "NotLocal", "WaitTimeout", "assert_local_only", "wait_for"]
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition",
-             interval: float = 0.25) -> None:
-    """Poll ``check`` until true; raise :class:`WaitTimeout` naming ``what`` otherwise.
-
-    ``OSError`` raised by ``check`` counts as "not yet"; other exceptions propagate.
-    """
-    wait_until(check, timeout, what, interval)
+__all__ = ["ClusterHandle", "NotLocal", "assert_local_only"]
 
 
 class NotLocal(RuntimeError):

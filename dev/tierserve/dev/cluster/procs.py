@@ -1,4 +1,4 @@
-"""Start, watch and stop the cluster's processes by pid, and wait on conditions.
+"""Start, watch and stop the cluster's processes by pid.
 
 Each process gets ``<state>/pids/<name>.pid`` holding its pid and its kernel start time
 (``/proc/<pid>/stat`` field 22), so ``down`` never signals a recycled pid that now
@@ -13,26 +13,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-
-class WaitTimeout(TimeoutError):
-    """A condition did not become true in time; the message says what was awaited."""
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.2) -> None:
-    """Poll ``check`` until it returns true, raising :class:`WaitTimeout` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError):
-            if check():
-                return
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+# Re-exported: the cluster code waits through ``procs``; the helper lives in one place.
+from tierserve.dev.waiting import WaitTimeout as WaitTimeout
+from tierserve.dev.waiting import wait_until as wait_until
 
 
 def free_ports(count: int) -> list[int]:
