@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -143,13 +142,6 @@ def test_stale_pidfile_with_recycled_pid_is_not_signalled(tmp_path: Path) -> Non
         assert not procs.stop(pidfile)
         assert other.poll() is None
         other.kill()
-
-
-def test_wait_until_times_out_with_a_message() -> None:
-    start = time.monotonic()
-    with pytest.raises(procs.WaitTimeout, match="the moon"):
-        procs.wait_until(lambda: False, 0.3, "the moon", interval=0.05)
-    assert time.monotonic() - start < 2
 
 
 def test_down_refuses_foreign_directories(tmp_path: Path) -> None:
