@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tierserve.core.kube.client import ApiError
+from tierserve.core.kube.client import ApiError, KubeApi
 from tierserve.core.routerconfig import parse_config
 from tierserve.dev.testing import router, simple_config, stub
 from tierserve.dev.waiting import wait_until_async
 from tierserve.routing.cluster import KubeScaleSignal
 
 
-class FakeScaleApi:
-    """``get_scale``/``patch_scale`` of KubeApi over one replica count per object."""
+class FakeScaleApi(KubeApi):
+    """``get_scale``/``patch_scale`` of KubeApi over one replica count per object.
+
+    A subclass so the type checker holds the fake to KubeApi's signatures; it never
+    connects, so the base initialiser (a session, a host) is deliberately not called.
+    """
 
     def __init__(self, replicas: dict[tuple[str, str], int]) -> None:
         self.replicas = replicas
@@ -41,7 +46,7 @@ class FakeScaleApi:
 
 async def test_wakes_only_from_zero_with_a_precondition() -> None:
     api = FakeScaleApi({("team", "zero"): 0, ("team", "two"): 2})
-    wake = KubeScaleSignal(api)  # type: ignore[arg-type]
+    wake = KubeScaleSignal(api)
     await wake.wake("team/zero")
     assert api.replicas[("team", "zero")] == 1
     assert api.patches == [("team", "zero", 1, "7")]
@@ -54,26 +59,35 @@ async def test_wakes_only_from_zero_with_a_precondition() -> None:
 async def test_a_concurrent_change_wins() -> None:
     api = FakeScaleApi({("team", "zero"): 0})
     api.conflict = True
-    await KubeScaleSignal(api).wake("team/zero")  # type: ignore[arg-type]
+    await KubeScaleSignal(api).wake("team/zero")
     assert api.replicas[("team", "zero")] == 0 and len(api.patches) == 1
 
 
 async def test_other_api_errors_propagate() -> None:
     class Forbidden(FakeScaleApi):
-        async def get_scale(self, *args: Any) -> dict[str, Any]:
+        async def get_scale(self, api_version: str, kind: str, namespace: str,
+                            name: str) -> dict[str, Any]:
             raise ApiError(403, "forbidden")
 
     with pytest.raises(ApiError):
-        await KubeScaleSignal(Forbidden({})).wake("team/zero")  # type: ignore[arg-type]
+        await KubeScaleSignal(Forbidden({})).wake("team/zero")
 
 
-async def test_not_connected_only_logs() -> None:
-    await KubeScaleSignal().wake("team/zero")
+async def test_not_connected_only_logs(caplog: pytest.LogCaptureFixture) -> None:
+    wake = KubeScaleSignal()  # the cluster source has not connected yet
+    with caplog.at_level(logging.INFO, logger="tierserve.routing.cluster"):
+        await wake.wake("team/zero")
+    assert [r.getMessage() for r in caplog.records] == [
+        "deployment team/zero has no ready replica; holding requests"]
+    api = FakeScaleApi({("team", "zero"): 0})
+    wake.api = api  # once connected, the next hold episode does scale
+    await wake.wake("team/zero")
+    assert api.patches == [("team", "zero", 1, "7")]
 
 
 async def test_held_requests_wake_the_deployment_once_and_are_released() -> None:
     api = FakeScaleApi({("team", "d"): 0})
-    wake = KubeScaleSignal(api)  # type: ignore[arg-type]
+    wake = KubeScaleSignal(api)
     body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
     async with stub(name="woke") as (_s, backend), \
             router(simple_config({"team/d": []}, {"m": {"team/d": 1}}),
