@@ -14,6 +14,7 @@ from tierserve.core.routerconfig import (
     OutlierConfig,
     RetryConfig,
 )
+from tierserve.dev.waiting import wait_until_async
 from tierserve.routing.admission import Gate, Hold
 from tierserve.routing.auth import KeyRing, TokenBucket, load_keys
 from tierserve.routing.errors import RouterError
@@ -49,13 +50,12 @@ async def test_gate_queues_fifo_and_refuses_beyond_the_bound() -> None:
         order.append(i)
 
     tasks = [asyncio.create_task(waiter(i)) for i in range(2)]
-    await asyncio.sleep(0)
-    assert gate.queued == 2
+    await wait_until_async(lambda: gate.queued == 2, 5, "two waiters queued")
     with pytest.raises(RouterError) as info:
         await gate.acquire()
     assert info.value.status == 429 and info.value.retry_after_s
     gate.release()
-    await asyncio.sleep(0)
+    await wait_until_async(lambda: order == [0], 5, "the first waiter admitted")
     gate.release()
     await asyncio.gather(*tasks)
     assert order == [0, 1]
@@ -76,8 +76,9 @@ async def test_hold_signals_once_and_releases_when_ready() -> None:
     hold = Hold("d", signal)
     waiters = [asyncio.create_task(hold.wait(enabled=True, max_held=5, timeout_s=5))
                for _ in range(3)]
-    await asyncio.sleep(0.01)
-    assert hold.held == 3 and signal.woken == ["d"]
+    await wait_until_async(lambda: hold.held == 3 and bool(signal.woken), 5,
+                           "three requests held and the deployment woken")
+    assert signal.woken == ["d"]
     hold.set_ready(True)
     await asyncio.gather(*waiters)
     assert hold.held == 0
@@ -86,7 +87,7 @@ async def test_hold_signals_once_and_releases_when_ready() -> None:
 async def test_hold_is_bounded_in_count_and_time() -> None:
     hold = Hold("d", Signal())
     first = asyncio.create_task(hold.wait(enabled=True, max_held=1, timeout_s=0.05))
-    await asyncio.sleep(0)
+    await wait_until_async(lambda: hold.held == 1, 5, "the first request held")
     with pytest.raises(RouterError) as full:
         await hold.wait(enabled=True, max_held=1, timeout_s=5)
     assert full.value.status == 503
