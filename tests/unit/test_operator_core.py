@@ -12,6 +12,7 @@ from tierserve.core.api.deployment import LLMDeploymentSpec
 from tierserve.core.kube.client import ApiError
 from tierserve.core.kube.leader import LeaderElector
 from tierserve.core.sizing import plan
+from tierserve.dev.waiting import wait_until_async
 from tierserve.operator.realizers import is_subset, unschedulable_message
 from tierserve.operator.status import Observed, compute, differs
 from tierserve.operator.workqueue import WorkQueue
@@ -42,17 +43,13 @@ async def test_queue_dedups_and_never_runs_a_key_twice_at_once() -> None:
         q.add("a")
     q.add("b")
     task = asyncio.create_task(q.run(handle, workers=4))
-    await asyncio.wait_for(_until(lambda: len(seen) == 2), 5)
+    await wait_until_async(lambda: len(seen) == 2, 5, "both keys handled")
     q.add("a")  # arrives while "a" is being handled: re-run once afterwards
     gate.set()
-    await asyncio.wait_for(_until(lambda: seen.count("a") == 2 and not q.busy), 5)
+    await wait_until_async(lambda: seen.count("a") == 2 and not q.busy, 5,
+                           "the re-added key handled again")
     task.cancel()
     assert sorted(seen) == ["a", "a", "b"] and not overlap
-
-
-async def _until(pred: Any) -> None:
-    while not pred():
-        await asyncio.sleep(0)
 
 
 async def test_a_crashing_handler_does_not_kill_the_worker() -> None:
@@ -67,7 +64,8 @@ async def test_a_crashing_handler_does_not_kill_the_worker() -> None:
     q.add("bad")
     q.add("good")
     task = asyncio.create_task(q.run(handle, workers=1))
-    await asyncio.wait_for(_until(lambda: seen.count("bad") == 2 and "good" in seen), 5)
+    await wait_until_async(lambda: seen.count("bad") == 2 and "good" in seen, 5,
+                           "the crashed key retried and the next one handled")
     task.cancel()
 
 
