@@ -13,6 +13,7 @@ import yaml
 
 from tierserve.core.routerconfig import parse_config
 from tierserve.dev.testing import router, simple_config, stub
+from tierserve.dev.waiting import wait_until_async
 from tierserve.routing.reload import FileWatcher
 
 
@@ -69,13 +70,20 @@ async def test_hot_reload_under_load_drops_nothing() -> None:
                 simple_config({"a": [cu], "b": [bu, au]}, {"m": {"b": 1}}),
                 simple_config({"a": [au], "b": [bu]}, {"m": {"a": 1, "b": 1}}),
             ]
+
+            async def answered_under(label: str) -> None:
+                """Each config serves real traffic before the next reload replaces it."""
+                target = len(results) + 10
+                await wait_until_async(lambda: len(results) >= target, 30,
+                                       f"10 more answers under {label}")
+
+            await answered_under("the initial config")
             for round_ in range(3):
-                for plan in plans:
-                    await asyncio.sleep(0.05)
+                for i, plan in enumerate(plans):
                     r.apply_config(parse_config(plan, f"plan-{round_}"))
+                    await answered_under(f"plan {i} of round {round_}")
             stop.set()
             await asyncio.gather(*workers)
-            assert len(results) > 100
             assert Counter(results) == Counter({200: len(results)})
 
 
