@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import openai
@@ -18,18 +18,11 @@ import pytest
 
 from tierserve.core.profiles import get_profile
 from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.waiting import wait_until, wait_until_async
 from tierserve.engine.server import EngineConfig, start
 
 PROFILE = get_profile("llama-3.1-8b-a100-40gb")  # ~13 ms/token: easy to see on a busy CPU
 MODEL = "sim-8b"
-
-
-async def wait_for(cond: Callable[[], Awaitable[bool]], limit_s: float = 10.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not await cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
 
 
 async def metric(session: aiohttp.ClientSession, base: str, name: str) -> float:
@@ -55,7 +48,6 @@ async def base(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 async def test_stream_with_openai_client(base: str) -> None:
     client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x")
-    t0 = time.monotonic()
     arrivals: list[float] = []
     text = ""
     usage = None
@@ -72,12 +64,11 @@ async def test_stream_with_openai_client(base: str) -> None:
     assert usage is not None and usage.completion_tokens == 40 == len(arrivals)
     assert usage.prompt_tokens == 150 + 4
     assert len(text.split()) == 40
-    ttft = arrivals[0] - t0
-    itl = (arrivals[-1] - arrivals[0]) / 39
+    # Paced, not dumped at once: the engine never runs ahead of its per-token schedule and
+    # catches up at most MAX_LAG_S (0.25 s of this ~0.5 s stream) after a stall. A lower
+    # bound, which a slow machine cannot break; the speed itself is a benchmark figure.
     expected_itl = PROFILE.step_ms(1, 0) / 1000
-    # loose: a loaded 2-core CI machine may run slower, never much faster
-    assert 0.25 * expected_itl < itl < 4 * expected_itl  # catch-up after a stall is faster
-    assert ttft < 2.0
+    assert arrivals[-1] - arrivals[0] >= 0.25 * 39 * expected_itl
     await client.close()
 
 
@@ -138,7 +129,7 @@ async def test_client_disconnect_aborts(base: str) -> None:
         async def idle() -> bool:
             return await metric(s, base, "vllm:num_requests_running") == 0
 
-        await wait_for(idle)
+        await wait_until_async(idle, 10, "the aborted stream to stop running")
         assert await metric(s, base, "vllm:request_success_total") == 0
 
 
@@ -155,7 +146,7 @@ async def test_cold_start(base: str) -> None:
             async with s.get(f"{base}/health") as r:
                 return r.status == 200
 
-        await wait_for(ready)
+        await wait_until_async(ready, 10, "/health to answer 200 after the cold start")
 
 
 def test_cli_process() -> None:
@@ -165,18 +156,14 @@ def test_cli_process() -> None:
          "--port", str(port), "--served-name", MODEL],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
+
+    def healthy() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return bool(r.status == 200)
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "engine CLI did not become healthy"
-            time.sleep(0.1)
+        wait_until(healthy, 20, "the engine CLI to become healthy")
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(10)
