@@ -7,6 +7,7 @@ runs in the caller's event loop. Wait on conditions with
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,18 +19,37 @@ from tierserve.dev.stub import Behaviour, Stub
 from tierserve.routing.app import Router, create_app
 
 
+class Served:
+    """A running server: its base URL and how many client connections it holds."""
+
+    def __init__(self, url: str, runner: web.AppRunner) -> None:
+        self.url, self._runner = url, runner
+
+    def connections(self) -> int:
+        server = self._runner.server
+        return 0 if server is None else len(server.connections)
+
+
 @asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a free port; yields its base URL."""
+async def served(app: web.Application,
+                 ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Served]:
+    """Serve ``app`` on a free port (TLS with ``ssl_context``)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield f"http://{host}:{port}"
+        yield Served(f"{'https' if ssl_context else 'http'}://{host}:{port}", runner)
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port; yields its base URL."""
+    async with served(app) as server:
+        yield server.url
 
 
 @asynccontextmanager

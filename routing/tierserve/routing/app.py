@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from tierserve.routing.scraper import Scraper
 from tierserve.routing.state import Clock, DeploymentRuntime
 from tierserve.routing.tierdata import labelled_set
 from tierserve.routing.triton import TritonBackend
-from tierserve.routing.upstream import Backend, OpenAIBackend
+from tierserve.routing.upstream import Backend, OpenAIBackend, UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class Router:
     def __init__(self, config: RouterConfig, *, scale_signal: ScaleSignal | None = None,
                  clock: Clock = time.monotonic, rng: random.Random | None = None,
                  metrics: RouterMetrics | None = None,
-                 embedding_classifier: EmbeddingClassifier | None = None) -> None:
+                 embedding_classifier: EmbeddingClassifier | None = None,
+                 upstream_ssl: ssl.SSLContext | None = None) -> None:
         self.clock = clock
         self.rng = rng or random.Random()
         self.metrics = metrics or RouterMetrics()
@@ -72,6 +74,9 @@ class Router:
         self._embedding_failed = False
         self.metrics.add_gauges(self._gauges)
         self.keys.apply(config.auth, load_keys(config.auth))
+        # The one client for forwarded requests; ``upstream_ssl`` verifies https
+        # endpoints (default: the system's CAs).
+        self.upstream = UpstreamClient(ssl_context=upstream_ssl)
         self.snapshot = self._build(config)
 
     def apply_config(self, config: RouterConfig) -> None:
@@ -80,6 +85,9 @@ class Router:
         snapshot = self._build(config)
         self.keys.apply(config.auth, keys)
         self.snapshot = snapshot
+        # Endpoints that left (an EndpointSlice shrank): their pools go; streams still
+        # on them finish and their connections close when released.
+        self.upstream.retain(e.base for d in config.deployments for e in d.endpoints)
         log.info("applied router config: %d routes, %d deployments",
                  len(snapshot.routes), len(snapshot.deployments))
 
@@ -143,7 +151,7 @@ class Router:
 
 
 def create_app(router: Router) -> web.Application:
-    """The aiohttp application; the HTTP session and background tasks live in its lifecycle."""
+    """The aiohttp application; background tasks live in its lifecycle."""
     app = web.Application(client_max_size=2**31 - 1, handler_args={"max_field_size": 16384})
     handlers = Handlers(router)
     app.router.add_post("/v1/chat/completions", handlers.chat)
@@ -158,11 +166,13 @@ def create_app(router: Router) -> web.Application:
 
 
 async def _lifecycle(app: web.Application, router: Router, handlers: Handlers) -> Any:
+    # For the metrics scraper only (GETs off the request path); forwarded requests go
+    # through router.upstream.
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
     session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                     skip_auto_headers=("User-Agent",))
-    openai_backend = OpenAIBackend(session)
-    backends: dict[str, Backend] = {"openai": openai_backend, "triton": TritonBackend(session)}
+    backends: dict[str, Backend] = {"openai": OpenAIBackend(router.upstream),
+                                    "triton": TritonBackend(router.upstream)}
     handlers.attach(Dispatcher(metrics=router.metrics, clock=router.clock, backends=backends),
                     Responder(metrics=router.metrics, clock=router.clock,
                               id_header=router.snapshot.config.server.request_id_header))
@@ -171,5 +181,5 @@ async def _lifecycle(app: web.Application, router: Router, handlers: Handlers) -
     yield
     scraper.cancel()
     await asyncio.gather(scraper, return_exceptions=True)
-    openai_backend.close()
+    router.upstream.close()
     await session.close()

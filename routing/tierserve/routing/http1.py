@@ -1,12 +1,15 @@
-"""A lean HTTP/1.1 client for the hot path: keep-alive pools, one request per connection.
+"""A lean HTTP/1.1 client for the hot path: one request per connection at a time.
 
 aiohttp's client spends more CPU per request than the rest of the router together
 (request objects, header multidicts, timers, tracing hooks). This client writes a
 pre-built request head, parses the answer with httptools' C parser, and keeps only what
-the router reads: status, content type and body chunks. Body chunks are queued with
-back-pressure (reading pauses while the consumer lags). Deadlines are one timer per
-request. Errors are typed for failover: :class:`ConnectFailed` means nothing usable was
-received (safe to try another replica); :class:`Broken` means the answer stopped midway.
+the router reads: status, content type and body chunks. Body chunks are either queued
+with back-pressure (reading pauses while the consumer lags) or, for a relayed stream,
+handed synchronously to a sink (:meth:`_Conn.pipe`) without waking a coroutine per
+chunk. Deadlines are one timer per request. Errors are typed for failover:
+:class:`ConnectFailed` means nothing usable was received (safe to try another replica);
+:class:`Broken` means the answer stopped midway. Connections come from
+:class:`~tierserve.routing.pool.Pool` (plain TCP or TLS alike).
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 import httptools
 
 _PAUSE_AT = 64  # queued body chunks before reading pauses
 _now = time.monotonic  # the event loop's clock on Linux (uvloop and asyncio)
+
+Sink = Callable[[bytes], bool]  # takes a body chunk; False asks to pause reading
 
 
 class ConnectFailed(Exception):
@@ -37,10 +43,12 @@ class Timeout(Exception):
 class _Conn(asyncio.Protocol):
     """One connection; a request must finish before the next one starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_lost: Callable[[_Conn], None]) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self.idle_since = 0.0
+        self._on_lost = on_lost
         self._parser = httptools.HttpResponseParser(self)
         self._reset()
 
@@ -54,6 +62,7 @@ class _Conn(asyncio.Protocol):
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._sink: Sink | None = None
         self.last_data = 0.0
 
     # asyncio.Protocol
@@ -73,6 +82,7 @@ class _Conn(asyncio.Protocol):
         if not self.done:
             self._fail(Broken("connection lost") if self.status else
                        ConnectFailed("connection closed before the answer"))
+        self._on_lost(self)
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -85,10 +95,15 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self._sink is not None:
+            self.last_data = _now()
+            if not self._sink(body):
+                self.pause()
+                self._wake()  # pipe() returns so that its caller can drain
+            return
         self._chunks.append(body)
-        if len(self._chunks) >= _PAUSE_AT and not self._paused and self.transport:
-            self._paused = True
-            self.transport.pause_reading()
+        if len(self._chunks) >= _PAUSE_AT:
+            self.pause()
         self._wake()
 
     def on_message_complete(self) -> None:
@@ -115,6 +130,16 @@ class _Conn(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
     async def head(self) -> int:
         """Wait for the status line and headers; returns the status."""
         while not self.status:
@@ -137,9 +162,7 @@ class _Conn(asyncio.Protocol):
         chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self.last_data = _now()
-        if self._paused and self.transport:
-            self._paused = False
-            self.transport.resume_reading()
+        self.resume()
         return chunk
 
     async def body(self) -> bytes:
@@ -147,6 +170,27 @@ class _Conn(asyncio.Protocol):
         while chunk := await self.chunk():
             parts.append(chunk)
         return b"".join(parts)
+
+    async def pipe(self, sink: Sink) -> None:
+        """Hand every further body chunk to ``sink`` as it arrives, until the message
+        ends (returns) or fails (raises). When ``sink`` returns False reading pauses and
+        this returns early, the message unfinished: the caller drains its side and
+        pipes again (which resumes reading)."""
+        if self._chunks:
+            chunks = b"".join(self._chunks)
+            self._chunks.clear()
+            if not sink(chunks):
+                self.pause()
+                return
+        self.resume()
+        self._sink = sink
+        try:
+            while not self.done and not self._paused:
+                if self._error is not None:
+                    raise self._error
+                await self._wait()
+        finally:
+            self._sink = None
 
     def expire(self) -> None:
         self._fail(Timeout())
@@ -158,51 +202,12 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
-class Pool:
-    """Idle keep-alive connections to one ``host:port``."""
-
-    def __init__(self, host: str, port: int, max_idle: int = 1024) -> None:
-        self.host, self.port = host, port
-        self._idle: list[_Conn] = []
-        self._max_idle = max_idle
-        self.prefix = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
-
-    async def acquire(self, connect_timeout: float) -> _Conn:
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                return conn
-        loop = asyncio.get_running_loop()
-        try:
-            _t, conn = await asyncio.wait_for(
-                loop.create_connection(_Conn, self.host, self.port), connect_timeout)
-        except (OSError, TimeoutError) as exc:
-            raise ConnectFailed(type(exc).__name__) from None
-        return conn
-
-    def release(self, conn: _Conn) -> None:
-        """Return a finished connection for reuse, or close it."""
-        if conn.done and conn.keep_alive and not conn.closed and len(self._idle) < self._max_idle:
-            self._idle.append(conn)
-        else:
-            conn.close()
-
-    def close(self) -> None:
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
-
-    def request_bytes(self, path: str, body: bytes) -> bytes:
-        return (f"POST {path} HTTP/1.1\r\n".encode() + self.prefix
-                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-
-
 class Exchange:
     """One request on one connection, with its deadline timer."""
 
-    def __init__(self, pool: Pool, conn: _Conn, deadline_handle: asyncio.TimerHandle) -> None:
-        self.pool, self.conn, self._timer = pool, conn, deadline_handle
+    def __init__(self, release: Callable[[_Conn], None], conn: _Conn,
+                 deadline_handle: asyncio.TimerHandle) -> None:
+        self._release, self.conn, self._timer = release, conn, deadline_handle
 
     def idle_timeout(self, timeout_s: float) -> None:
         """Replace the deadline with an idle limit between chunks (streams).
@@ -225,37 +230,8 @@ class Exchange:
 
     def finish(self) -> None:
         self._timer.cancel()
-        self.pool.release(self.conn)
+        self._release(self.conn)
 
     def abort(self) -> None:
         self._timer.cancel()
         self.conn.close()
-
-
-async def start(pool: Pool, path: str, body: bytes, *, timeout_s: float,
-                connect_timeout_s: float) -> Exchange:
-    """Send a request and wait for the answer's head (status and headers).
-
-    A reused keep-alive connection that the server had already closed fails before any
-    byte arrives; that one case is retried once on a fresh connection, transparently.
-    """
-    loop = asyncio.get_running_loop()
-    data = pool.request_bytes(path, body)
-    for attempt in range(2):
-        conn = await pool.acquire(connect_timeout_s)
-        timer = loop.call_later(timeout_s, conn.expire)
-        conn.send(data)
-        try:
-            await conn.head()
-        except ConnectFailed:
-            timer.cancel()
-            conn.close()
-            if conn.reused and not conn.started and attempt == 0:
-                continue
-            raise
-        except BaseException:
-            timer.cancel()
-            conn.close()
-            raise
-        return Exchange(pool, conn, timer)
-    raise ConnectFailed("unreachable")

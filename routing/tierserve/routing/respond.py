@@ -71,17 +71,16 @@ class Responder:
         resp = web.StreamResponse(status=200, headers={**SSE_HEADERS,
                                                        self._id_header: call.request_id})
         await resp.prepare(request)
-        await resp.write(stream.first)
+        await resp.write(stream.first)  # the head goes out with it (aiohttp coalesces)
         result = Result(200, ttft=first_at - call.started)
         result.added = (out.upstream_start - call.started) + (self._clock() - first_at)
-        events, tail, last_at = stream.first.count(b"data: "), stream.first[-32:], first_at
+        sink = _Sink(request, resp, stream.first, self._clock)
         ok = True
         try:
-            async for chunk in stream.chunks():
-                await resp.write(chunk)
-                events += chunk.count(b"data: ")
-                tail, last_at = (tail + chunk)[-32:], self._clock()
-            if b"[DONE]" not in tail:
+            await stream.relay(sink, sink.drain)
+            if sink.gone:
+                raise ConnectionResetError("client went away")
+            if b"[DONE]" not in sink.tail:
                 raise UpstreamBroken("stream ended without [DONE]")
         except UpstreamBroken:
             ok, result.status = False, 502
@@ -93,9 +92,9 @@ class Responder:
             stream.close()
             release(out.dep, out.ep, ok, self._metrics)
             out.dep.gate.release()
-        result.tokens_out = max(0, events - 1)  # one event per token, minus [DONE]
+        result.tokens_out = max(0, sink.events - 1)  # one event per token, minus [DONE]
         if result.tokens_out > 1:
-            result.tpot = (last_at - first_at) / (result.tokens_out - 1)
+            result.tpot = (sink.last_at - first_at) / (result.tokens_out - 1)
         self.record(call, out, result, self._clock())
         await _eof_quietly(resp)
         return resp
@@ -129,6 +128,48 @@ class Responder:
     def record_error(self, call: Call | None, status: int) -> None:
         route = call.route.model if call is not None else ""
         self._metrics.count(self._metrics.requests, route, "", "", "", str(status)).inc()
+
+
+class _Sink:
+    """Writes relayed chunks straight to the client's transport, framed as aiohttp would
+    (chunked for HTTP/1.1), counting SSE events on the way.
+
+    Called by the upstream connection for each chunk as it arrives, so relaying costs no
+    coroutine switch and no aiohttp writer call per chunk. Returns False when the
+    client's write buffer is over ``_HIGH`` (the relay then awaits :meth:`drain`,
+    pausing the upstream read) or the client has gone.
+    """
+
+    __slots__ = ("_chunked", "_clock", "_resp", "_transport", "events", "gone", "last_at",
+                 "tail")
+
+    def __init__(self, request: web.Request, resp: web.StreamResponse, first: bytes,
+                 clock: Clock) -> None:
+        self._transport, self._resp, self._clock = request.transport, resp, clock
+        self._chunked = resp.headers.get("Transfer-Encoding") == "chunked"
+        self.events, self.tail, self.last_at = first.count(b"data: "), first[-32:], clock()
+        self.gone = False
+
+    def __call__(self, chunk: bytes) -> bool:
+        t = self._transport
+        if not chunk:
+            return True  # an empty chunk would end a chunked answer
+        if t is None or t.is_closing():
+            self.gone = True
+            return False
+        t.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+        self.events += chunk.count(b"data: ")
+        self.tail = (self.tail + chunk)[-32:] if len(chunk) < 32 else chunk[-32:]
+        self.last_at = self._clock()
+        return t.get_write_buffer_size() < _HIGH
+
+    async def drain(self) -> None:
+        if self.gone:
+            raise ConnectionResetError("client went away")
+        await self._resp.drain()
+
+
+_HIGH = 65536  # aiohttp's own drain threshold
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:

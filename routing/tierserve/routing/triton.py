@@ -11,12 +11,10 @@ estimate reaches ``max_tokens``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from tierserve.core.routerconfig import TritonConfig
@@ -25,14 +23,16 @@ from tierserve.routing.state import EndpointState
 from tierserve.routing.tiering import prompt_text
 from tierserve.routing.upstream import (
     Buffered,
+    Drain,
+    RawStream,
+    Sink,
     Stream,
     UpstreamBroken,
+    UpstreamClient,
     UpstreamConnectError,
     UpstreamRequest,
-    UpstreamTimeout,
+    relay_chunks,
 )
-
-_JSON = {"Content-Type": "application/json"}
 
 
 def to_triton(body: dict[str, Any], cfg: TritonConfig, stream: bool) -> dict[str, Any]:
@@ -106,9 +106,9 @@ def _error_from_triton(status: int, raw: bytes) -> Buffered:
 class _TritonStream:
     """Re-frames Triton SSE events as OpenAI chunk events, ending with ``[DONE]``."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, body: dict[str, Any], chat: bool,
+    def __init__(self, raw: RawStream, body: dict[str, Any], chat: bool,
                  output_field: str, first: bytes) -> None:
-        self._resp, self._body, self._chat, self._field = resp, body, chat, output_field
+        self._raw, self._body, self._chat, self._field = raw, body, chat, output_field
         self._buffer = b""
         self._model = str(body.get("model", ""))
         self.first = self._convert(first) or b": ok\n\n"
@@ -137,48 +137,44 @@ class _TritonStream:
         return b"".join(out)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for data in self._resp.content.iter_any():
+        async for data in self._raw.chunks():  # raises UpstreamBroken when it breaks
+            try:
                 converted = self._convert(data)
-                if converted:
-                    yield converted
-        except (TimeoutError, aiohttp.ClientError, ConnectionError, orjson.JSONDecodeError) as exc:
-            raise UpstreamBroken(type(exc).__name__) from None
+            except orjson.JSONDecodeError:
+                raise UpstreamBroken("malformed Triton event") from None
+            if converted:
+                yield converted
         yield self._chunk(None, "stop") + b"data: [DONE]\n\n"
 
+    async def relay(self, sink: Sink, drain: Drain) -> None:
+        await relay_chunks(self.chunks(), sink, drain)
+
     def close(self) -> None:
-        self._resp.close()
+        self._raw.close()
 
 
 class TritonBackend:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient) -> None:
+        self._client = client
 
     @staticmethod
     def _cfg(req: UpstreamRequest) -> TritonConfig:
         return req.triton or TritonConfig()
 
-    def _url(self, ep: EndpointState, req: UpstreamRequest, stream: bool) -> str:
+    def _path(self, req: UpstreamRequest, stream: bool) -> str:
         model = self._cfg(req).model or str(req.body.get("model", ""))
-        return f"{ep.base}/v2/models/{model}/{'generate_stream' if stream else 'generate'}"
+        return f"/v2/models/{model}/{'generate_stream' if stream else 'generate'}"
 
     async def buffered(self, ep: EndpointState, req: UpstreamRequest,
                        timeout_s: float) -> Buffered:
         payload = orjson.dumps(to_triton(req.body, self._cfg(req), False))
-        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=req.connect_timeout_s)
+        got = await self._client.buffered(ep.base, self._path(req, False), payload,
+                                          timeout_s=timeout_s,
+                                          connect_timeout_s=req.connect_timeout_s)
+        if got.status != 200:
+            return _error_from_triton(got.status, got.body)
         try:
-            async with self._session.post(self._url(ep, req, False), data=payload,
-                                          headers=_JSON, timeout=timeout) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectError(type(exc).__name__) from None
-        if status != 200:
-            return _error_from_triton(status, raw)
-        try:
-            parsed = orjson.loads(raw)
+            parsed = orjson.loads(got.body)
             text = _text(parsed.get(self._cfg(req).output_field, ""))
         except (orjson.JSONDecodeError, AttributeError):
             return Buffered(502, error_body("malformed Triton answer", "api_error", None, None,
@@ -190,27 +186,15 @@ class TritonBackend:
     async def open_stream(self, ep: EndpointState, req: UpstreamRequest,
                           timeout_s: float) -> Stream | Buffered:
         payload = orjson.dumps(to_triton(req.body, self._cfg(req), True))
-        timeout = aiohttp.ClientTimeout(total=None, connect=req.connect_timeout_s,
-                                        sock_read=req.idle_timeout_s)
-        try:
-            resp = await asyncio.wait_for(self._session.post(
-                self._url(ep, req, True), data=payload, headers=_JSON, timeout=timeout),
-                timeout_s)
-            if resp.status != 200:
-                raw = await resp.read()
-                resp.release()
-                return _error_from_triton(resp.status, raw)
-            first = await asyncio.wait_for(resp.content.readany(), timeout_s)
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectError(type(exc).__name__) from None
-        if not first:
-            resp.close()
-            raise UpstreamConnectError("empty stream")
+        got = await self._client.open(ep.base, self._path(req, True), payload,
+                                      timeout_s=timeout_s,
+                                      connect_timeout_s=req.connect_timeout_s,
+                                      idle_timeout_s=req.idle_timeout_s, ok=201)
+        if isinstance(got, Buffered):
+            return _error_from_triton(got.status, got.body)
         chat = req.path.endswith("chat/completions")
         try:
-            return _TritonStream(resp, req.body, chat, self._cfg(req).output_field, first)
-        except UpstreamBroken:
-            resp.close()
+            return _TritonStream(got, req.body, chat, self._cfg(req).output_field, got.first)
+        except (UpstreamBroken, orjson.JSONDecodeError):
+            got.close()
             raise UpstreamConnectError("triton stream error before first token") from None

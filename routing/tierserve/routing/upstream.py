@@ -1,28 +1,34 @@
-"""Talking to OpenAI-compatible engines over one shared keep-alive ``ClientSession``.
+"""The router's one upstream HTTP client, and the OpenAI backend on top of it.
 
-Every call has a timeout (connect, first byte, idle between chunks): an upstream that
-hangs never holds a request forever. Failures are typed by what they mean for failover:
-``UpstreamConnectError`` (nothing was answered: safe to try another replica),
-``UpstreamTimeout``, and ``UpstreamBroken`` (a stream died after bytes reached the client).
+:class:`UpstreamClient` sends every request the router forwards (OpenAI and Triton
+engines, ``http://`` and ``https://`` endpoints alike) over keep-alive pools of the lean
+:mod:`~tierserve.routing.http1` client (:mod:`~tierserve.routing.pool`: TLS, a
+connection cap per endpoint, idle expiry; :meth:`UpstreamClient.retain` drops the pools
+of endpoints that left the configuration). Every call has a timeout (connect, first
+byte, idle between chunks). Failures are mapped in one place (:func:`_mapped`) to what
+they mean for failover: :class:`UpstreamConnectError` (nothing was answered: safe to try
+another replica), :class:`UpstreamTimeout`, and :class:`UpstreamBroken` (a stream died
+after bytes reached the client).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from tierserve.core.routerconfig import TritonConfig
 from tierserve.routing import http1
+from tierserve.routing.pool import DEFAULT_IDLE_S, DEFAULT_MAX_CONNS, Pool
 from tierserve.routing.state import EndpointState
 
-_JSON_HEADERS = {"Content-Type": "application/json"}
+Sink = http1.Sink  # takes a relayed chunk; False: wait for ``drain`` before the next
+Drain = Callable[[], Awaitable[None]]
 
 
 class UpstreamError(Exception):
@@ -72,7 +78,9 @@ class Stream(Protocol):
 
     first: bytes
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def relay(self, sink: Sink, drain: Drain) -> Awaitable[None]:
+        """Hand every further chunk to ``sink``; raises :class:`UpstreamBroken`."""
+        ...
 
     def close(self) -> None: ...
 
@@ -87,32 +95,51 @@ class Backend(Protocol):
         ...
 
 
-class _AiohttpStream:
-    def __init__(self, resp: aiohttp.ClientResponse, first: bytes) -> None:
-        self._resp, self.first = resp, first
+async def relay_chunks(chunks: AsyncIterator[bytes], sink: Sink, drain: Drain) -> None:
+    """:meth:`Stream.relay` for a stream that produces its chunks in a coroutine."""
+    async for chunk in chunks:
+        if chunk and not sink(chunk):
+            await drain()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+
+@contextlib.contextmanager
+def _mapped(ex: http1.Exchange | None = None, *, streaming: bool = False) -> Iterator[None]:
+    """The one error mapping: transport failures to upstream errors (aborting ``ex``)."""
+    try:
+        yield
+    except (http1.Timeout, http1.ConnectFailed, http1.Broken) as exc:
+        if ex is not None:
+            ex.abort()
+        if streaming:
             raise UpstreamBroken(type(exc).__name__) from None
+        if isinstance(exc, http1.Timeout):
+            raise UpstreamTimeout() from None
+        raise UpstreamConnectError(type(exc).__name__) from None
+    except BaseException:
+        if ex is not None:
+            ex.abort()
+        raise
 
-    def close(self) -> None:
-        self._resp.close()
 
+class RawStream:
+    """An upstream stream on one connection; chunks are relayed without a coroutine
+    wake-up per chunk (the connection hands them to the sink as they arrive)."""
 
-class _Http1Stream:
-    def __init__(self, ex: http1.Exchange, first: bytes, idle_s: float) -> None:
-        self._ex, self.first, self._idle = ex, first, idle_s
+    def __init__(self, ex: http1.Exchange, first: bytes) -> None:
+        self._ex, self.first = ex, first
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        with _mapped(streaming=True):
+            while chunk := await self._ex.conn.chunk():
+                yield chunk
+
+    async def relay(self, sink: Sink, drain: Drain) -> None:
         conn = self._ex.conn
-        try:
-            while chunk := await conn.chunk():
-                yield chunk
-        except (http1.Broken, http1.Timeout, http1.ConnectFailed) as exc:
-            raise UpstreamBroken(type(exc).__name__) from None
+        with _mapped(streaming=True):
+            await conn.pipe(sink)
+            while not conn.done:
+                await drain()
+                await conn.pipe(sink)
 
     def close(self) -> None:
         if self._ex.conn.done:
@@ -121,48 +148,58 @@ class _Http1Stream:
             self._ex.abort()  # the client left mid-stream: stop the engine's work too
 
 
-class OpenAIBackend:
-    """Forwards requests unchanged (bytes reused when the model name already matches).
+class UpstreamClient:
+    """Pools per endpoint base URL (``scheme://host:port/prefix``), http and https."""
 
-    Plain-HTTP endpoints use the lean :mod:`~tierserve.routing.http1` client; HTTPS
-    endpoints go through the shared aiohttp session.
-    """
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None,
+                 max_conns: int = DEFAULT_MAX_CONNS, idle_s: float = DEFAULT_IDLE_S) -> None:
+        if max_conns < 1 or idle_s <= 0:
+            raise ValueError(f"upstream pools need max_conns >= 1 and idle_s > 0, got "
+                             f"{max_conns} and {idle_s}")
+        self._ssl, self._max, self._idle_s = ssl_context, max_conns, idle_s
+        self._pools: dict[str, tuple[Pool, str]] = {}
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
-        self._pools: dict[str, tuple[http1.Pool, str] | None] = {}
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        return {base: entry[0] for base, entry in self._pools.items()}
 
-    def close(self) -> None:
-        for entry in self._pools.values():
-            if entry is not None:
-                entry[0].close()
-
-    def _pool(self, ep: EndpointState) -> tuple[http1.Pool, str] | None:
-        if ep.base not in self._pools:
-            parts = urlsplit(ep.base)
-            self._pools[ep.base] = (None if parts.scheme != "http" or not parts.hostname else
-                                    (http1.Pool(parts.hostname, parts.port or 80),
-                                     parts.path.rstrip("/")))
-        return self._pools[ep.base]
-
-    async def buffered(self, ep: EndpointState, req: UpstreamRequest,
-                       timeout_s: float) -> Buffered:
-        entry = self._pool(ep)
+    def _pool(self, base: str) -> tuple[Pool, str]:
+        entry = self._pools.get(base)
         if entry is None:
-            return await self._aiohttp_buffered(ep, req, timeout_s)
-        pool, prefix = entry
-        ex = await _start_http1(pool, prefix, req, timeout_s)
-        with _aborting(ex):
+            parts = urlsplit(base)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise UpstreamConnectError(f"unsupported endpoint URL scheme {parts.scheme!r}")
+            tls = parts.scheme == "https"
+            if tls and self._ssl is None:
+                self._ssl = ssl.create_default_context()  # verifies against system CAs
+            pool = Pool(parts.hostname, parts.port or (443 if tls else 80),
+                        ssl_context=self._ssl if tls else None, max_conns=self._max,
+                        idle_s=self._idle_s)
+            entry = self._pools[base] = (pool, parts.path.rstrip("/"))
+        return entry
+
+    async def _start(self, base: str, path: str, data: bytes, timeout_s: float,
+                     connect_timeout_s: float) -> http1.Exchange:
+        pool, prefix = self._pool(base)
+        with _mapped():
+            return await pool.start(prefix + path, data, timeout_s=timeout_s,
+                                    connect_timeout_s=connect_timeout_s)
+
+    async def buffered(self, base: str, path: str, data: bytes, *, timeout_s: float,
+                       connect_timeout_s: float) -> Buffered:
+        ex = await self._start(base, path, data, timeout_s, connect_timeout_s)
+        with _mapped(ex):
             body = await ex.conn.body()
         ex.finish()
         return Buffered(ex.conn.status, body, ex.conn.content_type.decode("latin-1"))
 
-    async def _open_http1(self, entry: tuple[http1.Pool, str], req: UpstreamRequest,
-                          timeout_s: float) -> Stream | Buffered:
-        pool, prefix = entry
-        ex = await _start_http1(pool, prefix, req, timeout_s)
-        with _aborting(ex):
-            if ex.conn.status >= 300:
+    async def open(self, base: str, path: str, data: bytes, *, timeout_s: float,
+                   connect_timeout_s: float, idle_timeout_s: float,
+                   ok: int = 300) -> RawStream | Buffered:
+        """A stream once its first chunk is in; a buffered answer when status >= ``ok``."""
+        ex = await self._start(base, path, data, timeout_s, connect_timeout_s)
+        with _mapped(ex):
+            if ex.conn.status >= ok:
                 body = await ex.conn.body()
                 ex.finish()
                 return Buffered(ex.conn.status, body, ex.conn.content_type.decode("latin-1"))
@@ -170,77 +207,34 @@ class OpenAIBackend:
         if not first:
             ex.finish()
             raise UpstreamConnectError("empty stream")
-        ex.idle_timeout(req.idle_timeout_s)
-        return _Http1Stream(ex, first, req.idle_timeout_s)
+        ex.idle_timeout(idle_timeout_s)
+        return RawStream(ex, first)
 
-    async def _aiohttp_buffered(self, ep: EndpointState, req: UpstreamRequest,
-                                timeout_s: float) -> Buffered:
-        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=req.connect_timeout_s)
-        try:
-            async with self._session.post(ep.base + req.path, data=req.data(),
-                                          headers=_JSON_HEADERS, timeout=timeout) as resp:
-                body = await resp.read()
-                return Buffered(resp.status, body,
-                                resp.headers.get("Content-Type", "application/json"))
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectError(type(exc).__name__) from None
+    def retain(self, bases: Iterable[str]) -> None:
+        """Drop the pools of endpoints not in ``bases`` (they left the configuration)."""
+        keep = set(bases)
+        for base in [b for b in self._pools if b not in keep]:
+            self._pools.pop(base)[0].close()
+
+    def close(self) -> None:
+        for pool, _prefix in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+class OpenAIBackend:
+    """Forwards requests unchanged (bytes reused when the model name already matches)."""
+
+    def __init__(self, client: UpstreamClient) -> None:
+        self._client = client
+
+    async def buffered(self, ep: EndpointState, req: UpstreamRequest,
+                       timeout_s: float) -> Buffered:
+        return await self._client.buffered(ep.base, req.path, req.data(), timeout_s=timeout_s,
+                                           connect_timeout_s=req.connect_timeout_s)
 
     async def open_stream(self, ep: EndpointState, req: UpstreamRequest,
                           timeout_s: float) -> Stream | Buffered:
-        entry = self._pool(ep)
-        if entry is not None:
-            return await self._open_http1(entry, req, timeout_s)
-        timeout = aiohttp.ClientTimeout(total=None, connect=req.connect_timeout_s,
-                                        sock_read=req.idle_timeout_s)
-        resp: aiohttp.ClientResponse | None = None
-        try:
-            resp = await asyncio.wait_for(self._session.post(
-                ep.base + req.path, data=req.data(), headers=_JSON_HEADERS, timeout=timeout),
-                timeout_s)
-            if resp.status >= 300:
-                body = await asyncio.wait_for(resp.read(), timeout_s)
-                resp.release()
-                return Buffered(resp.status, body,
-                                resp.headers.get("Content-Type", "application/json"))
-            first = await asyncio.wait_for(resp.content.readany(), timeout_s)
-        except TimeoutError:
-            if resp is not None:
-                resp.close()
-            raise UpstreamTimeout() from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            if resp is not None:
-                resp.close()
-            raise UpstreamConnectError(type(exc).__name__) from None
-        if not first:
-            resp.close()
-            raise UpstreamConnectError("empty stream")
-        return _AiohttpStream(resp, first)
-
-
-async def _start_http1(pool: http1.Pool, prefix: str, req: UpstreamRequest,
-                       timeout_s: float) -> http1.Exchange:
-    """Send the request head and body; map transport failures to upstream errors."""
-    try:
-        return await http1.start(pool, prefix + req.path, req.data(), timeout_s=timeout_s,
-                                 connect_timeout_s=req.connect_timeout_s)
-    except http1.Timeout:
-        raise UpstreamTimeout() from None
-    except (http1.ConnectFailed, http1.Broken) as exc:
-        raise UpstreamConnectError(type(exc).__name__) from None
-
-
-@contextlib.contextmanager
-def _aborting(ex: http1.Exchange) -> Iterator[None]:
-    """Abort the exchange on any failure; map transport failures to upstream errors."""
-    try:
-        yield
-    except http1.Timeout:
-        ex.abort()
-        raise UpstreamTimeout() from None
-    except BaseException as exc:
-        ex.abort()
-        if isinstance(exc, http1.Broken | http1.ConnectFailed):
-            raise UpstreamConnectError(type(exc).__name__) from None
-        raise
+        return await self._client.open(ep.base, req.path, req.data(), timeout_s=timeout_s,
+                                       connect_timeout_s=req.connect_timeout_s,
+                                       idle_timeout_s=req.idle_timeout_s)

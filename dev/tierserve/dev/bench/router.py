@@ -143,6 +143,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream-tokens", type=int, default=20)
     p.add_argument("--itl-ms", type=float, default=50.0, help="backend gap between chunks")
     p.add_argument("--targets", default=",".join(TARGETS))
+    p.add_argument("--modes", default="nonstream,stream",
+                   help="scenarios to run (nonstream, stream or both); final figures "
+                        "come from one run of both")
     p.add_argument("--no-install", action="store_true",
                    help="skip targets whose package is missing instead of installing it")
     p.add_argument("--bench-venv", type=Path, default=Path(".tierserve/bench-venv"))
@@ -154,10 +157,16 @@ def run(args: argparse.Namespace) -> int:
     args.placement = Placement.parse(args.cpus)
     if args.placement is not None:  # the bench's own process sits with the load generator
         os.sched_setaffinity(0, args.placement.loadgen)
+    modes = {m for m in args.modes.split(",") if m}
+    if not modes or modes - {"nonstream", "stream"}:
+        print("error: --modes takes nonstream, stream or both", file=sys.stderr)
+        return 2
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
-        rows += _nonstream(args, targets, tools, Path(tmp))
-        rows += _stream(args, targets, tools, Path(tmp))
+        if "nonstream" in modes:
+            rows += _nonstream(args, targets, tools, Path(tmp))
+        if "stream" in modes:
+            rows += _stream(args, targets, tools, Path(tmp))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
