@@ -24,7 +24,8 @@ from openai import AsyncOpenAI
 
 from tierserve.autoscaler.controller import ScaleTarget
 from tierserve.autoscaler.sources import PrometheusSource, PromQueries
-from tierserve.autoscaler.types import Limits, SizingPlan, Slo
+from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.capacity import ReplicaCapacity
 from tierserve.dev.cluster import prometheus
 from tierserve.dev.cluster.procs import free_port
 from tierserve.dev.waiting import wait_until
@@ -104,8 +105,8 @@ def prom(engine: str, router: str, tmp_path: Path) -> Iterator[prometheus.LocalP
 
 def _target() -> ScaleTarget:
     return ScaleTarget(namespace=NS, name=NAME, slo=Slo(ttft_p95_ms=2000, tpot_p95_ms=50),
-                       plan=SizingPlan(max_concurrency=8, decode_tokens_per_s=300,
-                                       prefill_tokens_per_s=3000), limits=Limits())
+                       capacity=ReplicaCapacity(max_concurrency=8, decode_tokens_per_s=300,
+                                                prefill_tokens_per_s=3000), limits=Limits())
 
 
 async def _load(url: str, n: int, concurrency: int) -> None:

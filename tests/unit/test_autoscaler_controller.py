@@ -8,14 +8,15 @@ import json
 from typing import Any
 
 from prometheus_client import generate_latest
-from test_autoscaler_support import LIMITS, PLAN, SLO, sample
+from test_autoscaler_support import CAPACITY, LIMITS, SLO, sample
 
 from tierserve.autoscaler.cli import AdvisoryWriter
 from tierserve.autoscaler.controller import Controller, ScaleTarget
 from tierserve.autoscaler.types import MetricSample
 from tierserve.autoscaler.vllm_metrics import parse, to_sample
 
-TARGET = ScaleTarget(namespace="ns", name="llm", slo=SLO, plan=PLAN, limits=LIMITS)
+TARGET = ScaleTarget(namespace="ns", name="llm", slo=SLO, capacity=CAPACITY,
+                     limits=LIMITS)
 
 
 class FakeClock:

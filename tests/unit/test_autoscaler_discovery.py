@@ -13,15 +13,14 @@ from tierserve.autoscaler import watch as autoscale_watch
 from tierserve.autoscaler.cli import parse_knobs
 from tierserve.autoscaler.controller import ScaleTarget
 from tierserve.autoscaler.discovery import (
-    PLAN_UTILIZATION,
     Discovery,
     DiscoveryOptions,
     Skipped,
     metrics_url,
-    plan_from_sizing,
     target_from_object,
 )
-from tierserve.core.api.deployment import SizingPlan as OperatorPlan
+from tierserve.core.api.deployment import SizingPlan
+from tierserve.core.capacity import capacity_from_plan
 
 SIZING = {"gpusPerReplica": 1, "weightsGib": 7.5, "kvCacheGib": 10.0,
           "kvBytesPerToken": 524288, "maxBatchPerReplica": 10, "estTpotMs": 34.0,
@@ -47,20 +46,6 @@ def _obj(name: str = "chat", ns: str = "team", **spec: Any) -> dict[str, Any]:
             "status": {"sizing": dict(SIZING), "endpoint": "http://127.0.0.1:8000/v1"}}
 
 
-def test_plan_mapping_keeps_a_share_of_the_operators_capacity() -> None:
-    plan = plan_from_sizing(OperatorPlan.model_validate(SIZING), input_tokens=16)
-    assert plan.max_concurrency == pytest.approx(10 * PLAN_UTILIZATION)
-    assert plan.decode_tokens_per_s == pytest.approx(300 * PLAN_UTILIZATION)
-    # TTFT estimate = one prefill + one decode step: 16 tokens in 4 ms
-    assert plan.prefill_tokens_per_s == pytest.approx(4000)
-    assert plan.usable_fraction == 1.0
-
-
-def test_plan_without_prefill_time_has_no_prefill_cost() -> None:
-    same = OperatorPlan.model_validate({**SIZING, "estTtftMs": 34.0})
-    assert plan_from_sizing(same, 1024).prefill_tokens_per_s >= 1e9
-
-
 def test_target_from_object_maps_spec_and_status() -> None:
     t = target_from_object(_obj(), DiscoveryOptions(stale_after_s=12, knobs={"a": 1}))
     assert isinstance(t, ScaleTarget)
@@ -72,6 +57,7 @@ def test_target_from_object_maps_spec_and_status() -> None:
     assert lim.stale_after_s == 12 and lim.scale_to_zero_after_s is None
     assert t.endpoints == ("http://127.0.0.1:8000/metrics",)
     assert t.knobs == {"a": 1}
+    assert t.capacity == capacity_from_plan(SizingPlan.model_validate(SIZING), 16)
 
 
 def test_defaults_and_scale_to_zero() -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
-from test_autoscaler_support import LIMITS, PLAN, ctx, drive, sample, window
+from test_autoscaler_support import CAPACITY, LIMITS, ctx, drive, sample, window
 
 from tierserve.autoscaler.policy import SloPolicy, make_policy
 from tierserve.autoscaler.types import (
@@ -212,12 +212,12 @@ def test_feedback_is_not_fooled_by_a_target_inside_a_bucket() -> None:
     # but the histogram cannot tell; the gain must not chase that artefact
     now, slo = 5000.0, Slo(ttft_p95_ms=2500, tpot_p95_ms=40, target_attainment=0.99)
     straddling = _tpot_in_bucket(TPOT_BUCKETS_S.index(0.05), now)
-    d = POLICY(PolicyContext(straddling, slo, PLAN, LIMITS, ScalerState(5, 5), now))
+    d = POLICY(PolicyContext(straddling, slo, CAPACITY, LIMITS, ScalerState(5, 5), now))
     assert d.state.memo["gain"] == 1.0
     assert d.inputs["observed_attainment"] == pytest.approx(0.6)
     # all of them in (50, 75] ms: surely missed, so the gain rises
     missed = _tpot_in_bucket(TPOT_BUCKETS_S.index(0.075), now)
-    d = POLICY(PolicyContext(missed, slo, PLAN, LIMITS, ScalerState(5, 5), now))
+    d = POLICY(PolicyContext(missed, slo, CAPACITY, LIMITS, ScalerState(5, 5), now))
     assert d.state.memo["gain"] > 1.0
 
 

@@ -17,13 +17,14 @@ from tierserve.autoscaler.types import (
     PolicyContext,
     ReplicaSample,
     ScalerState,
-    SizingPlan,
     Slo,
 )
+from tierserve.core.capacity import ReplicaCapacity
 
 SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=100, target_attainment=0.99)
 # one replica: 1000 generated tokens/s, 5000 prompt tokens/s, 32 sequences
-PLAN = SizingPlan(max_concurrency=32, decode_tokens_per_s=1000, prefill_tokens_per_s=5000)
+CAPACITY = ReplicaCapacity(max_concurrency=32, decode_tokens_per_s=1000,
+                           prefill_tokens_per_s=5000)
 LIMITS = Limits(min_replicas=1, max_replicas=20, cold_start_s=60, scale_down_stabilization_s=120)
 
 
@@ -40,8 +41,8 @@ def sample(
     running: int | None = None,
     waiting: int = 0,
 ) -> MetricSample:
-    """A sample whose token demand is ``load`` replicas of the PLAN (decode-only)."""
-    rate = load * PLAN.decode_tokens_per_s / 100  # requests of 100 output tokens
+    """A sample whose token demand is ``load`` replicas of CAPACITY (decode-only)."""
+    rate = load * CAPACITY.decode_tokens_per_s / 100  # requests of 100 output tokens
     per = (running if running is not None else round(load * 8)) // max(replicas, 1)
     n = round(rate * 2)
     return MetricSample(
@@ -73,7 +74,7 @@ def ctx(
     *,
     limits: Limits = LIMITS,
 ) -> PolicyContext:
-    return PolicyContext(win, SLO, PLAN, limits, state, now)
+    return PolicyContext(win, SLO, CAPACITY, limits, state, now)
 
 
 def drive(

@@ -8,9 +8,10 @@ from tierserve.autoscaler.sim.bound import MissTable, miss_table
 from tierserve.autoscaler.sim.engine import SimSettings
 from tierserve.autoscaler.sim.frontier import bound_table, pareto
 from tierserve.autoscaler.sim.oracle import oracle_schedule
-from tierserve.autoscaler.sim.sizing import get_sim_profile, plan_from_profile
+from tierserve.autoscaler.sim.profiles import get_sim_profile
 from tierserve.autoscaler.sim.trace import poisson_bursts
 from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.capacity import capacity_from_profile
 
 PROFILE = get_sim_profile("llama-3.1-70b-a100x2-est")
 SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=100)
@@ -35,9 +36,10 @@ def test_no_choice_reaches_the_level() -> None:
 def test_bound_on_a_simulated_trace_is_below_the_per_minute_oracle() -> None:
     trace = poisson_bursts(rate=3, duration_s=600, bursts=[(300, 120, 3.0)], seed=1,
                            prompt_mean=600, output_mean=100)  # fmt: skip
-    plan = plan_from_profile(PROFILE, SLO, prompt_tokens=600, output_tokens=100)
-    settings = SimSettings(slo=SLO, limits=Limits(max_replicas=12, cold_start_s=60), plan=plan,
-                           initial_replicas=1)  # fmt: skip
+    capacity = capacity_from_profile(PROFILE, SLO.tpot_p95_ms, prompt_tokens=600,
+                                     output_tokens=100)
+    settings = SimSettings(slo=SLO, limits=Limits(max_replicas=12, cold_start_s=60),
+                           capacity=capacity, initial_replicas=1)  # fmt: skip
     sched = oracle_schedule(trace, PROFILE, settings, bucket_s=60)
     table = miss_table(trace, PROFILE, settings, sched)
     assert len(table.misses) == len(sched.replicas)

@@ -10,15 +10,16 @@ import pytest
 from tierserve.autoscaler.policy import FixedPolicy, make_policy
 from tierserve.autoscaler.sim.engine import SimSettings, Simulation
 from tierserve.autoscaler.sim.oracle import oracle_schedule
+from tierserve.autoscaler.sim.profiles import get_sim_profile
 from tierserve.autoscaler.sim.runner import Runner, Scenario
-from tierserve.autoscaler.sim.sizing import get_sim_profile, plan_from_profile
 from tierserve.autoscaler.sim.trace import Trace, poisson_bursts
 from tierserve.autoscaler.types import Limits, Slo
 from tierserve.cli.main import main as tierserve_main
+from tierserve.core.capacity import capacity_from_profile
 
 PROFILE = get_sim_profile("llama-3.1-70b-a100x2-est")
 SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=100)
-PLAN = plan_from_profile(PROFILE, SLO, prompt_tokens=600, output_tokens=100)
+CAPACITY = capacity_from_profile(PROFILE, SLO.tpot_p95_ms, prompt_tokens=600, output_tokens=100)
 
 
 def small_trace(seed: int = 1) -> Trace:
@@ -28,7 +29,7 @@ def small_trace(seed: int = 1) -> Trace:
 
 def settings(limits: Limits | None = None, initial: int = 2) -> SimSettings:
     lim = limits or Limits(min_replicas=1, max_replicas=12, cold_start_s=60)
-    return SimSettings(slo=SLO, limits=lim, plan=PLAN, initial_replicas=initial)
+    return SimSettings(slo=SLO, limits=lim, capacity=CAPACITY, initial_replicas=initial)
 
 
 def test_deterministic_for_a_seed() -> None:

@@ -31,7 +31,8 @@ from pydantic import ValidationError
 from tierserve.autoscaler.controller import Controller, MetricsSource, ScaleTarget, ScaleWriter
 from tierserve.autoscaler.discovery import Discovery, DiscoveryOptions
 from tierserve.autoscaler.policy import parse_knobs
-from tierserve.autoscaler.types import Limits, SizingPlan, Slo
+from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.capacity import ReplicaCapacity
 
 
 class AdvisoryWriter:
@@ -107,7 +108,7 @@ def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
             namespace=args.namespace or "default",
             name=args.name,
             slo=Slo(ttft_p95_ms=args.slo_ttft_ms, tpot_p95_ms=args.slo_tpot_ms),
-            plan=SizingPlan(
+            capacity=ReplicaCapacity(
                 max_concurrency=args.max_concurrency,
                 decode_tokens_per_s=args.decode_tokens_per_s,
                 prefill_tokens_per_s=args.prefill_tokens_per_s,

@@ -31,9 +31,9 @@ from tierserve.autoscaler.types import (
     MetricsWindow,
     PolicyContext,
     ScalerState,
-    SizingPlan,
     Slo,
 )
+from tierserve.core.capacity import ReplicaCapacity
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ScaleTarget(BaseModel):
     namespace: str
     name: str
     slo: Slo
-    plan: SizingPlan
+    capacity: ReplicaCapacity
     limits: Limits
     policy: str = "slo"
     knobs: Mapping[str, Any] = Field(default_factory=dict)
@@ -212,7 +212,8 @@ class Controller:
         t = tr.target
         spec, ready = await self.writer.get_scale(t.namespace, t.name)
         state = self._current(tr.state, spec, ready, now)
-        ctx = PolicyContext(MetricsWindow(tuple(tr.window)), t.slo, t.plan, t.limits, state, now)
+        ctx = PolicyContext(MetricsWindow(tuple(tr.window)), t.slo, t.capacity, t.limits, state,
+                            now)
         decision = tr.policy(ctx)
         tr.state = decision.state
         self._log(tr, decision, spec)

@@ -4,22 +4,8 @@ lives in :mod:`tierserve.autoscaler.watch`.
 
 Why a mapping at all: in a cluster nobody should write a targets file by hand; every
 LLMDeployment already carries its SLO, its bounds, its autoscaling windows and (in
-``status.sizing``) the operator's sizing plan, which is the capacity model the policy
-needs.
-
-The sizing plan mapping (:func:`plan_from_sizing`, documented in docs/autoscaler.md):
-
-* the operator sizes the largest batch whose decode step *reaches* the TPOT target
-  (``maxBatchPerReplica`` at ``estTpotMs``), while the policy treats the plan's capacity
-  as what a replica serves at a *mean* TPOT comfortably under the target; so the mapping
-  keeps ``PLAN_UTILIZATION`` of it:
-  ``max_concurrency = maxBatchPerReplica * PLAN_UTILIZATION``,
-  ``decode_tokens_per_s = tokensPerSecondPerReplica * PLAN_UTILIZATION``;
-* ``tokensPerSecondPerReplica`` is ``batch / step`` at that batch, i.e. it already pays
-  the fixed per-step cost, so ``usable_fraction`` is 1;
-* prefill: the operator's TTFT estimate is one prefill of ``workload.inputTokens`` plus
-  one decode step, so ``prefill_tokens_per_s = inputTokens / (estTtftMs - estTpotMs)``
-  (a plan with no prefill time left gets ``NO_PREFILL_COST``).
+``status.sizing``) the operator's sizing plan, from which the capacity model
+(:func:`tierserve.core.capacity.capacity_from_plan`) gives the capacity the policy needs.
 """
 
 from __future__ import annotations
@@ -32,14 +18,11 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from tierserve.autoscaler.controller import ScaleTarget
-from tierserve.autoscaler.types import Limits, SizingPlan, Slo
-from tierserve.core.api.deployment import LLMDeploymentSpec
-from tierserve.core.api.deployment import SizingPlan as OperatorPlan
+from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.api.deployment import LLMDeploymentSpec, SizingPlan
+from tierserve.core.capacity import capacity_from_plan
 
 log = logging.getLogger(__name__)
-
-PLAN_UTILIZATION = 0.8
-NO_PREFILL_COST = 1e9  # prompt tokens/s for a plan that spends no time on prefill
 
 
 @dataclass(frozen=True)
@@ -59,18 +42,6 @@ class Skipped:
     namespace: str
     name: str
     reason: str
-
-
-def plan_from_sizing(plan: OperatorPlan, input_tokens: int) -> SizingPlan:
-    """The operator's per-replica sizing plan as the policy's capacity model."""
-    prefill_ms = plan.est_ttft_ms - plan.est_tpot_ms
-    prefill = input_tokens / (prefill_ms / 1000) if prefill_ms > 0 else NO_PREFILL_COST
-    return SizingPlan(
-        max_concurrency=max(1.0, plan.max_batch_per_replica * PLAN_UTILIZATION),
-        decode_tokens_per_s=max(1e-3, plan.tokens_per_second_per_replica * PLAN_UTILIZATION),
-        prefill_tokens_per_s=prefill,
-        usable_fraction=1.0,
-    )
 
 
 def metrics_url(endpoint: str) -> str:
@@ -108,15 +79,15 @@ def target_from_object(obj: Mapping[str, Any], opts: DiscoveryOptions) -> ScaleT
             return Skipped(ns, name, "spec.autoscaling.enabled is false")
         if not status.get("sizing"):
             return Skipped(ns, name, "no sizing plan in status yet")
-        plan = plan_from_sizing(OperatorPlan.model_validate(status["sizing"]),
-                                spec.workload.input_tokens)
+        capacity = capacity_from_plan(SizingPlan.model_validate(status["sizing"]),
+                                      spec.workload.input_tokens)
         endpoint = status.get("endpoint")
         return ScaleTarget(
             namespace=ns,
             name=name,
             slo=Slo(ttft_p95_ms=spec.slo.ttft_p95_ms, tpot_p95_ms=spec.slo.tpot_p95_ms,
                     target_attainment=spec.slo.target_attainment),
-            plan=plan,
+            capacity=capacity,
             limits=_limits(spec, opts),
             policy=opts.policy,
             knobs=dict(opts.knobs or {}),

@@ -2,9 +2,10 @@
 
 Everything a policy sees is here, as plain immutable values, so a policy is a pure
 function ``PolicyContext -> Decision`` and the simulator and the controller build the
-same context from different sources. Configuration (SLOs, limits, sizing plan) is
-pydantic so a bad value is reported with the value; the per-sample metrics are slotted
-dataclasses because the simulator builds thousands of them.
+same context from different sources. Configuration (SLOs, limits, and the replica
+capacity from :mod:`tierserve.core.capacity`) is pydantic so a bad value is reported
+with the value; the per-sample metrics are slotted dataclasses because the simulator
+builds thousands of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tierserve.core.capacity import ReplicaCapacity
 
 # vLLM's histogram buckets (seconds), so simulated and scraped histograms line up.
 TTFT_BUCKETS_S: tuple[float, ...] = (
@@ -36,22 +39,6 @@ class Slo(_Config):
     ttft_p95_ms: float = Field(gt=0, le=600_000)
     tpot_p95_ms: float = Field(gt=0, le=10_000)
     target_attainment: float = Field(default=0.99, ge=0.5, le=1.0)
-
-
-class SizingPlan(_Config):
-    """Per-replica capacity from the sizing plan (what one replica serves within SLO).
-
-    A replica's time goes to a fixed cost per decode step (streaming the weights), a
-    marginal cost per generated token and a cost per prefilled prompt token. At the step
-    rate the TPOT target implies, ``usable_fraction`` of its time is left for the token
-    work, so ``demand = (gen/decode_tokens_per_s + prompt/prefill_tokens_per_s) /
-    usable_fraction`` replicas.
-    """
-
-    max_concurrency: float = Field(gt=0, description="running sequences that still meet TPOT")
-    decode_tokens_per_s: float = Field(gt=0, description="marginal generated tokens/s")
-    prefill_tokens_per_s: float = Field(gt=0, description="prompt tokens/s one replica prefills")
-    usable_fraction: float = Field(default=1.0, gt=0, le=1.0)
 
 
 class Limits(_Config):
@@ -207,7 +194,7 @@ class ScalerState:
 class PolicyContext:
     window: MetricsWindow
     slo: Slo
-    plan: SizingPlan
+    capacity: ReplicaCapacity
     limits: Limits
     state: ScalerState
     now: float

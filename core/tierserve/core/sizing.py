@@ -17,8 +17,9 @@ The model (documented in docs/sizing.md):
   every running sequence, at 80% of peak bandwidth (or, for large batches, needs
   2 FLOPs per parameter per sequence at 50% of dense throughput, whichever is slower),
   plus a fixed 0.5 ms and a per-layer all-reduce cost under tensor parallelism.
-  The largest batch whose step time stays
-  within the TPOT SLO is the replica's batch.
+  The largest batch whose step time stays within the TPOT SLO is the replica's batch
+  (:func:`tierserve.core.capacity.batch_meeting_tpot`, the search the simulator's
+  capacity uses too).
 * Prefill is compute bound: ``2 x params x prompt tokens`` FLOPs at 50% of dense BF16
   throughput, plus one decode step, gives the TTFT estimate.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tierserve.core.api.deployment import LLMDeploymentSpec, SizingPlan
+from tierserve.core.capacity import batch_meeting_tpot
 from tierserve.core.catalog import Accelerator, get
 
 GIB = 1024**3
@@ -111,14 +113,8 @@ def _max_batch(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int
     w = spec.workload
     ctx = w.input_tokens + w.output_tokens // 2
     by_kv = int(kv_budget // ((w.input_tokens + w.output_tokens) * model.kv_bytes_per_token))
-    lo, hi = 0, max(0, min(MAX_NUM_SEQS, by_kv))
-    while lo < hi:  # largest batch whose decode step meets the TPOT SLO
-        mid = (lo + hi + 1) // 2
-        if _step_ms(model, gpu, tp, mid, ctx) <= spec.slo.tpot_p95_ms:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return batch_meeting_tpot(lambda batch: _step_ms(model, gpu, tp, batch, ctx),
+                              spec.slo.tpot_p95_ms, max_seqs=MAX_NUM_SEQS, kv_seqs=by_kv)
 
 
 def _plan_for(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int) -> SizingPlan:

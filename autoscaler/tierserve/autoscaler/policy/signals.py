@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from tierserve.autoscaler.types import (
     Histogram,
     MetricSample,
-    SizingPlan,
     Slo,
     merge_histograms,
 )
+from tierserve.core.capacity import ReplicaCapacity
 
 
 def output_ratio(samples: Sequence[MetricSample], default: float) -> float:
@@ -31,18 +31,18 @@ def output_ratio(samples: Sequence[MetricSample], default: float) -> float:
     return tokens / finished if tokens > 0 else default
 
 
-def demand(sample: MetricSample, plan: SizingPlan, out_ratio: float) -> float:
-    """Load of one sample in replicas at 100% of the plan's per-replica capacity.
+def demand(sample: MetricSample, capacity: ReplicaCapacity, out_ratio: float) -> float:
+    """Load of one sample in replicas at 100% of the per-replica capacity.
 
     Two views, take the larger: the token work arriving (prefill + expected decode) and
     the work in flight (running + queued sequences against the concurrency that meets
     TPOT). The second catches what the first cannot see: a queue that is already there.
     """
     work = (
-        sample.arrival_rate * out_ratio / plan.decode_tokens_per_s
-        + sample.prompt_token_rate / plan.prefill_tokens_per_s
-    ) / plan.usable_fraction
-    inflight = (sample.running + sample.waiting) / plan.max_concurrency
+        sample.arrival_rate * out_ratio / capacity.decode_tokens_per_s
+        + sample.prompt_token_rate / capacity.prefill_tokens_per_s
+    ) / capacity.usable_fraction
+    inflight = (sample.running + sample.waiting) / capacity.max_concurrency
     return max(work, inflight)
 
 

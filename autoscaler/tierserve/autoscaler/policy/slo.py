@@ -162,10 +162,10 @@ class SloPolicy(BaseModel):
     ) -> tuple[float, float, float]:
         now = ctx.now
         recent = [s for s in samples if now - s.t <= self.level_window_s] or [samples[-1]]
-        level = signals.mean([signals.demand(s, ctx.plan, ratio) for s in recent])
+        level = signals.mean([signals.demand(s, ctx.capacity, ratio) for s in recent])
         trend_samples = [s for s in samples if now - s.t <= self.trend_window_s]
         ts = [s.t for s in trend_samples]
-        ys = [signals.demand(s, ctx.plan, ratio) for s in trend_samples]
+        ys = [signals.demand(s, ctx.capacity, ratio) for s in trend_samples]
         # a trend fitted on a few seconds of a fresh window is noise, not a forecast
         span = ts[-1] - ts[0] if ts else 0.0
         trend = signals.slope(ts, ys) if span >= self.trend_window_s / 2 else 0.0
@@ -181,7 +181,7 @@ class SloPolicy(BaseModel):
         buckets: dict[int, list[tuple[float, float]]] = {}
         for s in samples:
             key = int((ctx.now - s.t) // self.level_window_s)
-            buckets.setdefault(key, []).append((s.t, signals.demand(s, ctx.plan, ratio)))
+            buckets.setdefault(key, []).append((s.t, signals.demand(s, ctx.capacity, ratio)))
         if len(buckets) < 4:
             return 0.0
         ts = [signals.mean([t for t, _ in v]) for v in buckets.values()]

@@ -39,9 +39,9 @@ from tierserve.autoscaler.types import (
     PolicyContext,
     ReplicaSample,
     ScalerState,
-    SizingPlan,
     Slo,
 )
+from tierserve.core.capacity import ReplicaCapacity
 from tierserve.core.latency import EngineCore, LatencyProfile, SeqRequest, StepOutcome
 
 _STEP, _READY, _SAMPLE, _TICK = 0, 1, 2, 3
@@ -53,7 +53,7 @@ PolicyFn = Callable[[PolicyContext], Decision]
 class SimSettings:
     slo: Slo
     limits: Limits
-    plan: SizingPlan
+    capacity: ReplicaCapacity
     interval_s: float = 10.0
     sample_s: float = 2.0
     window_s: float = 300.0
@@ -282,7 +282,7 @@ class Simulation:
             self.state.idle_since, self.state.history, self.state.memo,
         )  # fmt: skip
         ctx = PolicyContext(
-            MetricsWindow(tuple(self.window)), self.s.slo, self.s.plan, self.s.limits, state, t
+            MetricsWindow(tuple(self.window)), self.s.slo, self.s.capacity, self.s.limits, state, t
         )
         decision = self.policy(ctx)
         self.state = decision.state

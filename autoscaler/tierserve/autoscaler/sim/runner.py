@@ -17,10 +17,11 @@ from tierserve.autoscaler.policy import OraclePolicy, make_policy
 from tierserve.autoscaler.sim.bound import MissTable, miss_table
 from tierserve.autoscaler.sim.engine import SimSettings, Simulation
 from tierserve.autoscaler.sim.oracle import OracleSchedule, oracle_schedule
+from tierserve.autoscaler.sim.profiles import get_sim_profile
 from tierserve.autoscaler.sim.results import SimResult, summarize
-from tierserve.autoscaler.sim.sizing import get_sim_profile, plan_from_profile
 from tierserve.autoscaler.sim.trace import Trace
 from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.capacity import capacity_from_profile
 from tierserve.core.latency import LatencyProfile
 
 # How often each policy runs: Knative evaluates every 2 s, the HPA every 15 s.
@@ -57,8 +58,8 @@ class Runner:
         self.profile: LatencyProfile = get_sim_profile(scenario.profile)
         prompt = sum(r.prompt_tokens for r in trace) / len(trace)
         output = sum(r.output_tokens for r in trace) / len(trace)
-        self.plan = plan_from_profile(
-            self.profile, scenario.slo, prompt_tokens=prompt, output_tokens=output
+        self.capacity = capacity_from_profile(
+            self.profile, scenario.slo.tpot_p95_ms, prompt_tokens=prompt, output_tokens=output
         )
         self._oracle: OracleSchedule | None = None
         self._misses: MissTable | None = None
@@ -68,7 +69,7 @@ class Runner:
         return SimSettings(
             slo=s.slo,
             limits=s.limits,
-            plan=self.plan,
+            capacity=self.capacity,
             interval_s=interval_s,
             sample_s=s.sample_s,
             window_s=s.window_s,
