@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -15,7 +14,7 @@ import orjson
 from tierserve.dev.testing import router, simple_config, stub
 from tierserve.dev.waiting import wait_until_async
 
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, object] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def _dead_url() -> str:
@@ -118,6 +117,20 @@ def _spawn_stub(port: int, itl_ms: int) -> subprocess.Popen[bytes]:
                             start_new_session=True)
 
 
+async def _killed_mid_stream(url: str, proc: subprocess.Popen[bytes]) -> tuple[int, bytes]:
+    """Stream through the router, kill the backend once 3 tokens arrived; the rest."""
+    body = {**CHAT, "stream": True, "max_tokens": 200}
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions",
+                                                    json=body) as r:
+        tokens = 0
+        while tokens < 3:
+            line = await r.content.readline()
+            assert line, "the stream ended before 3 tokens"
+            tokens += line.startswith(b"data: ")
+        os.killpg(proc.pid, signal.SIGKILL)
+        return r.status, await r.read()
+
+
 async def test_backend_process_killed_during_stream_and_before_next_request() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -134,15 +147,10 @@ async def test_backend_process_killed_during_stream_and_before_next_request() ->
             await wait_until_async(up, 30, "the stub process")
             cfg = simple_config({"d": [backend]}, {"m": {"d": 1}})
             async with router(cfg) as (r, url):
-                task = asyncio.create_task(_stream(url, 200))
-                await wait_until_async(
-                    lambda: r.snapshot.deployments["d"].endpoints[0].outstanding == 1,
-                    10, "the stream to start")
-                await asyncio.sleep(0.1)  # let some tokens flow before the kill
-                os.killpg(proc.pid, signal.SIGKILL)
-                status, raw = await task
-                assert status == 200 and b"upstream_stream_broken" in raw
-                assert raw.endswith(b"data: [DONE]\n\n")
+                status, after = await _killed_mid_stream(url, proc)
+                assert status == 200
+                assert b"upstream_stream_broken" in after
+                assert after.endswith(b"data: [DONE]\n\n")
                 # now dead before responding: with a spare replica, requests succeed
                 r.apply_config(r.snapshot.config.model_copy(update={"deployments": [
                     r.snapshot.config.deployments[0].model_copy(update={"endpoints": [
@@ -161,11 +169,16 @@ async def test_stalled_stream_hits_the_idle_timeout_with_an_sse_error() -> None:
     async with stub(name="stall", itl_s=2.0) as (_s, backend), \
             router(simple_config({"d": [backend]}, {"m": {"d": 1}},
                                  stream_idle_timeout_s=0.3)) as (_r, url):
-        started = asyncio.get_running_loop().time()
         status, raw = await _stream(url, 5)
-        assert status == 200 and b"upstream_stream_broken" in raw
-        assert raw.endswith(b"data: [DONE]\n\n")
-        assert asyncio.get_running_loop().time() - started < 1.5
+        assert status == 200
+        # The stub sends its first token at once, then stalls 2 s per token: the idle
+        # timeout (0.3 s) cuts the stream after that first token instead of waiting out
+        # the stub (which would answer all 5 and no error).
+        events = [e for e in raw.decode().split("\n\n") if e.startswith("data: ")]
+        assert len(events) == 3  # one token, the error, [DONE]
+        assert orjson.loads(events[0][6:])["choices"]
+        assert orjson.loads(events[1][6:])["error"]["code"] == "upstream_stream_broken"
+        assert events[2] == "data: [DONE]"
 
 
 async def test_client_leaving_mid_stream_releases_everything() -> None:
