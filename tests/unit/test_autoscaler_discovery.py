@@ -127,28 +127,34 @@ def test_discovery_adds_updates_drops() -> None:
 
 
 class FakeApi:
-    """list_versioned + one scripted watch per call; a second list ends the test."""
+    """list_versioned + one scripted watch per call; when the script is done it sets
+    ``stop`` (ending ``watch_deployments``) and blocks like a quiet watch."""
 
     def __init__(self, lists: list[list[dict[str, Any]]],
                  watches: list[list[dict[str, Any]]], stop: asyncio.Event) -> None:
         self.lists, self.watches, self.stop = lists, watches, stop
         self.namespaces: list[str | None] = []
+        self.resumed_from: list[str] = []
 
-    async def list_versioned(self, api_version: str, kind: str,
-                             namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+    async def list_versioned(self, api_version: str, kind: str, namespace: str | None,
+                             label_selector: str | None = None,
+                             field_selector: str | None = None,
+                             ) -> tuple[list[dict[str, Any]], str]:
         self.namespaces.append(namespace)
-        if not self.lists:
-            self.stop.set()
-            return [], "9"
-        return self.lists.pop(0), "1"
+        return self.lists.pop(0), f"list-{len(self.namespaces)}"
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
-                    version: str, timeout_s: int = 300) -> AsyncIterator[dict[str, Any]]:
-        for event in self.watches.pop(0) if self.watches else []:
+                    version: str, label_selector: str | None = None, timeout_s: int = 300,
+                    field_selector: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        self.resumed_from.append(version)
+        if not self.watches:
+            self.stop.set()
+            await asyncio.Event().wait()
+        for event in self.watches.pop(0):
             yield event
 
 
-def test_watch_feeds_discovery_and_relists_on_error() -> None:
+def test_watch_feeds_discovery_and_relists_on_gone() -> None:
     sink = FakeSink()
     d = Discovery(sink, DiscoveryOptions())
     stop = asyncio.Event()
@@ -156,21 +162,27 @@ def test_watch_feeds_discovery_and_relists_on_error() -> None:
     b_more = copy.deepcopy(b)
     b_more["spec"]["maxReplicas"] = 4
     events = [{"type": "ADDED", "object": b}, {"type": "MODIFIED", "object": b_more},
-              {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5"}}},
+              {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "bm-5"}}},
               {"type": "DELETED", "object": _obj("a")},
-              {"type": "ERROR", "object": {"message": "too old resource version"}},
+              {"type": "ERROR", "object": {"code": 410, "reason": "Expired",
+                                           "message": "too old resource version"}},
               {"type": "ADDED", "object": _obj("never-seen")}]
-    api = FakeApi([[_obj("a")], [_obj("b", maxReplicas=4), _obj("c")]], [events], stop)
+    after_relist = [{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "bm-9"}}}]
+    api = FakeApi([[_obj("a"), _obj("c")], [_obj("b", maxReplicas=4)]],
+                  [events, after_relist], stop)
 
     async def run() -> None:
         await asyncio.wait_for(autoscale_watch.watch_deployments(
-            api, "team", d, stop, retry_s=0), 5)  # type: ignore[arg-type]
+            api, "team", d, stop), 5)  # type: ignore[arg-type]
 
     asyncio.run(run())
-    assert api.namespaces[:2] == ["team", "team"]
-    # the last list (empty) dropped everything; before it, b (max 4) and c were there
-    assert sink.targets == {}
-    assert sink.adds == 4  # a, b, b changed, c (b unchanged on re-list: no add)
+    assert api.namespaces == ["team", "team"]  # listed, then re-listed after 410 only
+    # the watch resumes from the opaque versions it was given (list, then bookmark)
+    assert api.resumed_from == ["list-1", "list-2", "bm-9"]
+    # a deleted by the watch, c gone while the watch was down (the re-list's diff)
+    assert set(sink.targets) == {("team", "b")}
+    assert sink.targets[("team", "b")].limits.max_replicas == 4
+    assert sink.adds == 4  # a, c, b, b changed (b unchanged on re-list: no add)
 
 
 def test_parse_knobs() -> None:

@@ -286,7 +286,7 @@ class FakeApi:
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
                     resource_version: str, label_selector: str | None = None,
-                    field_selector: str | None = None,
+                    timeout_s: int = 300, field_selector: str | None = None,
                     ) -> AsyncIterator[dict[str, Any]]:
         while True:
             yield await self.events[kind].get()

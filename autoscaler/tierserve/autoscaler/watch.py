@@ -1,65 +1,64 @@
-"""The autoscaler's discovery I/O: list and watch LLMDeployments, feed them to the pure
+"""The autoscaler's discovery I/O: the shared reflector
+(:class:`tierserve.core.kube.reflector.Reflector`) on LLMDeployments feeds the pure
 :class:`tierserve.autoscaler.discovery.Discovery`.
 
-List first (the whole set, so targets of objects deleted while we were not watching are
-dropped), then watch from the list's resourceVersion; when the watch ends or breaks (410
-Gone, API server restart) list again after a short pause. Errors never end the loop: the
-controller keeps autoscaling the targets it has while discovery recovers.
+The reflector lists first (a re-list after 410 Gone is diffed, so targets of objects
+deleted while the watch was down are dropped), then watches from the list's
+resourceVersion and resumes where it left off. Errors never end the loop: transient ones
+back off, permanent ones (RBAC, CRD missing) are logged once and re-checked; meanwhile the
+controller keeps autoscaling the targets it has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
 
 from tierserve.autoscaler.discovery import Discovery
 from tierserve.core.api.deployment import API_VERSION
 from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.reflector import Backoff, Change, Reflector, Resource, Subscriber
 
 log = logging.getLogger(__name__)
 KIND = "LLMDeployment"
 
 
-async def _list(api: KubeApi, namespace: str | None, discovery: Discovery) -> str:
-    items, version = await api.list_versioned(API_VERSION, KIND, namespace)
-    discovery.replace_all(items)
-    return version
+def feed(discovery: Discovery) -> Subscriber:
+    """A reflector subscriber that keeps ``discovery`` in step with the changes."""
+    def on_change(change: Change) -> None:
+        if change.deleted:
+            namespace, name = change.key
+            discovery.delete(namespace or "default", name)
+        else:
+            discovery.upsert(change.obj)
+    return on_change
 
 
-def _apply(event: dict[str, Any], discovery: Discovery) -> bool:
-    """One watch event; False when the watch must be restarted from a fresh list."""
-    kind, obj = event.get("type"), event.get("object") or {}
-    if kind == "ERROR":
-        log.info("LLMDeployment watch error, re-listing: %s", obj.get("message", obj))
-        return False
-    if kind in ("ADDED", "MODIFIED"):
-        discovery.upsert(obj)
-    elif kind == "DELETED":
-        meta = obj.get("metadata") or {}
-        discovery.delete(str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
-    return True
+def deployment_reflector(api: KubeApi, namespace: str | None, discovery: Discovery, *,
+                         backoff: Backoff | None = None, timeout_s: int = 300) -> Reflector:
+    return Reflector(api, Resource(API_VERSION, KIND, namespace), feed(discovery),
+                     backoff=backoff, watch_timeout_s=timeout_s)
 
 
 async def watch_deployments(api: KubeApi, namespace: str | None, discovery: Discovery,
-                            stop: asyncio.Event, *, retry_s: float = 2.0,
+                            stop: asyncio.Event, *, backoff: Backoff | None = None,
                             timeout_s: int = 300) -> None:
-    """Keep ``discovery`` in step with the LLMDeployments of ``namespace`` (None: all)."""
-    while not stop.is_set():
-        try:
-            version = await _list(api, namespace, discovery)
-            async for event in api.watch(API_VERSION, KIND, namespace, version,
-                                         timeout_s=timeout_s):
-                if stop.is_set() or not _apply(event, discovery):
-                    break
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the API server is away: keep the targets we have
-            log.warning("LLMDeployment discovery failed, retrying: %s", exc)
-        if not stop.is_set():
-            await asyncio.sleep(retry_s)
+    """Keep ``discovery`` in step with the LLMDeployments of ``namespace`` (None: all)
+    until ``stop`` is set."""
+    watcher = asyncio.create_task(
+        deployment_reflector(api, namespace, discovery, backoff=backoff,
+                             timeout_s=timeout_s).run())
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({watcher, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (watcher, stopped):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def initial_targets(api: KubeApi, namespace: str | None, discovery: Discovery) -> None:
     """One list, for ``--once`` runs."""
-    await _list(api, namespace, discovery)
+    await deployment_reflector(api, namespace, discovery).list_once()

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--metrics-host", default="127.0.0.1")
+    p.add_argument("--liveness-port", type=int,
+                   help="serve the liveness probe at /healthz on this port (metrics host)")
     p.add_argument("--resync-seconds", type=float, default=300.0,
                    help="re-check every object this often (drift the watches missed)")
     p.add_argument("--no-leader-elect", action="store_true",
@@ -53,6 +55,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         local=LocalTarget.model_validate(local),
         target=args.target, kubeconfig=args.kubeconfig, namespaces=args.namespace,
         workers=args.workers, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        liveness_port=args.liveness_port,
         resync_seconds=args.resync_seconds,
         leader_election=LeaderElection.model_validate(le),
     )

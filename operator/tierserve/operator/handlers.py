@@ -1,8 +1,10 @@
-"""kopf wiring: watch events only feed the store and enqueue keys.
+"""Watch wiring: the shared reflectors feed the store and enqueue keys; kopf keeps what it
+does well here (login from our credentials, the liveness probe).
 
-Event handlers (not change-detecting ones) are used on purpose: kopf persists nothing
-for them (no progress annotations, no finalizers), so the operator makes no writes of
-its own in steady state.
+Why the reflectors and not kopf's watches (docs/operator.md, "kopf's role"): kopf's
+watches feed per-object handlers, while the operator needs one indexed cache (children
+by owner) and a keyed work queue, and the router and autoscaler need the same list/watch
+without kopf. One reflector implementation serves all three over one client.
 """
 
 from __future__ import annotations
@@ -11,48 +13,73 @@ from typing import Any
 
 import kopf
 
-from tierserve.core.api.deployment import GROUP, VERSION
+from tierserve.core.api.deployment import API_VERSION
 from tierserve.core.builders.common import MANAGED_BY
+from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.credentials import Credentials
+from tierserve.core.kube.reflector import Change, Reflector, Resource
 from tierserve.operator.store import Key, Store
 from tierserve.operator.workqueue import WorkQueue
 
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("", "v1", "configmaps"),
-    ("ray.io", "v1", "rayservices"),
-    ("", "v1", "pods"),
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+CHILD_RESOURCES = (  # (apiVersion, kind) of everything the builders create, and pods
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("ray.io/v1", "RayService"),
+    ("v1", "Pod"),
 )
 
 
-def _deleted(event: kopf.RawEvent) -> bool:
-    return event.get("type") == "DELETED"
-
-
-def register(registry: kopf.OperatorRegistry, store: Store, queue: WorkQueue[Key],
-             routes: WorkQueue[Key]) -> None:
-    @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # A private registry has none of kopf's default login handlers: add the two
-        # that need no client library (in-cluster token, then $KUBECONFIG).
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-
-    @kopf.on.event(GROUP, VERSION, "llmdeployments", registry=registry)
-    async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
-        key = store.put_deployment(dict(event["object"]), _deleted(event))
+def reflectors(api: KubeApi, store: Store, queue: WorkQueue[Key], routes: WorkQueue[Key],
+               namespaces: list[str]) -> list[Reflector]:
+    """Reflectors for LLMDeployments, LLMRoutes and managed children, per namespace (or
+    cluster-wide), each feeding the store and the queues."""
+    def deployment(change: Change) -> None:
+        key = store.on_deployment(change)
         queue.add(key)
         for route in store.routes_referencing(key):  # existence/readiness feed route status
             routes.add(route)
 
-    @kopf.on.event(GROUP, VERSION, "llmroutes", registry=registry)
-    async def route_event(event: kopf.RawEvent, **_: Any) -> None:
-        routes.add(store.put_route(dict(event["object"]), _deleted(event)))
+    def route(change: Change) -> None:
+        routes.add(store.on_route(change))
 
-    for group, version, plural in CHILD_RESOURCES:
-        @kopf.on.event(group, version, plural, labels=MANAGED, registry=registry,
-                       id=f"child-{plural}")
-        async def child_event(event: kopf.RawEvent, **_: Any) -> None:
-            owner = store.put_child(dict(event["object"]), _deleted(event))
-            if owner is not None:
-                queue.add(owner)
+    def child(change: Change) -> None:
+        owner = store.on_child(change)
+        if owner is not None:
+            queue.add(owner)
+
+    out: list[Reflector] = []
+    scopes: list[str | None] = [*namespaces] or [None]
+    for ns in scopes:
+        out.append(Reflector(api, Resource(API_VERSION, "LLMDeployment", ns), deployment))
+        out.append(Reflector(api, Resource(API_VERSION, "LLMRoute", ns), route))
+        out += [Reflector(api, Resource(version, kind, ns, label_selector=MANAGED_SELECTOR),
+                          child) for version, kind in CHILD_RESOURCES]
+    return out
+
+
+def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    """kopf's login, from the one client configuration (the token as of now)."""
+    token = credentials.token()
+    return kopf.ConnectionInfo(
+        server=credentials.server, ca_path=credentials.ca_path,
+        insecure=credentials.insecure or None, scheme="Bearer" if token else None,
+        token=token, certificate_path=credentials.cert_path,
+        private_key_path=credentials.key_path)
+
+
+def register(registry: kopf.OperatorRegistry, credentials: Credentials,
+             watched: list[Reflector], queue: WorkQueue[Key]) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf calls this again after a 401: the token is re-read then
+        return connection_info(credentials)
+
+    @kopf.on.probe(id="watches", registry=registry)
+    def watches(**_: Any) -> dict[str, str]:
+        return {str(r.resource): r.state.value for r in watched}
+
+    @kopf.on.probe(id="queue_depth", registry=registry)
+    def queue_depth(**_: Any) -> int:
+        return len(queue)

@@ -1,8 +1,10 @@
 """Build the operator's dependencies in one place and run it.
 
-Order: connect -> (optionally) win the leader Lease -> start kopf's watches, the work
-queue's workers and the periodic resync. Losing the Lease stops everything and exits
-non-zero so the Deployment restarts the pod as a follower.
+Order: load the credentials once (kubeconfig or in-cluster) -> one client -> (optionally)
+win the leader Lease -> start the reflectors, kopf (login from the same credentials,
+liveness probe), the work queues' workers (once every reflector has listed) and the
+periodic resync. Losing the Lease stops everything and exits non-zero so the Deployment
+restarts the pod as a follower.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from typing import Any
 
@@ -18,7 +19,9 @@ import kopf
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.credentials import Credentials
 from tierserve.core.kube.leader import LeaderElector
+from tierserve.core.kube.reflector import Reflector, run_all, wait_synced
 from tierserve.core.local import LocalRuntimeFactory
 from tierserve.operator import handlers
 from tierserve.operator.local import LocalRealizer
@@ -36,8 +39,7 @@ log = logging.getLogger("tierserve.operator")
 def kopf_settings(opts: OperatorSettings) -> kopf.OperatorSettings:
     s = kopf.OperatorSettings()
     s.posting.enabled = False  # we post our own Events, only on real transitions
-    s.batching.batch_window = opts.batch_window_seconds
-    s.watching.server_timeout = 300
+    s.scanning.disabled = True  # kopf watches nothing (no CRD or namespace watches)
     s.networking.request_timeout = 60
     return s
 
@@ -66,12 +68,12 @@ async def _resync(store: Store, queue: WorkQueue[Key], routes: WorkQueue[Key],
             routes.add(key)
 
 
-async def _elect(opts: OperatorSettings) -> LeaderElector | None:
+async def _elect(opts: OperatorSettings, api: KubeApi) -> LeaderElector | None:
     le = opts.leader_election
     if not le.enabled:
         return None
-    elector = LeaderElector(await KubeApi.connect(opts.kubeconfig), le.namespace, le.lease_name,
-                            le.identity, le.lease_seconds, le.renew_seconds)
+    elector = LeaderElector(api.view(), le.namespace, le.lease_name, le.identity,
+                            le.lease_seconds, le.renew_seconds)
     log.info("waiting for leadership of Lease %s/%s as %s", le.namespace, le.lease_name,
              le.identity)
     await elector.acquire()
@@ -91,28 +93,47 @@ def _realizer(opts: OperatorSettings, api: KubeApi, store: Store, queue: WorkQue
     return KubernetesRealizer(api, store)
 
 
+async def _work(reflectors: list[Reflector], queue: WorkQueue[Key], routes: WorkQueue[Key],
+                reconciler: Reconciler, route_reconciler: RouteReconciler,
+                workers: int) -> None:
+    """Workers start once every reflector has listed: a reconcile on a partial view would
+    re-apply children that exist."""
+    await wait_synced(reflectors)
+    log.info("watches synced: %s", ", ".join(f"{r.resource} ({r.state.value})"
+                                            for r in reflectors))
+    await asyncio.gather(queue.run(reconciler.handle, workers),
+                         routes.run(route_reconciler.handle, 2))
+
+
+def _liveness(opts: OperatorSettings) -> str | None:
+    port = opts.liveness_port
+    return None if port is None else f"http://{opts.metrics_host}:{port}/healthz"
+
+
 async def run(opts: OperatorSettings, local_runtimes: LocalRuntimeFactory | None = None) -> int:
-    if opts.kubeconfig:
-        os.environ["KUBECONFIG"] = opts.kubeconfig  # kopf's own login reads it
-    api = await KubeApi.connect(opts.kubeconfig)
+    credentials = await Credentials.load(opts.kubeconfig)  # the one client configuration
+    api = await KubeApi.connect(credentials=credentials)
     store, queue = Store(), WorkQueue[Key]()
     realizer = _realizer(opts, api, store, queue, local_runtimes)
     reconciler = Reconciler(api, store, realizer, queue, opts.build)
     _metrics(opts, api, queue, reconciler)  # followers too: they show zero writes
-    elector = await _elect(opts)
-    registry = kopf.OperatorRegistry()
+    elector = await _elect(opts, api)
     route_queue = WorkQueue[Key]()
     routes = RouteReconciler(api, store, route_queue, route_now)
-    handlers.register(registry, store, queue, route_queue)
+    reflectors = handlers.reflectors(api, store, queue, route_queue, opts.namespaces)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, credentials, reflectors, queue)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     tasks = [
         asyncio.create_task(kopf.operator(
             registry=registry, settings=kopf_settings(opts), standalone=True,
-            clusterwide=not opts.namespaces, namespaces=opts.namespaces, stop_flag=stop)),
-        asyncio.create_task(queue.run(reconciler.handle, opts.workers)),
-        asyncio.create_task(route_queue.run(routes.handle, 2)),
+            clusterwide=not opts.namespaces, namespaces=opts.namespaces, stop_flag=stop,
+            liveness_endpoint=_liveness(opts))),
+        asyncio.create_task(run_all(reflectors)),
+        asyncio.create_task(_work(reflectors, queue, route_queue, reconciler, routes,
+                                  opts.workers)),
         asyncio.create_task(_resync(store, queue, route_queue, opts.resync_seconds)),
         asyncio.create_task(stop.wait()),
     ]
@@ -122,7 +143,7 @@ async def run(opts: OperatorSettings, local_runtimes: LocalRuntimeFactory | None
     code = _exit_code(done, stopped=stop.is_set(), lost=elector is not None and tasks[-1] in done)
     stop.set()
     await _shutdown(tasks)
-    for closer in (api.close, realizer.close, *([elector.api.close] if elector else [])):
+    for closer in (realizer.close, api.close):
         await closer()
     return code
 

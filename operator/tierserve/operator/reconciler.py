@@ -4,7 +4,9 @@ For a key: read the object from the store; validate and size it; let the realize
 the runtime to the desired state; compute the status; write the status and post an
 Event only if something changed. Errors are sorted by what they mean for retrying:
 invalid specs and impossible sizing become conditions and are not retried (a new
-generation re-queues them); API and network errors back off per key.
+generation re-queues them); so do permanent API errors (403, 404 of a kind, 422:
+:mod:`.api_problems`); a conflict re-reads without backoff; transient API and network
+errors back off per key.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from tierserve.core.api.errors import InvalidObject
 from tierserve.core.builders import BuildContext, BuildSettings
 from tierserve.core.builders.common import DEPLOYMENT_LABEL, MANAGED_BY
 from tierserve.core.builders.context import from_object
-from tierserve.core.kube.client import ApiError, KubeApi
+from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.errors import ApiError, Conflict, Transient
 from tierserve.core.kube.events import post_event
 from tierserve.core.sizing import SizingError
+from tierserve.operator.api_problems import problem_of
 from tierserve.operator.realizers import Realizer
 from tierserve.operator.status import Problem, compute, compute_problem, differs
 from tierserve.operator.store import Key, Store
@@ -66,12 +70,35 @@ class Reconciler:
         try:
             await self.reconcile(key, body)
             self.queue.forget(key)
-        except (ApiError, OSError, TimeoutError) as exc:
+        except Conflict as exc:  # re-read: the watch brings the newer object; no backoff
+            self.queue.forget(key)
+            self.queue.add_after(key, self.queue.base_delay)
+            log.info("reconcile %s/%s: conflict (%s); re-reading", *key, exc)
+        except (Transient, OSError, TimeoutError) as exc:
             delay = self.queue.retry(key)
             log.warning("reconcile %s/%s failed (%s); retry in %.1fs", *key, exc, delay)
+        except ApiError as exc:  # permanent: a condition and an Event, not a backoff loop
+            self.queue.forget(key)
+            await self._report(key, body, exc)
         except Exception:
             delay = self.queue.retry(key)
             log.exception("reconcile %s/%s crashed; retry in %.1fs", *key, delay)
+
+    async def _report(self, key: Key, body: dict[str, Any], exc: ApiError) -> None:
+        problem = problem_of(exc)
+        if problem is None:
+            return
+        old = body.get("status") or {}
+        new = compute_problem(problem, body["metadata"].get("generation"), old, self.clock())
+        if not differs(new, old):
+            return  # already reported: the resync's repeat writes nothing
+        log.error("reconcile %s/%s: %s (%s); not retrying until it changes", *key,
+                  problem.reason, exc)
+        try:
+            await self._write_status(key, body, old, new)
+        except (ApiError, OSError, TimeoutError) as write_exc:
+            log.error("reconcile %s/%s: could not report %s: %s", *key, problem.reason,
+                      write_exc)
 
     async def reconcile(self, key: Key, body: dict[str, Any]) -> None:
         self.reconciles += 1

@@ -16,7 +16,8 @@ from typing import Any
 from tierserve.core.api.deployment import API_VERSION, Condition
 from tierserve.core.api.errors import InvalidObject, validate
 from tierserve.core.api.route import LLMRouteSpec
-from tierserve.core.kube.client import ApiError, KubeApi
+from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.errors import ApiError, Conflict, Transient
 from tierserve.core.kube.events import post_event
 from tierserve.operator.status import Problem, cond, differs
 from tierserve.operator.store import Key, Store
@@ -87,9 +88,16 @@ class RouteReconciler:
             await post_event(self.api, body, ready["reason"], ready["message"],
                              warning=ready["status"] != "True")
             self.queue.forget(key)
-        except (ApiError, OSError, TimeoutError) as exc:
+        except Conflict:  # re-read, no backoff
+            self.queue.forget(key)
+            self.queue.add_after(key, self.queue.base_delay)
+        except (Transient, OSError, TimeoutError) as exc:
             log.warning("route %s/%s status failed (%s); retry in %.1fs", *key, exc,
                         self.queue.retry(key))
+        except ApiError as exc:  # permanent (RBAC, gone, rejected): the same write fails again
+            self.queue.forget(key)
+            log.error("route %s/%s status not written (%s); not retrying until it changes",
+                      *key, exc)
 
 
 def now() -> str:

@@ -44,7 +44,8 @@ class OperatorSettings(BaseModel):
     resync_seconds: float = Field(default=300.0, ge=1.0)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
-    batch_window_seconds: float = Field(default=0.02, ge=0.0, le=5.0)
+    liveness_port: int | None = Field(default=None, ge=0, le=65535,
+                                      description="kopf's liveness endpoint (/healthz)")
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     build: BuildSettings = Field(default_factory=BuildSettings)
     local: LocalTarget = Field(default_factory=LocalTarget)

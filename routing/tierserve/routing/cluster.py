@@ -1,6 +1,7 @@
 """Cluster mode (``tierserve router --kubernetes``): routes from the Kubernetes API.
 
-:class:`ClusterSource` keeps three caches by list-then-watch (:class:`Reflector`):
+:class:`ClusterSource` keeps three caches by list-then-watch (the shared
+:class:`tierserve.core.kube.reflector.Reflector`):
 ``LLMRoute`` and ``LLMDeployment`` objects and the EndpointSlices of Services (label
 ``kubernetes.io/service-name``), in one namespace or all. Every change marks the config
 dirty; after a short debounce (a rollout touches many slices at once) the pure builder
@@ -8,7 +9,8 @@ dirty; after a short debounce (a rollout touches many slices at once) the pure b
 :class:`RouterConfig` and, when it differs from the one applied, ``Router.apply_config``
 swaps it in. That swap keeps in-flight requests on the snapshot they started with and
 carries per-deployment state over, so changes never drop requests. A watch that ends is
-resumed from its last resourceVersion; an expired one (410) or an error re-lists.
+resumed from its last resourceVersion; an expired one (410) re-lists; transient errors
+back off; a kind the router may not read (403) is logged once and re-checked slowly.
 
 With ``api_keys_secret`` a fourth reflector watches that one Secret (field selector
 ``metadata.name``, so RBAC can restrict the router to it with ``resourceNames``) and
@@ -34,7 +36,9 @@ import aiohttp
 
 from tierserve.core.api.deployment import API_VERSION
 from tierserve.core.api.route import ABReadout, VariantReadout
-from tierserve.core.kube.client import ApiError, KubeApi
+from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.errors import ApiError, Conflict
+from tierserve.core.kube.reflector import Change, Reflector, Resource, run_all, wait_synced
 from tierserve.core.routerconfig import ApiKey, RouterConfig
 from tierserve.routing.app import Router
 from tierserve.routing.kubeconfig import (
@@ -49,67 +53,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Key = tuple[str, str]
 _NET_ERRORS = (ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
-
-
-def _key(obj: Obj) -> Key:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
-
-
-class Reflector:
-    """One kind's objects, kept current by list-then-watch; calls ``on_change`` on each."""
-
-    def __init__(self, api: KubeApi, api_version: str, kind: str, namespace: str | None,
-                 on_change: Callable[[], None], label_selector: str | None = None,
-                 field_selector: str | None = None) -> None:
-        self._api, self._version, self._kind = api, api_version, kind
-        self._namespace, self._selector, self._on_change = namespace, label_selector, on_change
-        self._fields = field_selector
-        self.objects: dict[Key, Obj] = {}
-        self.synced = asyncio.Event()
-
-    async def run(self) -> None:
-        """Forever: list, then watch; back off (up to 30 s) after errors."""
-        backoff = 0.5
-        while True:
-            try:
-                version = await self._list()
-                while version:
-                    version = await self._watch(version)
-                    backoff = 0.5
-            except _NET_ERRORS as exc:
-                log.warning("%s watch failed (%s); re-listing in %.1fs", self._kind, exc,
-                            backoff)
-            await asyncio.sleep(backoff)  # also after an expired watch: no tight re-list loop
-            backoff = min(30.0, backoff * 2)
-
-    async def _list(self) -> str:
-        items, version = await self._api.list_versioned(
-            self._version, self._kind, self._namespace, self._selector,
-            field_selector=self._fields)
-        self.objects = {_key(o): o for o in items}
-        self.synced.set()
-        self._on_change()
-        return version
-
-    async def _watch(self, version: str) -> str:
-        """Apply events from ``version``; the version to resume from, or "" to re-list."""
-        async for event in self._api.watch(self._version, self._kind, self._namespace,
-                                           version, self._selector,
-                                           field_selector=self._fields):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                log.info("%s watch expired (%s); re-listing", self._kind, obj.get("code"))
-                return ""
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-            if kind == "DELETED":
-                self.objects.pop(_key(obj), None)
-            elif kind in ("ADDED", "MODIFIED"):
-                self.objects[_key(obj)] = obj
-            else:
-                continue  # BOOKMARK: only the version moves
-            self._on_change()
-        return version
 
 
 class KubeScaleSignal:
@@ -140,9 +83,7 @@ class KubeScaleSignal:
         try:
             await self.api.patch_scale(API_VERSION, "LLMDeployment", namespace, name, 1,
                                        resource_version=version or None)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
             log.info("LLMDeployment %s changed while waking it; leaving it as it is",
                      deployment)
             return
@@ -206,16 +147,20 @@ class ClusterSource:
         self._dirty = asyncio.Event()
         self._applied: RouterConfig | None = None
         self._skipped: set[Key] = set()
-        mark = self._dirty.set
-        self.routes = Reflector(api, API_VERSION, "LLMRoute", namespace, mark)
-        self.deployments = Reflector(api, API_VERSION, "LLMDeployment", namespace, mark)
-        self.slices = Reflector(api, "discovery.k8s.io/v1", "EndpointSlice", namespace, mark,
-                                label_selector=SERVICE_NAME_LABEL)
+        mark = self._mark
+        self.routes = Reflector(api, Resource(API_VERSION, "LLMRoute", namespace), mark)
+        self.deployments = Reflector(api, Resource(API_VERSION, "LLMDeployment", namespace),
+                                     mark)
+        self.slices = Reflector(api, Resource("discovery.k8s.io/v1", "EndpointSlice", namespace,
+                                              label_selector=SERVICE_NAME_LABEL), mark)
         self._secret_key = api_keys_secret
         self.secrets = (None if api_keys_secret is None else Reflector(
-            api, "v1", "Secret", api_keys_secret[0], mark,
-            field_selector=f"metadata.name={api_keys_secret[1]}"))
+            api, Resource("v1", "Secret", api_keys_secret[0],
+                          field_selector=f"metadata.name={api_keys_secret[1]}"), mark))
         self._keys: list[ApiKey] = []
+
+    def _mark(self, _change: Change) -> None:
+        self._dirty.set()
 
     @property
     def _reflectors(self) -> list[Reflector]:
@@ -224,9 +169,9 @@ class ClusterSource:
 
     async def run(self) -> None:
         """Watch, rebuild and publish until cancelled."""
-        tasks = [asyncio.create_task(r.run()) for r in self._reflectors]
-        tasks += [asyncio.create_task(self._rebuild_loop()),
-                  asyncio.create_task(self._ab_loop())]
+        tasks = [asyncio.create_task(run_all(self._reflectors)),
+                 asyncio.create_task(self._rebuild_loop()),
+                 asyncio.create_task(self._ab_loop())]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -235,8 +180,7 @@ class ClusterSource:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def synced(self) -> None:
-        for r in self._reflectors:
-            await r.synced.wait()
+        await wait_synced(self._reflectors)
 
     def _with_keys(self) -> RouterConfig | None:
         """The base config, with the Secret's API keys when a Secret is the key source.
@@ -324,6 +268,6 @@ class ClusterSource:
                 log.warning("A/B readout for LLMRoute %s/%s not written: %s", *key, exc)
                 continue
             if key in self.routes.objects:  # not deleted meanwhile
-                self.routes.objects[key] = updated
+                self.routes.record(updated)  # until the watch shows our write
             written += 1
         return written

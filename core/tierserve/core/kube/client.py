@@ -1,8 +1,13 @@
-"""The one module that talks to the Kubernetes API (besides kopf's own watches).
+"""The one Kubernetes client: every API call of the operator, the router and the
+autoscaler goes through :class:`KubeApi` (list/watch through
+:class:`tierserve.core.kube.reflector.Reflector` on top of it).
 
-Credentials come from kubernetes_asyncio's loaders (kubeconfig or in-cluster service
-account); requests go over one shared aiohttp session. Every write is counted, so the
-operator benchmark can prove zero writes in steady state.
+Credentials come from :class:`tierserve.core.kube.credentials.Credentials` (kubeconfig or
+in-cluster service account, loaded once); requests go over one shared aiohttp session.
+The bearer token is taken from the credentials on every request (a rotated
+service-account token is picked up), and a 401 re-reads the credentials and retries once.
+Failures raise the typed errors of :mod:`tierserve.core.kube.errors`. Every write is
+counted, so the operator benchmark can prove zero writes in steady state.
 
 Contracts: ``apply`` is server-side apply with ``force`` (idempotent create-or-update with
 deterministic names); ``get`` returns ``None`` for 404; ``delete`` treats 404 as done.
@@ -11,14 +16,17 @@ deterministic names); ``get`` returns ``None`` for 404; ``delete`` treats 404 as
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import config as kconfig
-from kubernetes_asyncio.client import Configuration
+
+from tierserve.core.kube.credentials import Credentials
+from tierserve.core.kube.errors import ApiError, NotFound, Unauthorized
+
+__all__ = ["ApiError", "KubeApi", "resource_path"]
 
 FIELD_MANAGER = "tierserve"
 Items = list[dict[str, Any]]  # (``KubeApi.list`` shadows the builtin in the class body)
@@ -38,19 +46,6 @@ KINDS: dict[str, tuple[str, bool]] = {
     "Secret": ("secrets", True),
     "Node": ("nodes", False),
 }
-
-
-class ApiError(Exception):
-    """A non-success answer from the API server."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"{status}: {body[:500]}")
-        self.status = status
-        self.body = body
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in (409, 429) or self.status >= 500
 
 
 def resource_path(api_version: str, kind: str, namespace: str | None = None,
@@ -82,59 +77,75 @@ class WriteCounter:
 class KubeApi:
     """Minimal async Kubernetes client: JSON in, JSON out."""
 
-    def __init__(self, host: str, session: aiohttp.ClientSession,
-                 headers: dict[str, str]) -> None:
-        self._host = host.rstrip("/")
+    def __init__(self, credentials: Credentials, session: aiohttp.ClientSession,
+                 user_agent: str = "tierserve", owns_session: bool = True) -> None:
+        self.credentials = credentials
+        self._host = credentials.server.rstrip("/")
         self._session = session
-        self._headers = headers
+        self._base = {"Accept": "application/json", "User-Agent": user_agent}
+        self._owns_session = owns_session
         self.writes = WriteCounter()
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None, pool: int = 64) -> KubeApi:
-        cfg = Configuration()
-        if kubeconfig is not None:
-            await kconfig.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        else:
-            try:
-                kconfig.load_incluster_config(  # type: ignore[no-untyped-call]
-                    client_configuration=cfg)
-            except kconfig.ConfigException:
-                await kconfig.load_kube_config(client_configuration=cfg)
-        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None
-        if ctx is not None and cfg.cert_file:
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        headers = {"Accept": "application/json", "User-Agent": "tierserve-operator"}
-        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-        if token:
-            prefix = (cfg.api_key_prefix or {}).get("authorization", "")
-            headers["Authorization"] = f"{prefix} {token}".strip()
-        connector = aiohttp.TCPConnector(limit=pool, ssl=ctx if ctx is not None else False)
-        return cls(str(cfg.host), aiohttp.ClientSession(connector=connector), headers)
+    async def connect(cls, kubeconfig: str | None = None, pool: int = 64,
+                      credentials: Credentials | None = None) -> KubeApi:
+        """A client for ``credentials`` (else loaded from ``kubeconfig``, else in-cluster,
+        else the default kubeconfig)."""
+        creds = credentials if credentials is not None else await Credentials.load(kubeconfig)
+        connector = aiohttp.TCPConnector(limit=pool, ssl=creds.ssl_context())
+        return cls(creds, aiohttp.ClientSession(connector=connector))
+
+    def view(self) -> KubeApi:
+        """The same client (session, credentials) with its own write counter: the leader
+        Lease's renewals are not the operator's writes."""
+        return KubeApi(self.credentials, self._session, self._base["User-Agent"],
+                       owns_session=False)
 
     async def close(self) -> None:
-        await self._session.close()
+        if self._owns_session:
+            await self._session.close()
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {**self._base, **self.credentials.auth_headers()}
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    @asynccontextmanager
+    async def _send(self, method: str, path: str, data: str | None = None,
+                    content_type: str | None = None, params: dict[str, str] | None = None,
+                    timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109
+                    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request; a 401 re-reads the credentials and retries once; an error status
+        raises its typed :class:`ApiError`."""
+        for attempt in (1, 2):
+            kwargs: dict[str, Any] = {"data": data, "params": params,
+                                      "headers": self._headers(content_type)}
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+            async with self._session.request(method, self._host + path, **kwargs) as resp:
+                if resp.status == 401 and attempt == 1 and await self.credentials.reload():
+                    continue
+                if resp.status >= 400:
+                    raise ApiError(resp.status, await resp.text())
+                yield resp
+                return
+        raise Unauthorized(401, "credentials rejected after re-reading them")
 
     async def request(self, method: str, path: str, body: Any = None,
                       content_type: str = "application/json",
                       params: dict[str, str] | None = None) -> Any:
         if method != "GET":
             self.writes.total += 1
-        headers = {**self._headers, "Content-Type": content_type}
         data = json.dumps(body) if body is not None else None
-        async with self._session.request(method, self._host + path, data=data,
-                                         headers=headers, params=params) as resp:
+        async with self._send(method, path, data, content_type, params) as resp:
             text = await resp.text()
-            if resp.status >= 400:
-                raise ApiError(resp.status, text)
             return json.loads(text) if text else None
 
     async def raw(self, path: str) -> str:
         """GET a non-JSON endpoint (``/metrics``, ``/version`` text)."""
-        async with self._session.get(self._host + path, headers=self._headers) as resp:
-            text = await resp.text()
-            if resp.status >= 400:
-                raise ApiError(resp.status, text)
-            return text
+        async with self._send("GET", path) as resp:
+            return await resp.text()
 
     async def get(self, api_version: str, kind: str, namespace: str | None,
                   name: str) -> dict[str, Any] | None:
@@ -142,10 +153,8 @@ class KubeApi:
             result: dict[str, Any] = await self.request(
                 "GET", resource_path(api_version, kind, namespace, name))
             return result
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
                    label_selector: str | None = None) -> list[dict[str, Any]]:
@@ -182,11 +191,8 @@ class KubeApi:
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
         params.update(_selectors(label_selector, field_selector))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s + 30)
-        async with self._session.get(self._host + resource_path(api_version, kind, namespace),
-                                     headers=self._headers, params=params,
-                                     timeout=timeout) as resp:
-            if resp.status >= 400:
-                raise ApiError(resp.status, await resp.text())
+        async with self._send("GET", resource_path(api_version, kind, namespace),
+                              params=params, timeout=timeout) as resp:
             buffer = b""
             async for chunk in resp.content.iter_any():
                 buffer += chunk
@@ -229,11 +235,8 @@ class KubeApi:
 
     async def delete(self, api_version: str, kind: str, namespace: str | None,
                      name: str) -> None:
-        try:
+        with suppress(NotFound):
             await self.request("DELETE", resource_path(api_version, kind, namespace, name))
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
 
     async def get_scale(self, api_version: str, kind: str, namespace: str,
                         name: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tierserve.core.kube.client import ApiError, KubeApi
+from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.errors import ApiError, Conflict
 
 API = "coordination.k8s.io/v1"
 
@@ -65,10 +66,8 @@ class LeaderElector:
             await self.api.replace(self._body(lease["metadata"]["resourceVersion"],
                                               acquired or _fmt(self.clock())))
             return True
-        except ApiError as exc:
-            if exc.status == 409:  # another candidate won this round
-                return False
-            raise
+        except Conflict:  # another candidate won this round
+            return False
 
     async def acquire(self) -> None:
         while not await self.try_acquire():
