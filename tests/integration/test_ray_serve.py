@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import aiohttp
 import openai
@@ -14,6 +14,7 @@ import pytest
 
 from tierserve.core.profiles import get_profile
 from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.waiting import wait_until_async
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -55,13 +56,18 @@ async def scrape(base: str, name: str) -> float:
     )
 
 
+def running_at_least(base: str, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await scrape(base, "vllm:num_requests_running") >= n
+    return check
+
+
 async def test_replicas_follow_args(base: str) -> None:
     assert len(await engine_pids()) == 2
 
 
 async def test_stream_with_openai_client(base: str) -> None:
     client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
-    t0 = time.monotonic()
     arrivals: list[float] = []
     usage = None
     stream = await client.chat.completions.create(
@@ -75,10 +81,10 @@ async def test_stream_with_openai_client(base: str) -> None:
             usage = chunk.usage
     await client.close()
     assert usage is not None and usage.completion_tokens == 40 == len(arrivals)
-    itl = (arrivals[-1] - arrivals[0]) / 39
+    # paced, never ahead of the profile's schedule (a lower bound: see test_engine_server;
+    # Ray's per-chunk overhead only adds to it)
     expected = PROFILE.step_ms(1, 0) / 1000
-    assert 0.25 * expected < itl < 5 * expected  # loose: Ray adds per-chunk overhead
-    assert arrivals[0] - t0 < 5.0
+    assert arrivals[-1] - arrivals[0] >= 0.25 * 39 * expected
 
 
 async def test_metrics_and_gauges(base: str) -> None:
@@ -86,10 +92,8 @@ async def test_metrics_and_gauges(base: str) -> None:
     async with aiohttp.ClientSession() as s:
         long_req = {"model": MODEL, "prompt": "x", "max_tokens": 400}
         task = asyncio.create_task(s.post(f"{base}/v1/completions", json=long_req))
-        deadline = time.monotonic() + 20
-        while await scrape(base, "vllm:num_requests_running") < 1:
-            assert time.monotonic() < deadline, "running gauge never rose"
-            await asyncio.sleep(0.1)
+        await wait_until_async(running_at_least(base, 1), 20, "the running gauge to rise",
+                               interval=0.1)
         resp = await task
         assert resp.status == 200
         body = await resp.json()
@@ -123,10 +127,8 @@ async def test_kill_replica_under_load(base: str) -> None:
                 return r.status, await r.json()
 
         tasks = [asyncio.create_task(one()) for _ in range(12)]
-        deadline = time.monotonic() + 20
-        while await scrape(base, "vllm:num_requests_running") < 4:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await wait_until_async(running_at_least(base, 4), 20, "4 requests running",
+                               interval=0.05)
         os.kill(victim, signal.SIGKILL)
         results = await asyncio.gather(*tasks)
     statuses = [status for status, _ in results]
@@ -138,16 +140,16 @@ async def test_kill_replica_under_load(base: str) -> None:
         else:
             assert payload["usage"] == {"prompt_tokens": 1, "completion_tokens": 150,
                                         "total_tokens": 151}  # fmt: skip
-    deadline = time.monotonic() + 90
-    while True:  # Ray restarts the replica
+
+    async def restarted() -> bool:
         try:
             now = await engine_pids()
-        except Exception:
-            now = set()
-        if len(now) == 2 and victim not in now:
-            break
-        assert time.monotonic() < deadline, f"replica not restarted: {now}"
-        await asyncio.sleep(0.5)
+        except Exception:  # Ray raises assorted errors while the replica is replaced
+            return False
+        return len(now) == 2 and victim not in now
+
+    await wait_until_async(restarted, 90, f"Ray to replace the killed replica {victim}",
+                           interval=0.5)
     async with aiohttp.ClientSession(timeout=timeout) as s:
         for _ in range(4):
             async with s.post(f"{base}/v1/completions", json={**body, "max_tokens": 3}) as r:
@@ -161,7 +163,9 @@ async def test_stream_disconnect_aborts(base: str) -> None:
         await resp.content.readline()
         assert await scrape(base, "vllm:num_requests_running") == 1
     # the connection is closed mid-stream; Serve cancels the request down to the engine
-    deadline = time.monotonic() + 30
-    while await scrape(base, "vllm:num_requests_running") != 0:
-        assert time.monotonic() < deadline, "aborted stream still running in the engine"
-        await asyncio.sleep(0.2)
+
+    async def idle() -> bool:
+        return await scrape(base, "vllm:num_requests_running") == 0
+
+    await wait_until_async(idle, 30, "the aborted stream to stop running in the engine",
+                           interval=0.2)
