@@ -8,6 +8,7 @@ source fail (the controller then holds)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from tierserve.autoscaler.types import Limits, Slo
 from tierserve.core.capacity import ReplicaCapacity
 from tierserve.dev.cluster import prometheus
 from tierserve.dev.cluster.procs import free_port
-from tierserve.dev.waiting import wait_until
+from tierserve.dev.waiting import wait_until, wait_until_async
 
 NS, NAME = "team", "chat"
 
@@ -126,13 +127,17 @@ def test_every_promql_query_returns_data(engine: str, router: str,
     queries = PromQueries()
     sel = queries.selector.format(ns=NS, name=NAME)
 
+    async def answered(promql: str) -> bool:
+        # a blocking HTTP query: off the loop, so the load keeps flowing meanwhile
+        return bool(await asyncio.to_thread(prom.query, promql))
+
     async def run() -> None:
-        load = asyncio.create_task(_load(router, 400, 12))
-        await asyncio.sleep(7)  # load runs across several 1 s scrapes (and goes on)
+        load = asyncio.create_task(_load(router, 400, 12))  # outlasts the waits below
         names = [n for n in PromQueries.model_fields if n != "selector"]
         for name in names:
             text = getattr(queries, name).format(sel=sel, w=6, dep=f"{NS}/{NAME}")
-            assert prom.query(text), f"{name}: no data for {text}"
+            await wait_until_async(functools.partial(answered, text), 60,
+                                   f"{name}: data for {text}", interval=0.5)
         async with aiohttp.ClientSession() as session:
             source = PrometheusSource(session, prom.url, window_s=6)
             sample = await source.collect(_target(), time.time())
@@ -149,7 +154,7 @@ def test_every_promql_query_returns_data(engine: str, router: str,
 
     asyncio.run(run())
     wait_until(lambda: prom.query(f"sum(vllm:request_success_total{{{sel}}})") != [], 10,
-             "counter scraped")
+               "counter scraped")
     done = float(prom.query(f"sum(vllm:request_success_total{{{sel}}})")[0]["value"][1])
     assert done > 0
 
