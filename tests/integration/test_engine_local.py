@@ -14,6 +14,8 @@ import openai
 import pytest
 
 from tierserve.engine.local import LocalRuntimes, LocalSpec, LocalStatus, free_port
+from tierserve.engine.local_triton import TritonRunner
+from tierserve.engine.triton import TritonServer
 
 PROFILE = "llama-3.1-8b-a100-40gb"
 
@@ -32,6 +34,12 @@ async def until(
         await asyncio.sleep(0.2)
 
 
+def triton_server(local: LocalRuntimes, key: str) -> TritonServer | None:
+    runner = local.runner("triton")
+    assert isinstance(runner, TritonRunner)
+    return runner.server(key)
+
+
 @pytest.mark.triton
 async def test_triton_local_target(tmp_path: Path) -> None:
     local = LocalRuntimes(tmp_path)
@@ -45,7 +53,7 @@ async def test_triton_local_target(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as s, s.post(url, json=body) as r:
             assert r.status == 200 and (await r.json())["completion_tokens"] == 4
 
-        server = local._entries[key].triton
+        server = triton_server(local, key)
         assert server is not None and server.proc is not None
         os.kill(server.proc.pid, signal.SIGKILL)
         await asyncio.to_thread(server.proc.wait)
@@ -56,7 +64,7 @@ async def test_triton_local_target(tmp_path: Path) -> None:
         await local.apply(LocalSpec(key, "triton", PROFILE, "llama-8b", replicas=2))
         status = await until(lambda: local.status(key), lambda s: s.ready)
         assert status.replicas == 2
-        restarted = local._entries[key].triton
+        restarted = triton_server(local, key)
         pid = restarted.pid if restarted is not None else None
     finally:
         await local.close()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tierserve.core.builders import BuildContext
 from tierserve.core.local import LocalRuntime, LocalRuntimeFactory, LocalSpec, LocalStatus
+from tierserve.core.runtimes import runtime_for
+from tierserve.core.runtimes.base import replica_readiness
 from tierserve.operator.status import Observed
 from tierserve.operator.store import Key
 from tierserve.operator.workqueue import WorkQueue
@@ -25,9 +27,12 @@ def _name(key: Key) -> str:
 
 def _observed(st: LocalStatus, desired: int) -> Observed:
     failure = st.message if (st.restarts and not st.ready and st.message) else None
-    endpoint = f"{st.endpoint}/v1" if st.runtime == "rayServe" else st.endpoint
-    return Observed(replicas=desired, ready_replicas=st.replicas if st.ready else 0,
-                    endpoint=endpoint, failure=failure, runtime_ready=st.ready)
+    # an OpenAI endpoint is advertised as its API base, which clients use as is
+    openai = runtime_for(st.runtime).protocol == "openai"
+    endpoint = f"{st.endpoint}/v1" if openai else st.endpoint
+    readiness = replica_readiness(desired, desired, st.replicas if st.ready else 0,
+                                  None if st.ready else "the runtime to report ready")
+    return Observed.of(readiness, endpoint, failure=failure)
 
 
 class LocalRealizer:

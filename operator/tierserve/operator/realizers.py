@@ -12,9 +12,10 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from tierserve.core.builders import BuildContext, build_children
-from tierserve.core.builders.triton import HTTP_PORT
+from tierserve.core.builders import BuildContext
 from tierserve.core.kube.client import KubeApi
+from tierserve.core.runtimes import runtime_for
+from tierserve.core.runtimes.base import ObservedChildren
 from tierserve.operator.status import Observed
 from tierserve.operator.store import Key, Store
 
@@ -70,35 +71,6 @@ def unschedulable_message(pods: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _triton_observed(ctx: BuildContext, store: Store, key: Key) -> Observed:
-    dep = store.child(key, "Deployment", ctx.name) or {}
-    st = dep.get("status") or {}
-    return Observed(
-        replicas=int(st.get("replicas") or 0),
-        ready_replicas=int(st.get("readyReplicas") or 0),
-        endpoint=f"http://{ctx.name}.{ctx.namespace}.svc:{HTTP_PORT}",
-        unschedulable=unschedulable_message(store.pods_of(key)),
-    )
-
-
-def _ray_observed(ctx: BuildContext, store: Store, key: Key) -> Observed:
-    svc = store.child(key, "RayService", ctx.name) or {}
-    st = svc.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                for c in st.get("conditions") or []) or st.get("serviceStatus") == "Running"
-    cluster = (st.get("activeServiceStatus") or {}).get("rayClusterStatus") or {}
-    workers = [p for p in store.pods_of(key)
-               if (p.get("metadata", {}).get("labels") or {}).get("ray.io/node-type") == "worker"]
-    running = sum(1 for p in workers if (p.get("status") or {}).get("phase") == "Running")
-    return Observed(
-        replicas=int(cluster.get("desiredWorkerReplicas") or len(workers)),
-        ready_replicas=int(cluster.get("readyWorkerReplicas") or (running if ready else 0)),
-        endpoint=f"http://{ctx.name}-serve-svc.{ctx.namespace}.svc:8000",
-        unschedulable=unschedulable_message(store.pods_of(key)),
-        runtime_ready=ready,
-    )
-
-
 class KubernetesRealizer:
     def __init__(self, api: KubeApi, store: Store) -> None:
         self.api, self.store = api, store
@@ -109,16 +81,25 @@ class KubernetesRealizer:
         stamp = (ctx.uid, ctx.generation)
         cached = self._children.get(key)
         if cached is None or cached[0] != stamp:
-            cached = self._children[key] = (stamp, build_children(ctx))
+            children = runtime_for(ctx.spec.runtime).children(ctx)
+            cached = self._children[key] = (stamp, children)
         return cached[1]
 
     async def realize(self, key: Key, ctx: BuildContext) -> Observed:
         # Children are independent objects (a pod waits for its ConfigMap by itself), so
         # they converge concurrently: one round trip per reconcile instead of three.
         await asyncio.gather(*(self._converge(key, ctx, c) for c in self._desired(key, ctx)))
-        if ctx.spec.runtime == "rayServe":
-            return _ray_observed(ctx, self.store, key)
-        return _triton_observed(ctx, self.store, key)
+        return self.observe(key, ctx)
+
+    def observe(self, key: Key, ctx: BuildContext) -> Observed:
+        """The runtime's verdict on the cached children, where they serve, and why pods
+        cannot be scheduled (if so)."""
+        runtime = runtime_for(ctx.spec.runtime)
+        pods = self.store.pods_of(key)
+        observed = ObservedChildren(self.store.children.get(key, {}), pods)
+        endpoint = runtime.router_endpoint(ctx.name, ctx.spec).cluster_url(ctx.namespace)
+        return Observed.of(runtime.readiness(ctx, observed), endpoint,
+                           unschedulable=unschedulable_message(pods))
 
     async def _converge(self, key: Key, ctx: BuildContext, child: dict[str, Any]) -> None:
         live = await self._live(key, child)

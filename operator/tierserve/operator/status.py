@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tierserve.core.api.deployment import Condition, LLMDeploymentSpec, SizingPlan
+from tierserve.core.runtimes.base import Readiness, replica_readiness
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,13 @@ class Observed:
     endpoint: str | None = None
     unschedulable: str | None = None  # scheduler message when pods cannot be placed
     failure: str | None = None  # runtime-level failure (e.g. local server crashed)
-    runtime_ready: bool | None = None  # runtime's own readiness when it reports one
+    readiness: Readiness | None = None  # the runtime's verdict (None: replica counts)
+
+    @classmethod
+    def of(cls, readiness: Readiness, endpoint: str | None = None,
+           unschedulable: str | None = None, failure: str | None = None) -> Observed:
+        return cls(readiness.replicas, readiness.ready_replicas, endpoint=endpoint,
+                   unschedulable=unschedulable, failure=failure, readiness=readiness)
 
 
 @dataclass(frozen=True)
@@ -43,19 +50,14 @@ def cond(type_: str, ok: bool, reason: str, message: str, generation: int | None
 
 
 def _ready(spec: LLMDeploymentSpec, obs: Observed) -> tuple[bool, str, str]:
-    desired = spec.replicas
+    """Pods that cannot be placed and runtime failures first, then the runtime's verdict."""
     if obs.unschedulable:
         return False, "Unschedulable", obs.unschedulable
     if obs.failure:
         return False, "RuntimeFailure", obs.failure
-    if desired == 0:
-        return True, "ScaledToZero", "scaled to zero; the router wakes it on the next request"
-    if obs.runtime_ready is False:
-        return False, "RuntimeNotReady", f"{obs.ready_replicas}/{desired} replicas ready; " \
-            "waiting for the runtime to report ready"
-    if obs.ready_replicas >= desired:
-        return True, "ReplicasReady", f"{obs.ready_replicas}/{desired} replicas ready"
-    return False, "ReplicasNotReady", f"{obs.ready_replicas}/{desired} replicas ready"
+    verdict = obs.readiness or replica_readiness(spec.replicas, obs.replicas,
+                                                 obs.ready_replicas)
+    return verdict.ready, verdict.reason, verdict.message
 
 
 def slo_summary(spec: LLMDeploymentSpec, old_status: dict[str, Any]) -> str:

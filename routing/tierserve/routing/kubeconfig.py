@@ -6,13 +6,14 @@ EndpointSlice objects and calls :func:`router_config` on every change; the resul
 rule testable with plain dicts:
 
 * Deployments are named ``<namespace>/<name>`` so one router can serve every namespace.
-  Protocol is ``triton`` for ``runtime: triton`` (upstream model = the Triton model
-  directory name) and ``openai`` otherwise (upstream model = ``spec.model.name``). GPU
-  type, GPUs per replica and tokens/s per replica (cost and capacity estimates) come from
-  the spec and the sizing plan in ``status.sizing``.
-* Endpoints: the EndpointSlices of the runtime's Service (``<name>`` for Triton, HTTP port
-  8000; ``<name>-serve-svc`` for Ray Serve, port 8000) when any exist, ready addresses in
-  rotation and the others known but out of it. Without slices (the local target, or a
+  The runtime's plugin (``tierserve.core.runtimes``) gives the protocol (``triton`` for
+  ``runtime: triton``, upstream model = the Triton model directory name; ``openai`` for
+  Ray Serve, upstream model = ``spec.model.name``) and the Service and port. GPU type,
+  GPUs per replica and tokens/s per replica (cost and capacity estimates) come from the
+  spec and the sizing plan in ``status.sizing``.
+* Endpoints: the EndpointSlices of the runtime's Service (``<name>`` for Triton, port
+  ``http``; ``<name>-serve-svc`` for Ray Serve, port ``serve``) when any exist, ready
+  addresses in rotation and the others known but out of it. Without slices (the local target, or a
   Service not yet created) ``status.endpoint`` is the one endpoint, in rotation when
   ``status.readyReplicas > 0``. No endpoint at all is an empty list: the router treats
   the deployment as scaled to zero and holds its requests.
@@ -39,9 +40,6 @@ from pydantic import SecretStr, ValidationError
 
 from tierserve.core.api.deployment import LLMDeploymentSpec, LLMDeploymentStatus
 from tierserve.core.api.route import LLMRouteSpec, TierPolicy
-from tierserve.core.builders.common import triton_model_name
-from tierserve.core.builders.rayservice import SERVE_PORT
-from tierserve.core.builders.triton import HTTP_PORT
 from tierserve.core.catalog import CATALOG
 from tierserve.core.routerconfig import (
     ApiKey,
@@ -55,6 +53,7 @@ from tierserve.core.routerconfig import (
     TierConfig,
     VariantConfig,
 )
+from tierserve.core.runtimes import runtime_for
 
 Obj = Mapping[str, Any]
 Key = tuple[str, str]
@@ -155,13 +154,10 @@ def _deployment(obj: Obj, slices: Mapping[Key, list[Obj]]) -> DeploymentConfig |
         status = LLMDeploymentStatus.model_validate(obj.get("status") or {})
     except ValidationError:
         return None
-    triton = spec.runtime == "triton"
-    protocol = "triton" if triton else "openai"
-    service, port_name, port = ((name, "http", HTTP_PORT) if triton
-                                else (f"{name}-serve-svc", "serve", SERVE_PORT))
-    own = slices.get((namespace, service))
-    endpoints = (_slice_endpoints(own, port_name, port) if own is not None
-                 else _status_endpoint(status, protocol))
+    target = runtime_for(spec.runtime).router_endpoint(name, spec)
+    own = slices.get((namespace, target.service))
+    endpoints = (_slice_endpoints(own, target.port_name, target.port) if own is not None
+                 else _status_endpoint(status, target.protocol))
     sizing = status.sizing
     gpu = spec.accelerator.type if spec.accelerator.type in CATALOG else None
     gpus = (sizing.gpus_per_replica if sizing is not None
@@ -170,8 +166,8 @@ def _deployment(obj: Obj, slices: Mapping[Key, list[Obj]]) -> DeploymentConfig |
     tps = sizing.tokens_per_second_per_replica if sizing is not None else 0.0
     try:
         return DeploymentConfig(
-            name=deployment_name(namespace, name), protocol=protocol,
-            served_model=triton_model_name(spec.model.name) if triton else spec.model.name,
+            name=deployment_name(namespace, name), protocol=target.protocol,
+            served_model=target.upstream_model,
             endpoints=endpoints, gpu_type=gpu, gpus_per_replica=max(1, gpus),
             **({"tokens_per_s_per_replica": tps} if tps > 0 and math.isfinite(tps) else {}))
     except ValidationError:

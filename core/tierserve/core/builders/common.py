@@ -6,7 +6,6 @@ the Kubernetes API and never read the clock.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,8 +150,3 @@ def model_path(ctx: BuildContext) -> str:
     """What the engine loads: the hub id for hf://, else the URI as given."""
     uri = ctx.spec.model.uri
     return uri.removeprefix("hf://") if uri.startswith("hf://") else uri
-
-
-def triton_model_name(served_name: str) -> str:
-    """Triton model names are directory names: keep ``[A-Za-z0-9._-]``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "--", served_name)

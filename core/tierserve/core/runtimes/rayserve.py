@@ -1,4 +1,4 @@
-"""``runtime: rayServe`` -> a KubeRay ``RayService`` (ray.io/v1).
+"""``runtime: rayServe``: a KubeRay ``RayService`` (ray.io/v1) serving OpenAI's API.
 
 The serve config is a Ray Serve deploy config (``applications: [...]``) serialised into
 ``spec.serveConfigV2``. Real engines use Ray Serve LLM (``ray.serve.llm:build_openai_app``
@@ -16,14 +16,19 @@ metrics export port (8080, added to every Ray pod) and serves the Serve Service 
 port named ``serve``, so the engine metrics port is given by the ``prometheus.io/port``
 annotation, not by a port name. Real vLLM on Ray Serve reports through Ray's metrics
 export under other names (``ray_vllm_*``): not annotated (docs/autoscaler.md).
+
+Readiness: the RayService's own ``Ready`` condition (or ``serviceStatus: Running``) and
+the worker replicas KubeRay reports. The router reaches the replicas through the
+``<name>-serve-svc`` Service KubeRay creates, port ``serve``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
+from tierserve.core.api.deployment import LLMDeploymentSpec
 from tierserve.core.builders.common import (
     BuildContext,
     Manifest,
@@ -35,6 +40,13 @@ from tierserve.core.builders.common import (
     pod_labels,
     scrape_annotations,
     tolerations,
+)
+from tierserve.core.runtimes.base import (
+    MetricsEndpoint,
+    ObservedChildren,
+    Readiness,
+    RouterEndpoint,
+    replica_readiness,
 )
 
 SERVE_PORT = 8000
@@ -99,6 +111,11 @@ def metrics_path() -> str:
     return ROUTE_PREFIX.rstrip("/") + "/metrics"
 
 
+def metrics(spec: LLMDeploymentSpec) -> MetricsEndpoint | None:
+    """Only the simulated app serves ``vllm:*`` itself (on the head's Serve port)."""
+    return MetricsEndpoint(SERVE_PORT, metrics_path()) if spec.engine == "simulated" else None
+
+
 def _image(ctx: BuildContext) -> str:
     images = ctx.settings.images
     return images.simulated if ctx.spec.engine == "simulated" else images.ray_vllm
@@ -123,8 +140,8 @@ def _head(ctx: BuildContext) -> Manifest:
         {"name": "serve", "containerPort": SERVE_PORT},
     ]
     template_meta: Manifest = {"labels": pod_labels(ctx, "ray-head")}
-    if ctx.spec.engine == "simulated":
-        template_meta["annotations"] = scrape_annotations(SERVE_PORT, metrics_path())
+    if (scraped := metrics(ctx.spec)) is not None:
+        template_meta["annotations"] = scrape_annotations(scraped.port, scraped.path)
     return {
         "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
         "template": {"metadata": template_meta, "spec": {"containers": [container]}},
@@ -150,7 +167,7 @@ def _workers(ctx: BuildContext) -> list[Manifest]:
     }]
 
 
-def build(ctx: BuildContext) -> list[Manifest]:
+def children(ctx: BuildContext) -> list[Manifest]:
     return [{
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -165,3 +182,46 @@ def build(ctx: BuildContext) -> list[Manifest]:
             },
         },
     }]
+
+
+def _worker_pods(observed: ObservedChildren) -> list[Manifest]:
+    return [p for p in observed.pods
+            if (p.get("metadata", {}).get("labels") or {}).get("ray.io/node-type") == "worker"]
+
+
+def readiness(ctx: BuildContext, observed: ObservedChildren) -> Readiness:
+    """Worker replicas from KubeRay's cluster status (else the worker pods), and the
+    RayService's own readiness: Serve may still deploy the app on running workers."""
+    st = observed.status("RayService", ctx.name)
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in st.get("conditions") or []) or st.get("serviceStatus") == "Running"
+    cluster = (st.get("activeServiceStatus") or {}).get("rayClusterStatus") or {}
+    workers = _worker_pods(observed)
+    running = sum(1 for p in workers if (p.get("status") or {}).get("phase") == "Running")
+    return replica_readiness(
+        ctx.replicas,
+        int(cluster.get("desiredWorkerReplicas") or len(workers)),
+        int(cluster.get("readyWorkerReplicas") or (running if ready else 0)),
+        waiting_for=None if ready else "the RayService to report Ready")
+
+
+class RayServe:
+    """The :class:`~tierserve.core.runtimes.base.Runtime` for ``runtime: rayServe``."""
+
+    name = "rayServe"
+    protocol: Final = "openai"
+    local_runner = "rayServe"
+
+    def children(self, ctx: BuildContext) -> list[Manifest]:
+        return children(ctx)
+
+    def readiness(self, ctx: BuildContext, observed: ObservedChildren) -> Readiness:
+        return readiness(ctx, observed)
+
+    def router_endpoint(self, name: str, spec: LLMDeploymentSpec) -> RouterEndpoint:
+        # KubeRay's Serve Service: ``<name>-serve-svc``, port ``serve``
+        return RouterEndpoint(service=f"{name}-serve-svc", port_name="serve", port=SERVE_PORT,
+                              protocol=self.protocol, upstream_model=spec.model.name)
+
+    def metrics(self, spec: LLMDeploymentSpec) -> MetricsEndpoint | None:
+        return metrics(spec)
