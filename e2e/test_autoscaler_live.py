@@ -178,6 +178,10 @@ class Load:
                 self.failed += 1
                 self.errors.append(repr(exc))
 
+    def completed_since(self, t: float) -> int:
+        """Requests started at or after ``t`` that have completed."""
+        return sum(1 for start, _ in self.done if start >= t)
+
     def mean_ms_per_token(self, lo: float, hi: float) -> float | None:
         """Client-side mean latency per output token of requests run wholly in [lo, hi]."""
         runs = [(e - s) * 1000 / 64 for s, e in self.done if s >= lo and e <= hi]
@@ -220,6 +224,12 @@ class AutoscalerProcess:
                 key, _, value = line.rpartition(" ")
                 out[key] = float(value)
         return out
+
+    def decisions(self, action: str) -> float:
+        """How many rounds ended in ``action`` ("hold", "up", ...) for the deployment."""
+        return sum(v for k, v in self.metrics().items()
+                   if k.startswith("tierserve_autoscaler_decisions_total{")
+                   and f'action="{action}"' in k and f'name="{NAME}"' in k)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -290,9 +300,9 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
                  and tl.slo.get("attainment") is not None, 60, "status.slo observed values")
         slo_under_load = dict(tl.slo)
         assert slo_under_load["tpotTargetMs"] == 35 and slo_under_load["ttftTargetMs"] == 2000
-        # keep the step on a while on the new capacity
-        hold_until = time.monotonic() + 15
-        wait_until(lambda: time.monotonic() >= hold_until, 30, "load on the scaled deployment")
+        # keep the step on for five closed-loop rounds on the new capacity
+        wait_until(lambda: load.completed_since(t_ready) >= 5 * CONCURRENCY, 120,
+                   f"{5 * CONCURRENCY} requests served on the scaled deployment")
         slo_scaled = dict(tl.slo)
         peak = max(s for _, s, _, _ in tl.points)
         # the decision is explained in the autoscaler's own metrics too
@@ -319,7 +329,7 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
         "peak_replicas": peak,
         "requests_ok": load.ok,
         "slo_at_scale_up": slo_under_load,
-        "slo_after_15s_scaled": slo_scaled,
+        "slo_after_5_rounds_scaled": slo_scaled,
         "client_ms_per_token_on_1_replica": load.mean_ms_per_token(load.started, t_ready),
         "client_ms_per_token_scaled": load.mean_ms_per_token(t_ready, t_stop),
         "load_stop_to_first_scale_down_s": round(t_first_down - t_stop, 1),
@@ -329,10 +339,10 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
         "scaled_events": [e["message"] for e in _scaled_events(cluster, namespace)],
     })
     print("\nautoscaler live figures:", json.dumps(figures, indent=1))
-    # the 1 s poll can only make these late, never early: the bound is exact
-    assert t_first_down - t_stop >= DOWN_WINDOW_S - 1.5, figures
-    assert t_first_down - t_last_up >= DOWN_WINDOW_S - 1.5, figures
-    assert t_up - load.started < 60, figures
+    # No scale-down while the load was on. How long after it stops (the window) and how
+    # soon after the step the scale-up came are figures, printed above: the window's rule
+    # is asserted on a fake clock in tests/unit/test_autoscaler_policy.py.
+    assert t_first_down > t_stop, figures
 
     _scale_to_zero_and_wake(cluster, namespace, stack)
 
@@ -352,8 +362,9 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
         t_hold = time.monotonic()
         held_line = held()[0]
         assert "old" in held_line or "no metrics" in held_line, held_line
-        settle = time.monotonic() + 10  # ten more rounds under load: still no write
-        wait_until(lambda: time.monotonic() >= settle, 20, "rounds while holding")
+        holds = autoscaler.decisions("hold")
+        wait_until(lambda: autoscaler.decisions("hold") >= holds + 5, 60,
+                   "five more rounds deciding to hold under load")
     finally:
         load.stop()
     assert all(s == 1 for t, s, _, _ in tl.points if t >= t_kill), "wrote while holding"
