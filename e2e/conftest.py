@@ -107,7 +107,7 @@ def namespace(cluster: ClusterHandle) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def installed(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Chart installed (CRDs, RBAC); returns the operator ServiceAccount's kubeconfig."""
-    from helm_install import helm_install, service_account_kubeconfig
+    from e2e.helm_install import helm_install, service_account_kubeconfig
 
     helm_install(cluster)
     return service_account_kubeconfig(cluster, tmp_path_factory.mktemp("sa") / "kubeconfig")
@@ -116,7 +116,7 @@ def installed(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def operator_factory(installed: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Make operator processes (stopped at teardown, by pid, also on failure)."""
-    from helm_install import OperatorProcess
+    from e2e.helm_install import OperatorProcess
     from tierserve.dev.cluster.procs import free_port
 
     made: list[OperatorProcess] = []

@@ -245,7 +245,7 @@ class AutoscalerProcess:
 def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
           tmp_path: Path) -> Iterator[dict[str, Any]]:
     """operator (local target) + deployment + router + Prometheus + autoscaler."""
-    from test_router_cluster import RouterProcess
+    from e2e.test_router_cluster import RouterProcess
 
     try:
         prometheus.binary()

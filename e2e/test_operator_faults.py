@@ -225,7 +225,7 @@ def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
                                                   installed: Any) -> None:
     """``helm upgrade --install`` created the autoscaler's Deployment under its own
     ServiceAccount, pointed at the Prometheus URL from the values."""
-    from helm_install import AUTOSCALER_SA, PROMETHEUS_URL, SYSTEM_NS
+    from e2e.helm_install import AUTOSCALER_SA, PROMETHEUS_URL, SYSTEM_NS
 
     dep = cluster.get_json("deployment", "tierserve-autoscaler", "-n", SYSTEM_NS)
     assert dep["spec"]["replicas"] == 1
@@ -246,7 +246,7 @@ def test_autoscaler_calls_succeed_under_its_service_account(
     list, and KubeScaleWriter's get, scale patch with its Event, and status patch."""
     import asyncio
 
-    from helm_install import AUTOSCALER_SA, service_account_kubeconfig
+    from e2e.helm_install import AUTOSCALER_SA, service_account_kubeconfig
     from tierserve.core.api.deployment import API_VERSION
     from tierserve.core.kube.client import KubeApi
     from tierserve.core.kube.scale import KubeScaleWriter

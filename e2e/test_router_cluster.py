@@ -293,7 +293,7 @@ def test_router_wakes_a_deployment_scaled_to_zero(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
         router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
     """Held request -> scale subresource 0 -> 1 -> local Triton starts -> answer."""
-    from helm_install import service_account_kubeconfig
+    from e2e.helm_install import service_account_kubeconfig
 
     operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
@@ -359,7 +359,7 @@ def _authorized(client_for: Callable[[str], OpenAI], key: str) -> bool:
 def test_router_takes_api_keys_from_a_secret(
         cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
         router_factory: Callable[..., RouterProcess], tmp_path: Path) -> None:
-    from helm_install import service_account_kubeconfig
+    from e2e.helm_install import service_account_kubeconfig
 
     operator_factory("local", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.data.badcases import load_bad_cases
 
+from tests.data.badcases import load_bad_cases
 from tierserve.cli.render import render_object
 from tierserve.core.api.crd import all_crds, to_yaml
 from tierserve.core.api.errors import InvalidObject

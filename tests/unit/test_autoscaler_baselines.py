@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from test_autoscaler_support import LIMITS, ctx, drive, sample
-
+from tests.unit.test_autoscaler_support import LIMITS, ctx, drive, sample
 from tierserve.autoscaler.policy import FixedPolicy, HpaPolicy, KpaPolicy, OraclePolicy
 from tierserve.autoscaler.types import MetricsWindow, ScalerState
 

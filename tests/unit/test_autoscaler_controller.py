@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from prometheus_client import generate_latest
-from test_autoscaler_support import CAPACITY, LIMITS, SLO, sample
 
+from tests.unit.test_autoscaler_support import CAPACITY, LIMITS, SLO, sample
 from tierserve.autoscaler.cli import AdvisoryWriter
 from tierserve.autoscaler.controller import Controller, ScaleTarget
 from tierserve.autoscaler.types import MetricSample

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
-from test_autoscaler_support import CAPACITY, LIMITS, ctx, drive, sample, window
 
+from tests.unit.test_autoscaler_support import CAPACITY, LIMITS, ctx, drive, sample, window
 from tierserve.autoscaler.policy import SloPolicy, make_policy
 from tierserve.autoscaler.types import (
     TPOT_BUCKETS_S,

@@ -1,0 +1,1 @@
+"""Data shared by the test layers (bad manifests and the cases built from them)."""
