@@ -94,7 +94,8 @@ def test_pod_for_a_missing_gpu_type_stays_pending(cluster: ClusterHandle, namesp
         status = cluster.get_json("pod", "h200", "-n", namespace).get("status", {})
         conditions = {c["type"]: c for c in status.get("conditions", [])}
         scheduled = conditions.get("PodScheduled", {})
-        return scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+        return bool(scheduled.get("status") == "False"
+                    and scheduled.get("reason") == "Unschedulable")
 
     wait_until(unschedulable, 60, "the H200 pod to be reported unschedulable")
     events = cluster.get_json("events", "-n", namespace,

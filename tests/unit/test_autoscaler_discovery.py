@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tierserve.autoscaler import watch as autoscale_watch
-from tierserve.autoscaler.cli import parse_knobs
 from tierserve.autoscaler.controller import ScaleTarget
 from tierserve.autoscaler.discovery import (
     Discovery,
@@ -19,6 +18,7 @@ from tierserve.autoscaler.discovery import (
     metrics_url,
     target_from_object,
 )
+from tierserve.autoscaler.policy import parse_knobs
 from tierserve.core.api.deployment import SizingPlan
 from tierserve.core.capacity import capacity_from_plan
 

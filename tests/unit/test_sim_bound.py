@@ -48,12 +48,12 @@ def test_bound_on_a_simulated_trace_is_below_the_per_minute_oracle() -> None:
         # more replicas miss fewer, up to a request or two of placement noise
         assert row[min(row)] >= row[max(row)]
     levels = [0.97, 0.98, 0.99, 0.995]
-    costs = [table.gpu_hours_at(lv) for lv in levels]
-    assert all(c is not None for c in costs)
+    costs = [c for lv in levels if (c := table.gpu_hours_at(lv)) is not None]
+    assert len(costs) == len(levels)  # every level is reachable
     assert costs == sorted(costs)  # more attainment never costs less
     # the per-minute oracle meets 99% of feasible requests in every minute, so the
     # overall bound at 97% can only be cheaper
-    assert costs[0] is not None and costs[0] <= sched.gpu_hours
+    assert costs[0] <= sched.gpu_hours
 
 
 def test_bound_table_reports_multiples_and_what_a_saving_requires() -> None:
