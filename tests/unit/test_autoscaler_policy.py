@@ -16,6 +16,7 @@ from tierserve.autoscaler.types import (
     Decision,
     Histogram,
     Limits,
+    MetricSample,
     MetricsWindow,
     PolicyContext,
     ScalerState,
@@ -137,9 +138,14 @@ def test_decision_explains_inputs_and_predicts_attainment() -> None:
     assert {"demand_replicas", "forecast_replicas", "gain"} <= set(d.inputs)
 
 
+def _tpot(s: MetricSample) -> Histogram:
+    assert s.tpot is not None, "the support window always carries a TPOT histogram"
+    return s.tpot
+
+
 def test_feedback_raises_gain_on_missed_attainment() -> None:
     now = 5000.0
-    bad = [replace(s, tpot=replace(s.tpot, counts=(0,) * 12 + (s.tpot.counts[0],) + (0,) * 7))
+    bad = [replace(s, tpot=replace(_tpot(s), counts=(0,) * 12 + (_tpot(s).counts[0],) + (0,) * 7))
            for s in window(now, lambda t: 4.0).samples]  # fmt: skip
     d = POLICY(ctx(MetricsWindow(tuple(bad)), ScalerState(5, 5), now))
     assert d.state.memo["gain"] > 1.0
@@ -203,7 +209,7 @@ def _tpot_in_bucket(index: int, now: float) -> MetricsWindow:
         counts[index] = h.total
         return replace(h, counts=tuple(counts))
 
-    return MetricsWindow(tuple(replace(s, tpot=move(s.tpot))
+    return MetricsWindow(tuple(replace(s, tpot=move(_tpot(s)))
                                for s in window(now, lambda t: 4.0).samples))
 
 
