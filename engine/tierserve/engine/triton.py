@@ -8,7 +8,8 @@ backend and one backend stub per Python version. This module:
   backend plus the stub for *this* interpreter's version) and ``models/<name>`` with a
   ``config.pbtxt`` (decoupled transaction policy, TensorRT-LLM tensor names) and a
   ``model.py`` shim importing :mod:`tierserve.engine.triton_model`, as in a cluster's
-  model-repository ConfigMap (``tierserve.core.runtimes.triton_repository``);
+  model-repository ConfigMap (``tierserve.core.runtimes.triton_repository``), or the
+  files of such a ConfigMap themselves;
 * :class:`TritonServer` launches ``tritonserver`` bound to 127.0.0.1 on the given
   HTTP / GRPC / metrics ports, waits on ``/v2/health/ready`` and stops it.
 
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,31 +105,43 @@ class TritonSpec:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
-def write_model_repository(spec: TritonSpec, dist: TritonDistribution) -> Path:
-    """Write backends and the model repository under ``spec.workdir``; return the repo."""
-    get_profile(spec.profile)  # fail here, not inside Triton, on a bad name
-    backend = spec.workdir / "backends" / "python"
+def local_model_files(spec: TritonSpec) -> dict[str, str]:
+    """The model directory a local server loads: the cluster's files for the simulated
+    engine, with CPU instances (each its own simulated engine), the cold start and this
+    checkout's paths in ``model.py`` (nothing is installed as in an image)."""
+    config = model_config(spec.model_name, "simulated",
+                          {"profile": spec.profile, "cold_start_s": str(spec.cold_start_s)},
+                          instance_count=spec.instances, instance_kind="KIND_CPU")
+    return {"config.pbtxt": config, "1/model.py": python_model(_python_paths())}
+
+
+def install_python_backend(workdir: Path, dist: TritonDistribution) -> Path:
+    """Copy the Python backend and this interpreter's stub to ``workdir/backends``."""
+    backend = workdir / "backends" / "python"
     backend.mkdir(parents=True, exist_ok=True)
     files = [(src, backend / src.name) for src in dist.python_backend.glob("*") if src.is_file()]
     for src, dst in [*files, (dist.stub, backend / "triton_python_backend_stub")]:
         if not dst.exists() or dst.stat().st_size != src.stat().st_size:
             shutil.copy2(src, dst)  # skip on restart: a surviving stub may hold it busy
+    return backend.parent
+
+
+def write_model_repository(spec: TritonSpec, dist: TritonDistribution,
+                           files: Mapping[str, str] | None = None) -> Path:
+    """Write backends and the model repository under ``spec.workdir``; return the repo.
+
+    ``files`` (path in the model directory -> text, e.g. a cluster's model-repository
+    ConfigMap laid out by its volume items) replace :func:`local_model_files`.
+    """
+    get_profile(spec.profile)  # fail here, not inside Triton, on a bad name
+    install_python_backend(spec.workdir, dist)
     repo = spec.workdir / "models"
     model = repo / spec.model_name
-    (model / "1").mkdir(parents=True, exist_ok=True)
-    # The same config.pbtxt the operator puts into a cluster's model-repository ConfigMap,
-    # with CPU instances: each instance is its own simulated engine.
-    (model / "config.pbtxt").write_text(
-        model_config(
-            spec.model_name,
-            "simulated",
-            {"profile": spec.profile, "cold_start_s": str(spec.cold_start_s)},
-            instance_count=spec.instances,
-            instance_kind="KIND_CPU",
-        )
-    )
-    # The cluster's model.py too, plus this checkout's paths (no install in the image).
-    (model / "1" / "model.py").write_text(python_model(_python_paths()))
+    for rel, text in (local_model_files(spec) if files is None else files).items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ValueError(f"model file {rel!r} must be a path inside the model directory")
+        (model / rel).parent.mkdir(parents=True, exist_ok=True)
+        (model / rel).write_text(text)
     return repo
 
 
@@ -153,9 +167,11 @@ def server_env(dist: TritonDistribution) -> dict[str, str]:
 class TritonServer:
     """A ``tritonserver`` child process for one :class:`TritonSpec`."""
 
-    def __init__(self, spec: TritonSpec, dist: TritonDistribution | None = None) -> None:
+    def __init__(self, spec: TritonSpec, dist: TritonDistribution | None = None,
+                 model_files: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         self.dist = dist or find_distribution()
+        self.model_files = model_files  # None: local_model_files(spec)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = spec.workdir / "tritonserver.log"
 
@@ -186,7 +202,7 @@ class TritonServer:
             return
         if self.proc is not None:  # died: its Python stubs may linger in its group
             _signal_group(self.proc.pid, signal.SIGKILL)
-        repo = write_model_repository(self.spec, self.dist)
+        repo = write_model_repository(self.spec, self.dist, self.model_files)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(repo),
