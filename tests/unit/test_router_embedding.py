@@ -9,6 +9,7 @@ import hashlib
 import os
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from tierserve.routing.plugins.classifier import quantile_threshold
@@ -19,12 +20,15 @@ from tierserve.routing.tierdata import labelled_set
 class BagOfWords:
     """A deterministic stand-in encoder: hashed word counts, L2-normalised."""
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         out = np.zeros((len(texts), 256), dtype=np.float32)
         for i, text in enumerate(texts):
             for word in text.lower().split():
                 out[i, hashlib.md5(word.encode()).digest()[0]] += 1
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        # numpy types norm() loosely (Any): name the result's type here
+        unit: npt.NDArray[np.float32] = out / np.maximum(
+            np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        return unit
 
 
 async def test_knn_scores_follow_neighbour_labels() -> None:
