@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,12 +56,16 @@ def children(cluster: ClusterHandle, name: str, ns: str = "default") -> list[dic
     return items
 
 
+def has_children(cluster: ClusterHandle, name: str) -> bool:
+    return bool(children(cluster, name))
+
+
 def test_examples_become_children_ready_and_listed(cluster: ClusterHandle,
                                                    examples: None) -> None:
     deployments = [d["metadata"]["name"] for f in EXAMPLES for d in
                    yaml.safe_load_all(f.read_text()) if d["kind"] == "LLMDeployment"]
     for name in deployments:
-        wait_until(lambda name=name: len(children(cluster, name)) >= 1, 60, f"children of {name}")
+        wait_until(functools.partial(has_children, cluster, name), 60, f"children of {name}")
         for child in children(cluster, name):
             ref = child["metadata"]["ownerReferences"][0]
             assert ref["kind"] == "LLMDeployment" and ref["name"] == name and ref["controller"]
