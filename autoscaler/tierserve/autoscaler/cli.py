@@ -202,5 +202,11 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
         print(f"tierserve autoscaler: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(args, targets))
+    from tierserve.core.kube.credentials import CredentialsError
+
+    try:
+        asyncio.run(_serve(args, targets))
+    except CredentialsError as exc:
+        print(f"tierserve autoscaler: {exc}", file=sys.stderr)
+        return 2
     return 0

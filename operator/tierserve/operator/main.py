@@ -19,7 +19,7 @@ import kopf
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from tierserve.core.kube.client import KubeApi
-from tierserve.core.kube.credentials import Credentials
+from tierserve.core.kube.credentials import Credentials, CredentialsError
 from tierserve.core.kube.leader import LeaderElector
 from tierserve.core.kube.reflector import Reflector, run_all, wait_synced
 from tierserve.core.local import LocalRuntimeFactory
@@ -111,7 +111,11 @@ def _liveness(opts: OperatorSettings) -> str | None:
 
 
 async def run(opts: OperatorSettings, local_runtimes: LocalRuntimeFactory | None = None) -> int:
-    credentials = await Credentials.load(opts.kubeconfig)  # the one client configuration
+    try:
+        credentials = await Credentials.load(opts.kubeconfig)  # the one client configuration
+    except CredentialsError as exc:
+        log.error("cannot reach a cluster: %s", exc)
+        return 2
     api = await KubeApi.connect(credentials=credentials)
     store, queue = Store(), WorkQueue[Key]()
     realizer = _realizer(opts, api, store, queue, local_runtimes)
