@@ -76,7 +76,8 @@ class FakeApiServer:
         resp = web.StreamResponse()
         await resp.prepare(request)
         while (event := await self.events.get()) is not None:
-            await resp.write(json.dumps(event).encode() + b"\n")
+            line = b"{garbled" if event.get("type") == "GARBLED" else json.dumps(event).encode()
+            await resp.write(line + b"\n")
         with contextlib.suppress(ConnectionResetError):  # the client went first
             await resp.write_eof()
         return resp
@@ -176,6 +177,24 @@ async def test_transient_errors_back_off_then_recover(server: FakeApiServer,
         await wait_until_async(reflector.synced.is_set, 5, "list after the outage")
         assert rec.sleeps[:3] == [0.25, 0.5, 1.0] and server.lists == 4
         assert rec.changes == [("ADDED", "a", True)]
+    finally:
+        task.cancel()
+        await api.close()
+
+
+async def test_a_broken_watch_resumes_from_the_last_event_not_the_list(
+        server: FakeApiServer, tmp_path: Path) -> None:
+    server.items = [cm("a", "v/a1")]
+    api, rec = await _client(server, tmp_path), Recorder()
+    reflector = _reflector(api, rec)
+    task = asyncio.create_task(reflector.run())
+    try:
+        await wait_until_async(reflector.synced.is_set, 5, "first list")
+        server.events.put_nowait({"type": "MODIFIED", "object": cm("a", "v/a2", "x")})
+        server.events.put_nowait({"type": "GARBLED"})  # the stream breaks mid-way
+        await wait_until_async(lambda: len(server.watched_from) == 2, 5, "resumed watch")
+        assert server.watched_from == ["list/a", "v/a2"] and server.lists == 1
+        assert rec.sleeps == [0.25] and rec.changes[-1] == ("MODIFIED", "a", False)
     finally:
         task.cancel()
         await api.close()

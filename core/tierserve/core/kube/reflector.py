@@ -126,6 +126,7 @@ class Reflector:
         self.problem: ApiError | None = None
         self.lists = 0  # how many times it listed (start and every re-list)
         self._subscribers = list(subscribers)
+        self._version = ""  # opaque: only passed back to the server
         self._timeout, self._sleep = watch_timeout_s, sleep
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -137,23 +138,23 @@ class Reflector:
 
     async def run(self) -> None:
         """Forever (until cancelled): list, watch, resume or re-list, by error meaning."""
-        version, failures = "", 0
+        failures = 0
         while True:
             try:
-                if not version:
-                    version = await self.list_once()
-                version, seen = await self._watch(version)
+                if not self._version:
+                    self._version = await self.list_once()
+                seen = await self._watch()
             except Gone:
-                version, seen = "", 0  # too old: list again
+                self._version, seen = "", 0  # too old: list again
             except TRANSIENT as exc:
                 failures += 1
                 self._set(State.BACKING_OFF, None)
                 delay = self.backoff.delay(failures)
                 log.warning("%s watch failed (%s); retrying in %.1fs", self.resource, exc, delay)
-                await self._sleep(delay)
+                await self._sleep(delay)  # then resume from the last version seen
                 continue
             except ApiError as exc:  # permanent: no backoff loop, a slow re-check
-                version = ""
+                self._version = ""
                 self._permanent(exc)
                 await self._sleep(self.backoff.recheck_s)
                 continue
@@ -187,11 +188,12 @@ class Reflector:
                 self._emit(Change(kind, key, obj, relist=True))
         self.synced.set()
 
-    async def _watch(self, version: str) -> tuple[str, int]:
-        """Apply events from ``version``; returns the version to resume from and how
-        many events (bookmarks included) arrived."""
+    async def _watch(self) -> int:
+        """Apply events from the last version seen (kept as each event arrives, so a
+        broken watch resumes where it broke); returns how many events (bookmarks
+        included) arrived."""
         r, seen = self.resource, 0
-        async for event in self.api.watch(r.api_version, r.kind, r.namespace, version,
+        async for event in self.api.watch(r.api_version, r.kind, r.namespace, self._version,
                                           label_selector=r.label_selector,
                                           timeout_s=self._timeout,
                                           field_selector=r.field_selector):
@@ -199,7 +201,7 @@ class Reflector:
             if kind == "ERROR":
                 raise ApiError(int(obj.get("code") or 500), json.dumps(obj))
             seen += 1
-            version = version_of(obj) or version
+            self._version = version_of(obj) or self._version
             if kind == "BOOKMARK":
                 continue
             key = key_of(obj)
@@ -208,7 +210,7 @@ class Reflector:
             else:
                 self.objects.observe(key, obj)
             self._emit(Change(ChangeType(kind), key, obj))
-        return version, seen
+        return seen
 
     def _emit(self, change: Change) -> None:
         for subscriber in self._subscribers:
