@@ -7,6 +7,8 @@ One model directory per deployment, named by :func:`triton_model_name`:
 * ``1/model.json`` (``engine: vllm``): the vLLM engine arguments;
 * ``1/model.py`` (``engine: simulated``): the Python-backend entry point, a shim that
   imports :mod:`tierserve.engine.triton_model` (installed with Tierserve in the image).
+  ``engine: python`` gets none: Tierserve's only Python-backend model is the simulated
+  engine, and shipping it under ``python`` would serve simulated tokens as a real model.
 
 The cluster builder puts these files into the model-repository ConfigMap; the local
 target (``tierserve.engine.triton``) writes the same ones to disk, so a local Triton
