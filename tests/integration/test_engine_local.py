@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import aiohttp
 import openai
 import pytest
 
+from tierserve.dev.waiting import wait_until_async
 from tierserve.engine.local import LocalRuntimes, LocalSpec, LocalStatus, free_port
 from tierserve.engine.local_triton import TritonRunner
 from tierserve.engine.triton import TritonServer
@@ -23,15 +23,19 @@ PROFILE = "llama-3.1-8b-a100-40gb"
 async def until(
     probe: Callable[[], Awaitable[LocalStatus | None]],
     cond: Callable[[LocalStatus], bool],
-    limit_s: float = 90,
+    what: str,
 ) -> LocalStatus:
-    deadline = time.monotonic() + limit_s
-    while True:
+    """Wait until the probed status meets ``cond``; that status."""
+    met: list[LocalStatus] = []
+
+    async def check() -> bool:
         status = await probe()
         if status is not None and cond(status):
-            return status
-        assert time.monotonic() < deadline, f"condition not met; last status {status}"
-        await asyncio.sleep(0.2)
+            met.append(status)
+        return bool(met)
+
+    await wait_until_async(check, 90, what, interval=0.2)
+    return met[-1]
 
 
 def triton_server(local: LocalRuntimes, key: str) -> TritonServer | None:
@@ -46,7 +50,7 @@ async def test_triton_local_target(tmp_path: Path) -> None:
     key = "default/llama"
     try:
         await local.apply(LocalSpec(key, "triton", PROFILE, "llama-8b"))
-        status = await until(lambda: local.status(key), lambda s: s.ready)
+        status = await until(lambda: local.status(key), lambda s: s.ready, "the local Triton ready")
         assert status.replicas == 1 and status.endpoint.startswith("http://127.0.0.1:")
         url = f"{status.endpoint}/v2/models/{status.model_name}/generate"
         body = {"text_input": "hi", "max_tokens": 4}
@@ -57,12 +61,12 @@ async def test_triton_local_target(tmp_path: Path) -> None:
         assert server is not None and server.proc is not None
         os.kill(server.proc.pid, signal.SIGKILL)
         await asyncio.to_thread(server.proc.wait)
-        status = await local.status(key)
-        assert status is not None and not status.ready and status.restarts == 1
-        status = await until(lambda: local.status(key), lambda s: s.ready)
+        after_kill = await local.status(key)
+        assert after_kill is not None and not after_kill.ready and after_kill.restarts == 1
+        status = await until(lambda: local.status(key), lambda s: s.ready, "ready again")
 
         await local.apply(LocalSpec(key, "triton", PROFILE, "llama-8b", replicas=2))
-        status = await until(lambda: local.status(key), lambda s: s.ready)
+        status = await until(lambda: local.status(key), lambda s: s.ready, "ready at 2 replicas")
         assert status.replicas == 2
         restarted = triton_server(local, key)
         pid = restarted.pid if restarted is not None else None
@@ -80,7 +84,8 @@ async def test_ray_serve_local_target(tmp_path: Path) -> None:
     key = "team-a/chat"
     try:
         await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b"))
-        status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 1)
+        status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 1,
+                             "one ready replica")
         client = openai.AsyncOpenAI(base_url=f"{status.endpoint}/v1", api_key="x")
         resp = await client.completions.create(model="chat-8b", prompt="hello", max_tokens=5)
         assert resp.usage is not None and resp.usage.completion_tokens == 5
@@ -90,7 +95,8 @@ async def test_ray_serve_local_target(tmp_path: Path) -> None:
         assert 'request_success_total{finished_reason="length",model_name="chat-8b"} 1.0' in text
 
         await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b", replicas=2))
-        status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 2)
+        status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 2,
+                             "two ready replicas")
 
         await local.delete(key)
         assert await local.status(key) is None
