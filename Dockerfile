@@ -1,4 +1,5 @@
-# Image for the operator, router, autoscaler and the simulated engine (chart default:
+# Image for the operator, router, autoscaler and the simulated engine on Ray Serve and
+# Triton (nvidia-pytriton ships tritonserver) (chart default:
 # ghcr.io/tierserve/tierserve). Only the runtime distribution goes in: development
 # tooling (dev/, the `tierserve-dev` distribution) never does. Not built by CI: this
 # machine has no Docker engine.
@@ -11,6 +12,6 @@ COPY operator operator
 COPY engine engine
 COPY routing routing
 COPY autoscaler autoscaler
-RUN pip install --no-cache-dir '.[ray]' && useradd --uid 65532 --no-create-home tierserve
+RUN pip install --no-cache-dir '.[ray,triton]' && useradd --uid 65532 --no-create-home tierserve
 USER 65532
 ENTRYPOINT ["tierserve"]
