@@ -11,6 +11,10 @@ STAMP := $(VENV)/.installed
 COMPONENT_INITS := $(wildcard */tierserve/*/__init__.py)
 ROOTS := $(sort $(foreach f,$(COMPONENT_INITS),$(firstword $(subst /, ,$(f)))))
 COMPONENTS := $(foreach f,$(COMPONENT_INITS),$(word 3,$(subst /, ,$(f))))
+# Test packages: top-level directories that are regular packages (tests, e2e).
+TEST_PACKAGES := $(patsubst %/__init__.py,%,$(wildcard */__init__.py))
+MYPY_TARGETS := $(addprefix -p tierserve.,$(COMPONENTS)) $(addprefix -p ,$(TEST_PACKAGES)) \
+	-m conftest
 
 .PHONY: venv test lint unit integration e2e demo crds bench clean
 
@@ -23,8 +27,8 @@ $(STAMP): pyproject.toml dev/pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(ROOTS) tests e2e conftest.py
-	$(BIN)/mypy $(addprefix -p tierserve.,$(COMPONENTS))
+	$(BIN)/ruff check $(ROOTS) $(TEST_PACKAGES) conftest.py
+	$(BIN)/mypy $(MYPY_TARGETS)
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
