@@ -8,12 +8,21 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tierserve.engine.local import LocalRuntimes, LocalSpec
 
 PROFILE = "llama-3.1-8b-a100-40gb"
+
+
+class FakeModule(types.ModuleType):
+    """A stand-in module that takes any attribute, as a real module's namespace does
+    (typeshed's ModuleType only declares reads of unknown attributes)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
 
 
 class FakeRay:
@@ -27,18 +36,18 @@ class FakeRay:
         self.calls: list[str] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        ray = types.ModuleType("ray")
-        serve = types.ModuleType("ray.serve")
-        app = types.ModuleType("tierserve.engine.serve_app")
-        ray.is_initialized = lambda: self.initialized  # type: ignore[attr-defined]
-        ray.init = lambda **kw: self._record("ray.init")  # type: ignore[attr-defined]
-        ray.shutdown = lambda: self._record("ray.shutdown")  # type: ignore[attr-defined]
-        serve.start = lambda **kw: self._record("serve.start")  # type: ignore[attr-defined]
-        serve.run = lambda *a, **kw: self._record("serve.run")  # type: ignore[attr-defined]
-        serve.delete = lambda name: self._record("serve.delete")  # type: ignore[attr-defined]
-        serve.shutdown = lambda: self._record("serve.shutdown")  # type: ignore[attr-defined]
-        ray.serve = serve  # type: ignore[attr-defined]
-        app.build_app = lambda args: object()  # type: ignore[attr-defined]
+        ray = FakeModule("ray")
+        serve = FakeModule("ray.serve")
+        app = FakeModule("tierserve.engine.serve_app")
+        ray.is_initialized = lambda: self.initialized
+        ray.init = lambda **kw: self._record("ray.init")
+        ray.shutdown = lambda: self._record("ray.shutdown")
+        serve.start = lambda **kw: self._record("serve.start")
+        serve.run = lambda *a, **kw: self._record("serve.run")
+        serve.delete = lambda name: self._record("serve.delete")
+        serve.shutdown = lambda: self._record("serve.shutdown")
+        ray.serve = serve
+        app.build_app = lambda args: object()
         monkeypatch.setitem(sys.modules, "ray", ray)
         monkeypatch.setitem(sys.modules, "ray.serve", serve)
         monkeypatch.setitem(sys.modules, "tierserve.engine.serve_app", app)
