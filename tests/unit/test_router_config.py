@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ def test_example_config_parses() -> None:
     assert tiered is not None and tiered.target_slow_share == 0.3
 
 
-def _base(**route: object) -> dict[str, object]:
+def _base(**route: object) -> dict[str, Any]:
     return {"deployments": [{"name": "d", "endpoints": [{"url": "http://127.0.0.1:1"}]}],
             "routes": [{"model": "m", "variants": [{"name": "v", "deployment": "d"}], **route}]}
 
@@ -32,9 +34,10 @@ def _base(**route: object) -> dict[str, object]:
     (lambda c: c["deployments"][0].update(bogus_key=1), "bogus_key"),
     (lambda c: c["routes"][0]["variants"].append({"name": "v", "deployment": "d"}), "'v'"),
 ])
-def test_errors_show_the_bad_value(mutate: object, shown: str) -> None:
+def test_errors_show_the_bad_value(mutate: Callable[[dict[str, Any]], object],
+                                   shown: str) -> None:
     cfg = _base()
-    mutate(cfg)  # type: ignore[operator]
+    mutate(cfg)
     with pytest.raises(ConfigError) as info:
         parse_config(cfg, "test.yaml")
     assert shown in str(info.value)
@@ -43,7 +46,7 @@ def test_errors_show_the_bad_value(mutate: object, shown: str) -> None:
 
 def test_variant_needs_exactly_one_target() -> None:
     cfg = _base()
-    cfg["routes"][0]["variants"][0]["tiers"] = {"fast": "d", "slow": "d"}  # type: ignore[index]
+    cfg["routes"][0]["variants"][0]["tiers"] = {"fast": "d", "slow": "d"}
     with pytest.raises(ConfigError, match="exactly one of deployment or tiers"):
         parse_config(cfg)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from tierserve.routing.plugins.balancing import (
     AffinityFilter,
     AvailableFilter,
+    Scheduler,
     build_scheduler,
 )
 from tierserve.routing.plugins.base import RequestInfo
@@ -80,15 +81,20 @@ async def test_least_outstanding_picks_least_loaded() -> None:
         assert picked is not None and picked.url == "b"
 
 
+async def _picked_url(sched: Scheduler, eps: list[Ep]) -> str:
+    picked = await sched.pick(RequestInfo(0), eps)
+    assert picked is not None, "a scheduler with endpoints picks one"
+    return picked.url
+
+
 async def test_p2c_never_picks_the_worst_of_two() -> None:
     sched = build_scheduler("p2c", {"outstanding": 1.0}, random.Random(2))
     eps = [Ep("a", outstanding=0), Ep("b", outstanding=9)]
-    assert {(await sched.pick(RequestInfo(0), eps)).url for _ in range(50)} == {"a"}  # type: ignore[union-attr]
+    assert {await _picked_url(sched, eps) for _ in range(50)} == {"a"}
 
 
 async def test_least_outstanding_spreads_ties() -> None:
     sched = build_scheduler("least-outstanding", {"outstanding": 1.0}, random.Random(3))
     eps = [Ep("a"), Ep("b"), Ep("c")]
-    seen = Counter([(await sched.pick(RequestInfo(0), eps)).url  # type: ignore[union-attr]
-                    for _ in range(300)])
+    seen = Counter([await _picked_url(sched, eps) for _ in range(300)])
     assert min(seen.values()) > 60
