@@ -8,12 +8,20 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
 
 from tierserve.dev.testing import router, simple_config, stub
 from tierserve.dev.waiting import wait_until_async
+
+
+def _error_body(error: openai.APIStatusError) -> dict[str, Any]:
+    """The OpenAI error object the client unwrapped (typed ``object`` by the client)."""
+    body = error.body
+    assert isinstance(body, dict), body
+    return body
 
 
 async def test_openai_client_chat_completions_models() -> None:
@@ -38,7 +46,7 @@ async def test_openai_client_chat_completions_models() -> None:
         with pytest.raises(openai.NotFoundError) as info:
             await client.chat.completions.create(model="missing",
                                                  messages=[{"role": "user", "content": "x"}])
-        assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+        assert _error_body(info.value)["code"] == "model_not_found"
         await client.close()
 
 
@@ -52,7 +60,7 @@ async def test_served_model_name_is_rewritten_and_engine_errors_pass_through() -
             with pytest.raises(openai.BadRequestError) as info:
                 await client.chat.completions.create(
                     model="public", messages=[{"role": "user", "content": "x"}])
-            assert info.value.body["message"] == "beta failed"  # type: ignore[index]
+            assert _error_body(info.value)["message"] == "beta failed"
             assert s.bodies[0]["model"] == "org/beta-8b"
             assert s.hits == 1  # 4xx is never retried
             await client.close()
