@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_autoscaler_controller import FakeSource, FakeWriter
+from tests.unit.test_autoscaler_support import sample
 from tierserve.autoscaler import watch as autoscale_watch
 from tierserve.autoscaler.controller import ScaleTarget
 from tierserve.autoscaler.discovery import (
@@ -21,6 +23,7 @@ from tierserve.autoscaler.discovery import (
 from tierserve.autoscaler.policy import parse_knobs
 from tierserve.core.api.deployment import SizingPlan
 from tierserve.core.capacity import capacity_from_plan
+from tierserve.core.kube.client import KubeApi
 
 SIZING = {"gpusPerReplica": 1, "weightsGib": 7.5, "kvCacheGib": 10.0,
           "kvBytesPerToken": 524288, "maxBatchPerReplica": 10, "estTpotMs": 34.0,
@@ -126,9 +129,10 @@ def test_discovery_adds_updates_drops() -> None:
     assert set(sink.targets) == {("team", "d")}
 
 
-class FakeApi:
+class FakeApi(KubeApi):
     """list_versioned + one scripted watch per call; when the script is done it sets
-    ``stop`` (ending ``watch_deployments``) and blocks like a quiet watch."""
+    ``stop`` (ending ``watch_deployments``) and blocks like a quiet watch. A KubeApi so
+    mypy holds it to the real signatures; it never connects (no base initialiser)."""
 
     def __init__(self, lists: list[list[dict[str, Any]]],
                  watches: list[list[dict[str, Any]]], stop: asyncio.Event) -> None:
@@ -136,7 +140,7 @@ class FakeApi:
         self.namespaces: list[str | None] = []
         self.resumed_from: list[str] = []
 
-    async def list_versioned(self, api_version: str, kind: str, namespace: str | None,
+    async def list_versioned(self, api_version: str, kind: str, namespace: str | None = None,
                              label_selector: str | None = None,
                              field_selector: str | None = None,
                              ) -> tuple[list[dict[str, Any]], str]:
@@ -144,9 +148,10 @@ class FakeApi:
         return self.lists.pop(0), f"list-{len(self.namespaces)}"
 
     async def watch(self, api_version: str, kind: str, namespace: str | None,
-                    version: str, label_selector: str | None = None, timeout_s: int = 300,
-                    field_selector: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        self.resumed_from.append(version)
+                    resource_version: str, label_selector: str | None = None,
+                    timeout_s: int = 300, field_selector: str | None = None,
+                    ) -> AsyncIterator[dict[str, Any]]:
+        self.resumed_from.append(resource_version)
         if not self.watches:
             self.stop.set()
             await asyncio.Event().wait()
@@ -173,7 +178,7 @@ def test_watch_feeds_discovery_and_relists_on_gone() -> None:
 
     async def run() -> None:
         await asyncio.wait_for(autoscale_watch.watch_deployments(
-            api, "team", d, stop), 5)  # type: ignore[arg-type]
+            api, "team", d, stop), 5)
 
     asyncio.run(run())
     assert api.namespaces == ["team", "team"]  # listed, then re-listed after 410 only
@@ -199,12 +204,12 @@ def test_controller_ignores_an_identical_target_and_keeps_state_on_change() -> N
 
     t = target_from_object(_obj(), DiscoveryOptions())
     assert isinstance(t, ScaleTarget)
-    ctl = Controller([t], source=None, writer=None, clock=lambda: 0.0,  # type: ignore[arg-type]
-                     registry=CollectorRegistry())
+    ctl = Controller([t], source=FakeSource(load=0.0), writer=FakeWriter(1),
+                     clock=lambda: 0.0, registry=CollectorRegistry())
     tracked = ctl.tracked[t.key]
     ctl.add(t.model_copy())
     assert ctl.tracked[t.key] is tracked  # same object: window and policy untouched
-    tracked.window.append(object())  # type: ignore[arg-type]
+    tracked.window.append(sample(0.0, load=1.0))
     changed = target_from_object(_obj(maxReplicas=5), DiscoveryOptions())
     assert isinstance(changed, ScaleTarget)
     ctl.add(changed)
