@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tierserve.core.api.deployment import LLMDeploymentSpec
-from tierserve.core.kube.client import ApiError
+from tierserve.core.kube.client import ApiError, KubeApi
 from tierserve.core.kube.leader import LeaderElector
 from tierserve.core.sizing import plan
 from tierserve.dev.waiting import wait_until_async
@@ -113,26 +113,28 @@ def test_is_subset_ignores_server_defaults_but_sees_edits() -> None:
     assert not is_subset(desired, live)
 
 
-class FakeLeaseApi:
-    """Lease storage with resourceVersion checks, like the API server."""
+class FakeLeaseApi(KubeApi):
+    """Lease storage with resourceVersion checks, like the API server. A KubeApi so mypy
+    holds it to the real signatures; it never connects (no base initialiser)."""
 
     def __init__(self) -> None:
         self.lease: dict[str, Any] | None = None
         self.version = 0
 
-    async def get(self, *_: Any) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, namespace: str | None,
+                  name: str) -> dict[str, Any] | None:
         return self.lease
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         if self.lease is not None:
             raise ApiError(409, "exists")
-        return self._store(body)
+        return self._store(manifest)
 
-    async def replace(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
         assert self.lease is not None
-        if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+        if manifest["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
             raise ApiError(409, "conflict")
-        return self._store(body)
+        return self._store(manifest)
 
     def _store(self, body: dict[str, Any]) -> dict[str, Any]:
         self.version += 1
@@ -144,8 +146,8 @@ class FakeLeaseApi:
 async def test_only_one_candidate_holds_the_lease_until_it_expires() -> None:
     now = [datetime(2026, 1, 1, tzinfo=UTC)]
     api = FakeLeaseApi()
-    a = LeaderElector(api, "ns", "lease", "a", lease_seconds=15, clock=lambda: now[0])  # type: ignore[arg-type]
-    b = LeaderElector(api, "ns", "lease", "b", lease_seconds=15, clock=lambda: now[0])  # type: ignore[arg-type]
+    a = LeaderElector(api, "ns", "lease", "a", lease_seconds=15, clock=lambda: now[0])
+    b = LeaderElector(api, "ns", "lease", "b", lease_seconds=15, clock=lambda: now[0])
     assert await a.try_acquire() is True
     assert await b.try_acquire() is False
     now[0] += timedelta(seconds=10)
