@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tierserve.core.kube.client import KubeApi
 from tierserve.core.routerconfig import DeploymentConfig, RouterConfig, ServerConfig
 from tierserve.dev.testing import serve, stub
 from tierserve.dev.waiting import wait_until_async
@@ -266,8 +267,9 @@ def test_pure_and_deterministic() -> None:
 
 # --- ClusterSource against a fake API: watch -> hot swap, status.ab written on change ---
 
-class FakeApi:
-    """``list_versioned``/``watch``/``patch_status`` of KubeApi, from in-memory objects."""
+class FakeApi(KubeApi):
+    """``list_versioned``/``watch``/``patch_status`` of KubeApi, from in-memory objects.
+    A KubeApi so mypy holds it to the real signatures; it never connects."""
 
     def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
         self.objects = objects
@@ -277,7 +279,7 @@ class FakeApi:
         self.patches: list[tuple[str, str, dict[str, Any]]] = []
         self.selectors: dict[str, str | None] = {}
 
-    async def list_versioned(self, api_version: str, kind: str, namespace: str | None,
+    async def list_versioned(self, api_version: str, kind: str, namespace: str | None = None,
                              label_selector: str | None = None,
                              field_selector: str | None = None,
                              ) -> tuple[list[dict[str, Any]], str]:
@@ -304,7 +306,7 @@ async def test_cluster_source_applies_changes_and_writes_ab_only_when_changed() 
         deployment("a", endpoint="http://127.0.0.1:9001"),
         deployment("b", endpoint="http://127.0.0.1:9002")]})
     router = Router(RouterConfig())
-    source = ClusterSource(api, router, NS, debounce_s=0.01,  # type: ignore[arg-type]
+    source = ClusterSource(api, router, NS, debounce_s=0.01,
                            ab_interval_s=3600, now=lambda: "2026-01-01T00:00:00Z")
     task = asyncio.create_task(source.run())
     try:
@@ -358,7 +360,7 @@ async def test_expired_watch_relists() -> None:
     api = FakeApi({"LLMRoute": [route("r", ab_spec())],
                    "LLMDeployment": [deployment("a"), deployment("b")]})
     router = Router(RouterConfig())
-    source = ClusterSource(api, router, None, debounce_s=0.01,  # type: ignore[arg-type]
+    source = ClusterSource(api, router, None, debounce_s=0.01,
                            ab_interval_s=3600)
     task = asyncio.create_task(source.run())
     try:
@@ -440,7 +442,7 @@ async def test_cluster_source_hot_swaps_keys_from_the_secret(
                        "LLMDeployment": [deployment(n, "rayServe", endpoint=backend)
                                          for n in ("a", "b")],
                        "Secret": [secret({"alice": SENTINEL})]})
-        source = ClusterSource(api, r, NS, debounce_s=0.01,  # type: ignore[arg-type]
+        source = ClusterSource(api, r, NS, debounce_s=0.01,
                                ab_interval_s=3600, api_keys_secret=("sys", "router-keys"))
         task = asyncio.create_task(source.run())
         try:
