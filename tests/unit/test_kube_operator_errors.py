@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tierserve.core.builders import BuildSettings
+from tierserve.core.kube.client import KubeApi
 from tierserve.core.kube.errors import ApiError
 from tierserve.operator.realizers import KubernetesRealizer
 from tierserve.operator.reconciler import Reconciler
@@ -36,21 +37,23 @@ def status_body(code: int, reason: str, message: str, **details: str) -> str:
                        "details": details})
 
 
-class FailingApi:
-    """Applies fail with ``error``; status patches and Events succeed and are recorded."""
+class FailingApi(KubeApi):
+    """Applies fail with ``error``; status patches and Events succeed and are recorded.
+    A KubeApi so mypy holds it to the real signatures; it never connects."""
 
     def __init__(self, error: ApiError) -> None:
         self.error = error
         self.statuses: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
 
-    async def get(self, *_: Any) -> None:
+    async def get(self, api_version: str, kind: str, namespace: str | None,
+                  name: str) -> dict[str, Any] | None:
         return None
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         raise self.error
 
-    async def patch_status(self, api_version: str, kind: str, ns: str, name: str,
+    async def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
                            status: dict[str, Any]) -> dict[str, Any]:
         self.statuses.append(status)
         body: dict[str, Any] = copy.deepcopy(DOC)
@@ -65,8 +68,8 @@ class FailingApi:
 
 def _run(error: ApiError) -> tuple[Reconciler, FailingApi, WorkQueue[tuple[str, str]]]:
     api, store, queue = FailingApi(error), Store(), WorkQueue[tuple[str, str]]()
-    rec = Reconciler(api, store, KubernetesRealizer(api, store), queue,  # type: ignore[arg-type]
-                     BuildSettings(), clock=lambda: "T")
+    rec = Reconciler(api, store, KubernetesRealizer(api, store), queue, BuildSettings(),
+                     clock=lambda: "T")
     store.put_deployment(copy.deepcopy(DOC), deleted=False)
     return rec, api, queue
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from tierserve.core.builders import BuildSettings
+from tierserve.core.kube.client import KubeApi
 from tierserve.operator.realizers import KubernetesRealizer
 from tierserve.operator.reconciler import Reconciler
 from tierserve.operator.store import Store
@@ -27,12 +28,13 @@ spec:
 """)
 
 
-class FakeApi:
-    """Answers like the API server would for the calls the reconciler makes."""
+class FakeApi(KubeApi):
+    """Answers like the API server would for the calls the reconciler makes. A KubeApi so
+    mypy holds it to the real signatures; it never connects (no base initialiser)."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.writes: list[str] = []
+        self.wrote: list[str] = []  # not `writes`: KubeApi counts its writes there
         self.version = 10
 
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -41,32 +43,32 @@ class FakeApi:
         obj["metadata"]["resourceVersion"] = str(self.version)
         return obj
 
-    async def get(self, api_version: str, kind: str, ns: str, name: str) -> Any:
+    async def get(self, api_version: str, kind: str, namespace: str | None,
+                  name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.objects.get((kind, name)))
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append(f"apply {manifest['kind']}")
+        self.wrote.append(f"apply {manifest['kind']}")
         obj = self._stamp(manifest)
         self.objects[(manifest["kind"], manifest["metadata"]["name"])] = obj
         return obj
 
-    async def patch_status(self, api_version: str, kind: str, ns: str, name: str,
+    async def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
                            status: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append("status")
+        self.wrote.append("status")
         body = copy.deepcopy(DOC)
         body["status"] = status
         return self._stamp(body)
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append(f"create {manifest['kind']}")
+        self.wrote.append(f"create {manifest['kind']}")
         return manifest
 
 
 def _reconciler() -> tuple[Reconciler, FakeApi, Store]:
     api, store = FakeApi(), Store()
-    realizer = KubernetesRealizer(api, store)  # type: ignore[arg-type]
-    rec = Reconciler(api, store, realizer, WorkQueue(), BuildSettings(),  # type: ignore[arg-type]
-                     clock=lambda: "T")
+    realizer = KubernetesRealizer(api, store)
+    rec = Reconciler(api, store, realizer, WorkQueue(), BuildSettings(), clock=lambda: "T")
     store.put_deployment(copy.deepcopy(DOC), deleted=False)
     return rec, api, store
 
@@ -74,17 +76,17 @@ def _reconciler() -> tuple[Reconciler, FakeApi, Store]:
 async def test_first_reconcile_creates_children_status_and_one_event() -> None:
     rec, api, _ = _reconciler()
     await rec.handle(("ns", "chat"))
-    assert sorted(api.writes) == ["apply ConfigMap", "apply Deployment", "apply Service",
+    assert sorted(api.wrote) == ["apply ConfigMap", "apply Deployment", "apply Service",
                                   "create Event", "status"]
 
 
 async def test_second_reconcile_writes_nothing() -> None:
     rec, api, _ = _reconciler()
     await rec.handle(("ns", "chat"))
-    api.writes.clear()
+    api.wrote.clear()
     for _ in range(3):
         await rec.handle(("ns", "chat"))
-    assert api.writes == []
+    assert api.wrote == []
 
 
 async def test_hand_edit_of_a_child_is_reapplied_once() -> None:
@@ -97,10 +99,10 @@ async def test_hand_edit_of_a_child_is_reapplied_once() -> None:
     api.version += 1  # the edit is a write: resource versions only grow
     edited["metadata"]["resourceVersion"] = str(api.version)
     store.put_child(edited, deleted=False)
-    api.writes.clear()
+    api.wrote.clear()
     await rec.handle(("ns", "chat"))
     await rec.handle(("ns", "chat"))
-    assert api.writes == ["apply Deployment"]
+    assert api.wrote == ["apply Deployment"]
 
 
 async def test_unfittable_spec_is_a_condition_not_a_retry() -> None:
@@ -109,7 +111,7 @@ async def test_unfittable_spec_is_a_condition_not_a_retry() -> None:
     body["spec"]["model"]["parametersBillions"] = 400
     body["spec"]["accelerator"]["gpusPerReplica"] = 1
     await rec.handle(("ns", "chat"))
-    assert "status" in api.writes and not any(w.startswith("apply") for w in api.writes)
+    assert "status" in api.wrote and not any(w.startswith("apply") for w in api.wrote)
     status = store.deployments[("ns", "chat")]["status"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InsufficientGPUMemory"
