@@ -92,8 +92,8 @@ async def server() -> AsyncIterator[FakeApiServer]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.url = f"http://127.0.0.1:{port}"
+    host, port = runner.addresses[0][:2]
+    fake.url = f"http://{host}:{port}"
     yield fake
     for _ in range(4):
         fake.events.put_nowait(None)  # end open watches so cleanup does not wait
