@@ -132,6 +132,7 @@ def test_every_promql_query_returns_data(engine: str, router: str,
         return bool(await asyncio.to_thread(prom.query, promql))
 
     async def run() -> None:
+        started = time.time()
         load = asyncio.create_task(_load(router, 400, 12))  # outlasts the waits below
         names = [n for n in PromQueries.model_fields if n != "selector"]
         for name in names:
@@ -144,7 +145,8 @@ def test_every_promql_query_returns_data(engine: str, router: str,
         load.cancel()
         await asyncio.gather(load, return_exceptions=True)
         assert sample is not None
-        assert abs(sample.t - time.time()) < 5, "sample time is the last scrape"
+        # the sample is stamped with a scrape taken under this load (no wall-time bound)
+        assert started <= sample.t <= time.time(), (started, sample.t)
         assert sample.running > 0 and sample.arrival_rate > 0 and sample.gen_token_rate > 0
         # the gate lets 2 through; the rest of the 12 wait in the router, not the engine
         assert sample.running <= 2 and sample.held >= 5, sample
