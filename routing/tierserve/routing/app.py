@@ -10,6 +10,7 @@ held requests, ejections) lives in objects that carry over, so no request is dro
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import ssl
@@ -148,6 +149,25 @@ class Router:
         now = self.clock()
         return {d.name: (d.gate.queued, d.hold.held, d.ready_count(), d.ejected_count(now))
                 for d in self.snapshot.deployments.values()}
+
+
+GC_THRESHOLDS = (3000, 50, 10)
+
+
+def tune_gc() -> None:
+    """Shorter cyclic-GC pauses for a serving process; call once, after startup.
+
+    Under 1,000 open streams the collector tracks about 180,000 objects (60,000 of them
+    from imports and setup) and a full collection took 90-140 ms of CPU, stalling every
+    stream's next chunk and every new stream's first one (docs/router.md, profile).
+    Freezing moves what startup left out of every later scan. A young generation of
+    3,000 (CPython's default is 700) lets more request objects die by reference count
+    before they are promoted; older collections run after 50 young ones instead of 10,
+    and a full one still after 10 of those (so cyclic garbage stays bounded).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def create_app(router: Router) -> web.Application:

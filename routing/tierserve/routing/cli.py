@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tierserve.core.routerconfig import ConfigError, RouterConfig, load_config
-from tierserve.routing.app import Router, create_app
+from tierserve.routing.app import Router, create_app, tune_gc
 from tierserve.routing.reload import FileWatcher
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ async def _serve(*, source: Source, router: Router, host: str,
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
+    tune_gc()
     logging.getLogger(__name__).info("router listening on http://%s:%d", host, port)
     watcher = asyncio.create_task(source())
     stop = asyncio.Event()
