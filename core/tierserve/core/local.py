@@ -22,10 +22,14 @@ class LocalSpec:
 
     key: str
     runtime: RuntimeName
-    profile: str
+    profile: str  # engine "simulated": its latency profile; other engines ignore it
     served_name: str
     replicas: int = 1
     cold_start_s: float = 0.0
+    engine: str = "simulated"  # spec.engine: which engine the runner starts
+    model_uri: str = ""  # spec.model.uri, resolved by the engine (e.g. pypi://, file://)
+    chat_template: str | None = None  # overrides the model's own (GGUF metadata) template
+    threads: int | None = None  # CPU threads per replica (None: the engine's default)
 
 
 @dataclass(frozen=True)
