@@ -149,10 +149,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-install", action="store_true",
                    help="skip targets whose package is missing instead of installing it")
     p.add_argument("--bench-venv", type=Path, default=Path(".tierserve/bench-venv"))
+    p.add_argument("--base-routing", type=Path,
+                   help="also run target tierserve-base: the router with this source root "
+                        "first on PYTHONPATH (e.g. `git archive OLD routing | tar -x -C D`, "
+                        "then D/routing), for before/after figures in one run")
 
 
 def run(args: argparse.Namespace) -> int:
     targets = [t for t in args.targets.split(",") if t]
+    if args.base_routing is not None:
+        if not (args.base_routing / "tierserve" / "routing").is_dir():
+            print(f"error: {args.base_routing} has no tierserve/routing", file=sys.stderr)
+            return 2
+        targets.insert(targets.index("tierserve") + 1 if "tierserve" in targets else 0,
+                       "tierserve-base")
     tools = _tools(args.bench_venv, targets, install=not args.no_install)
     args.placement = Placement.parse(args.cpus)
     if args.placement is not None:  # the bench's own process sits with the load generator
@@ -331,10 +341,12 @@ def _targets(args: argparse.Namespace, targets: list[str], tools: dict[str, str]
     _PIDS.clear()
     with _stack() as enter:
         for target in targets:
-            if target not in tools and target != "tierserve":
+            if target not in tools and not target.startswith("tierserve"):
                 continue
             port = _free_port()
             cmd, env = _command(target, tools, backend, port, tmp)
+            if target == "tierserve-base":
+                env = {"PYTHONPATH": str(args.base_routing.resolve())}
             _PIDS[target] = enter(_process(cmd, tmp / f"{target}.log", env, cores))
             urls[target] = f"http://127.0.0.1:{port}"
         for target, url in urls.items():
@@ -358,7 +370,7 @@ def _stack() -> Iterator[Any]:
 
 def _command(target: str, tools: dict[str, str], backend: str, port: int,
              tmp: Path) -> tuple[list[str], dict[str, str]]:
-    if target == "tierserve":
+    if target.startswith("tierserve"):
         cfg = tmp / "tierserve.yaml"
         cfg.write_text(json.dumps({
             "deployments": [{"name": "bench", "endpoints": [{"url": backend}],
