@@ -86,7 +86,7 @@ def test_examples_render(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "tierserve.cli.main", "render", "-f",
                           str(ROOT / "examples")], capture_output=True, text=True, check=True)
     kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout)]
-    assert kinds.count("RayService") == 2 and kinds.count("Deployment") == 2
+    assert kinds.count("RayService") == 3 and kinds.count("Deployment") == 3
 
 
 def test_render_semantic_error_exits_nonzero(tmp_path: Path) -> None:

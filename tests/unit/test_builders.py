@@ -64,9 +64,13 @@ def test_serve_config_validates_with_ray_schema(name: str) -> None:
     workers = svc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     assert workers["replicas"] == DEPLOYMENTS[name]["spec"]["replicas"]
     pod = workers["template"]["spec"]
-    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     limits = pod["containers"][0]["resources"]["limits"]
-    assert int(limits["nvidia.com/gpu"]) >= 1
+    if DEPLOYMENTS[name]["spec"]["accelerator"]["type"] == "cpu":
+        assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+        assert "nvidia.com/gpu" not in limits
+    else:
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+        assert int(limits["nvidia.com/gpu"]) >= 1
 
 
 def test_vllm_serve_config_carries_sizing() -> None:
@@ -98,8 +102,9 @@ def test_triton_config_parses_with_triton_protobuf(name: str) -> None:
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert {p["name"] for p in svc["spec"]["ports"]} == {"http", "grpc", "metrics"}
-    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {
-        "nvidia.com/gpu.product": "NVIDIA-L4"}
+    cpu = DEPLOYMENTS[name]["spec"]["accelerator"]["type"] == "cpu"
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == (
+        {"kubernetes.io/arch": "amd64"} if cpu else {"nvidia.com/gpu.product": "NVIDIA-L4"})
     assert dep["spec"]["selector"]["matchLabels"].items() <= \
         dep["spec"]["template"]["metadata"]["labels"].items()
 

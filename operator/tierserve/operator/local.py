@@ -4,6 +4,10 @@ Same reconciler, same builders' inputs (the validated spec and sizing plan); onl
 realizer differs. There is no watch on local processes, so the realizer re-queues its
 key: quickly while a runtime is coming up, then at a health-check period, which is how
 a crashed Triton server is noticed (reported ``Ready=False``) and restarted.
+
+It runs the engines that need no GPU: ``simulated`` and ``llamacpp`` (a GGUF model on
+this machine's cores; the engine resolves ``model.uri`` in-process, as the storage
+initializer does in a cluster, with the sizing plan's threads per replica).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from tierserve.operator.store import Key
 from tierserve.operator.workqueue import WorkQueue
 
 DEFAULT_PROFILE = "llama-3.1-8b-h100"
+LOCAL_ENGINES = ("simulated", "llamacpp")  # what runs without a GPU
 
 
 def _name(key: Key) -> str:
@@ -35,6 +40,16 @@ def _observed(st: LocalStatus, desired: int) -> Observed:
     return Observed.of(readiness, endpoint, failure=failure)
 
 
+def local_spec(name: str, ctx: BuildContext) -> LocalSpec:
+    """What the engine runs for this deployment (threads: the sizing plan's)."""
+    spec = ctx.spec
+    return LocalSpec(
+        key=name, runtime=spec.runtime, profile=spec.engine_profile or DEFAULT_PROFILE,
+        served_name=spec.model.name, replicas=spec.replicas, engine=spec.engine,
+        model_uri=spec.model.uri, chat_template=spec.model.chat_template,
+        threads=ctx.plan.threads_per_replica)
+
+
 class LocalRealizer:
     def __init__(self, runtimes: LocalRuntime, queue: WorkQueue[Key],
                  starting_poll_s: float = 1.0, health_period_s: float = 5.0) -> None:
@@ -49,15 +64,13 @@ class LocalRealizer:
 
     async def realize(self, key: Key, ctx: BuildContext) -> Observed:
         spec = ctx.spec
-        if spec.engine != "simulated":
-            return Observed(0, 0, failure=f"the local target runs only engine: simulated "
-                                          f"(this machine has no GPU); got {spec.engine}")
+        if spec.engine not in LOCAL_ENGINES:
+            return Observed(0, 0, failure=f"the local target runs only engine: simulated or "
+                                          f"llamacpp (this machine has no GPU); got {spec.engine}")
         if spec.replicas == 0:
             await self.runtimes.delete(_name(key))
             return Observed(0, 0)
-        await self.runtimes.apply(LocalSpec(
-            key=_name(key), runtime=spec.runtime, profile=spec.engine_profile or DEFAULT_PROFILE,
-            served_name=spec.model.name, replicas=spec.replicas))
+        await self.runtimes.apply(local_spec(_name(key), ctx))
         st = await self.runtimes.status(_name(key))
         assert st is not None
         self.queue.add_after(key, self.health_period_s if st.ready else self.starting_poll_s)

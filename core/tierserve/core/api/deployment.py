@@ -1,4 +1,4 @@
-"""``LLMDeployment``: one model, one GPU type, one set of SLOs.
+"""``LLMDeployment``: one model, one accelerator type (a GPU, or CPU cores), one set of SLOs.
 
 The spec is what a model owner writes; the status is what the operator and the
 autoscaler report back (sizing plan, replicas, conditions, observed SLO attainment).
@@ -12,66 +12,28 @@ from pydantic import ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from tierserve.core.api.base import ApiModel, Rule
-from tierserve.core.catalog import ACCELERATOR_TYPES
+from tierserve.core.api.model import DNS_SUBDOMAIN, GGUF_QUANTIZATIONS, ModelSource
+from tierserve.core.catalog import ACCELERATOR_TYPES, CPU
 
 GROUP = "tierserve.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$"
-URI_SCHEMES = ("hf", "s3", "gs", "pvc")
 
 Runtime = Literal["rayServe", "triton"]
-Engine = Literal["vllm", "tensorrtllm", "python", "simulated"]
-Dtype = Literal["bfloat16", "float16", "float32", "fp8", "int8", "int4"]
-Quantization = Literal["awq", "gptq", "fp8", "bitsandbytes"]
+Engine = Literal["vllm", "tensorrtllm", "python", "llamacpp", "simulated"]
 AcceleratorType = Literal[ACCELERATOR_TYPES]  # type: ignore[valid-type]
 
 ENGINES_FOR_RUNTIME: dict[str, tuple[str, ...]] = {
-    "rayServe": ("vllm", "simulated"),
-    "triton": ("tensorrtllm", "vllm", "python", "simulated"),
+    "rayServe": ("vllm", "llamacpp", "simulated"),
+    "triton": ("tensorrtllm", "vllm", "python", "llamacpp", "simulated"),
 }
 
 GpuCount = Annotated[
     int | str,
     WithJsonSchema({"x-kubernetes-int-or-string": True}),
 ]
-
-
-class Architecture(ApiModel):
-    """Optional architecture facts for exact KV-cache sizing (else estimated from size)."""
-
-    num_layers: int = Field(ge=1, le=1024)
-    num_kv_heads: int = Field(ge=1, le=1024)
-    head_dim: int = Field(ge=1, le=4096)
-
-
-class ModelSource(ApiModel):
-    RULES = (
-        Rule(
-            cel="self.uri.matches('^(hf|s3|gs|pvc)://[^ ]+$')",
-            message="model.uri must start with hf://, s3://, gs:// or pvc:// followed by a path",
-            check=lambda m: m.uri.split("://", 1)[0] in URI_SCHEMES
-            and len(m.uri.split("://", 1)) == 2
-            and bool(m.uri.split("://", 1)[1])
-            and " " not in m.uri,
-            field_path=".uri",
-        ),
-    )
-
-    name: str = Field(min_length=1, max_length=128, pattern=SERVED_NAME,
-                      description="Model name served to clients (OpenAI `model`).")
-    uri: str = Field(min_length=6, max_length=2048,
-                     description="Where the weights live: hf://org/name, s3://, gs://, pvc://.")
-    revision: str | None = Field(default=None, max_length=128)
-    parameters_billions: float = Field(gt=0, le=10000,
-                                       description="Parameter count in billions, for sizing.")
-    dtype: Dtype = "bfloat16"
-    quantization: Quantization | None = None
-    max_context_length: int = Field(default=8192, ge=128, le=2_097_152)
-    architecture: Architecture | None = None
 
 
 class AcceleratorSpec(ApiModel):
@@ -85,10 +47,36 @@ class AcceleratorSpec(ApiModel):
             or (isinstance(a.gpus_per_replica, int) and 1 <= a.gpus_per_replica <= 8),
             field_path=".gpusPerReplica",
         ),
+        Rule(
+            cel="self.type == 'cpu' || !has(self.threadsPerReplica)",
+            message="accelerator.threadsPerReplica is only allowed with accelerator type cpu",
+            check=lambda a: a.type == CPU or a.threads_per_replica is None,
+            field_path=".threadsPerReplica",
+        ),
+        Rule(
+            cel="self.type != 'cpu' || !has(self.gpusPerReplica) || "
+            "(type(self.gpusPerReplica) == string && self.gpusPerReplica == 'auto')",
+            message="accelerator type cpu has no GPUs: leave accelerator.gpusPerReplica "
+            "unset and set accelerator.threadsPerReplica",
+            check=lambda a: a.type != CPU or a.gpus_per_replica == "auto",
+            field_path=".gpusPerReplica",
+        ),
     )
 
-    type: AcceleratorType = Field(description="GPU type from the Tierserve GPU catalog.")
-    gpus_per_replica: GpuCount = "auto"
+    type: AcceleratorType = Field(
+        description="Accelerator type from the Tierserve catalog: a GPU (H200, H100-SXM, "
+        "H100-PCIe, A100-80GB, A100-40GB, L40S, L4, A10G, T4, MI300X) or cpu (CPU cores, "
+        "for engine llamacpp).")
+    gpus_per_replica: GpuCount = Field(
+        default="auto",
+        description="GPUs per replica (tensor parallelism), 1 to 8, or 'auto' (default): "
+        "the smallest that fits and meets the SLOs. Not for accelerator type cpu.")
+    threads_per_replica: int | None = Field(
+        default=None, ge=1, le=64,
+        description="CPU threads per replica for accelerator type cpu: the engine's thread "
+        "count and the pod's cpu request (whole cores). Unset: the smallest count the "
+        "catalog's cpu entry offers (1 or 2) that meets the SLOs; the chosen count is "
+        "status.sizing.threadsPerReplica.")
 
 
 class SLO(ApiModel):
@@ -187,10 +175,10 @@ class LLMDeploymentSpec(ApiModel):
             field_path=".replicas",
         ),
         Rule(
-            cel="self.runtime == 'rayServe' ? self.engine in ['vllm', 'simulated'] : "
-            "self.engine in ['tensorrtllm', 'vllm', 'python', 'simulated']",
-            message="engine must be vllm or simulated for runtime rayServe, and tensorrtllm, "
-            "vllm, python or simulated for runtime triton",
+            cel="self.runtime == 'rayServe' ? self.engine in ['vllm', 'llamacpp', 'simulated'] "
+            ": self.engine in ['tensorrtllm', 'vllm', 'python', 'llamacpp', 'simulated']",
+            message="engine must be vllm, llamacpp or simulated for runtime rayServe, and "
+            "tensorrtllm, vllm, python, llamacpp or simulated for runtime triton",
             check=lambda s: s.engine in ENGINES_FOR_RUNTIME[s.runtime],
             field_path=".engine",
         ),
@@ -199,6 +187,33 @@ class LLMDeploymentSpec(ApiModel):
             message="engineProfile is only allowed with engine simulated",
             check=lambda s: s.engine_profile is None or s.engine == "simulated",
             field_path=".engineProfile",
+        ),
+        Rule(
+            cel="self.engine == 'simulated' || "
+            "((self.engine == 'llamacpp') == (self.accelerator.type == 'cpu'))",
+            message="engine llamacpp runs on accelerator type cpu, and accelerator type cpu "
+            "runs only engine llamacpp or simulated",
+            check=lambda s: s.engine == "simulated"
+            or ((s.engine == "llamacpp") == (s.accelerator.type == CPU)),
+            field_path=".accelerator.type",
+        ),
+        Rule(
+            cel="!has(self.model.quantization) || self.engine == 'simulated' || "
+            "((self.engine == 'llamacpp') == (self.model.quantization in "
+            f"{list(GGUF_QUANTIZATIONS)}))",
+            message="model.quantization for engine llamacpp is a GGUF type (q4_0, q4_1, "
+            "q4_k_m, q5_k_m, q6_k, q8_0), and GGUF types need engine llamacpp",
+            check=lambda s: s.model.quantization is None or s.engine == "simulated"
+            or ((s.engine == "llamacpp") == (s.model.quantization in GGUF_QUANTIZATIONS)),
+            field_path=".model.quantization",
+        ),
+        Rule(
+            cel="(!has(self.model.chatTemplate) && !has(self.model.cacheClaim)) "
+            "|| self.engine == 'llamacpp'",
+            message="model.chatTemplate and model.cacheClaim are only used by engine llamacpp",
+            check=lambda s: (s.model.chat_template is None and s.model.cache_claim is None)
+            or s.engine == "llamacpp",
+            field_path=".model",
         ),
         Rule(
             cel="!has(self.autoscaling) || !has(self.autoscaling.scaleToZeroAfterSeconds) "
@@ -212,7 +227,10 @@ class LLMDeploymentSpec(ApiModel):
 
     model: ModelSource
     runtime: Runtime
-    engine: Engine
+    engine: Engine = Field(
+        description="What serves the model: vllm, tensorrtllm, python, llamacpp (GGUF "
+        "models on CPU, llama-cpp-python) or simulated (a latency profile, no model); the "
+        "allowed set depends on the runtime.")
     engine_profile: str | None = Field(
         default=None, max_length=64, pattern=r"^[a-z0-9][a-z0-9.-]*$",
         description="Latency profile of the simulated engine (tierserve engine --list-profiles).",
@@ -247,7 +265,11 @@ class Condition(StatusModel):
 
 
 class SizingPlan(StatusModel):
+    """The operator's sizing of one replica (docs/sizing.md). CPU replicas (accelerator
+    type cpu) have ``gpusPerReplica: 0`` and their cores in ``threadsPerReplica``."""
+
     gpus_per_replica: int
+    threads_per_replica: int | None = None
     weights_gib: float
     kv_cache_gib: float
     kv_bytes_per_token: int

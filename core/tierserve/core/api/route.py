@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field
 
 from tierserve.core.api.base import ApiModel, Rule
-from tierserve.core.api.deployment import DNS_SUBDOMAIN, SERVED_NAME, Condition, StatusModel
+from tierserve.core.api.deployment import Condition, StatusModel
+from tierserve.core.api.model import DNS_SUBDOMAIN, SERVED_NAME
 
 EscalationTrigger = Literal["error", "timeout", "length", "lowConfidence"]
 

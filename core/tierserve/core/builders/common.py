@@ -6,6 +6,7 @@ the Kubernetes API and never read the clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ class Images(BaseModel):
     triton_tensorrtllm: str = "nvcr.io/nvidia/tritonserver:25.01-trtllm-python-py3"
     triton_python: str = "nvcr.io/nvidia/tritonserver:25.01-py3"
     simulated: str = "ghcr.io/tierserve/tierserve:0.1.0"
+    # built from images/engine-llamacpp/Dockerfile and images/storage-initializer/Dockerfile
+    llamacpp: str = "ghcr.io/tierserve/engine-llamacpp:0.1.0"
+    storage_initializer: str = "ghcr.io/tierserve/storage-initializer:0.1.0"
 
 
 class BuildSettings(BaseModel):
@@ -116,7 +120,7 @@ def node_selector(ctx: BuildContext) -> dict[str, str]:
 
 def tolerations(ctx: BuildContext) -> list[Manifest]:
     base: list[Manifest] = []
-    if ctx.settings.gpu_toleration:
+    if ctx.settings.gpu_toleration and not ctx.accelerator.is_cpu:
         base.append({"key": ctx.accelerator.resource_name, "operator": "Exists",
                      "effect": "NoSchedule"})
     return base + [t.wire() for t in ctx.spec.scheduling.tolerations]
@@ -144,6 +148,28 @@ def gpu_resources(ctx: BuildContext, cpu: str, memory: str) -> Manifest:
                 **{k: str(v) for k, v in extra.requests.items()}}
     limits = {ctx.accelerator.resource_name: gpus, **{k: str(v) for k, v in extra.limits.items()}}
     return {"requests": requests, "limits": limits}
+
+
+def cpu_resources(ctx: BuildContext, base_memory_mib: int) -> Manifest:
+    """A CPU replica: ``threadsPerReplica`` whole cores, requests equal to limits (the
+    Guaranteed class, which the kubelet's static CPU manager pins to cores), and memory
+    for the weights, one ``maxContextLength`` KV cache and ``base_memory_mib``."""
+    plan, model = ctx.plan, ctx.spec.model
+    need = plan.weights_gib * 1024 + model.max_context_length * plan.kv_bytes_per_token / 2**20
+    memory = f"{math.ceil(need) + base_memory_mib}Mi"
+    cores = str(plan.threads_per_replica or 1)
+    extra = ctx.spec.resources
+    requests = {"cpu": cores, "memory": memory, **{k: str(v) for k, v in extra.requests.items()}}
+    limits = {"cpu": cores, "memory": memory, **{k: str(v) for k, v in extra.limits.items()}}
+    return {"requests": requests, "limits": limits}
+
+
+def replica_resources(ctx: BuildContext, cpu: str, memory: str, base_memory_mib: int) -> Manifest:
+    """An engine replica's resources: GPUs (with ``cpu``/``memory`` for the host side) or,
+    for accelerator type cpu, :func:`cpu_resources`."""
+    if ctx.accelerator.is_cpu:
+        return cpu_resources(ctx, base_memory_mib)
+    return gpu_resources(ctx, cpu, memory)
 
 
 def model_path(ctx: BuildContext) -> str:

@@ -17,6 +17,13 @@ port named ``serve``, so the engine metrics port is given by the ``prometheus.io
 annotation, not by a port name. Real vLLM on Ray Serve reports through Ray's metrics
 export under other names (``ray_vllm_*``): not annotated (docs/autoscaler.md).
 
+``engine: llamacpp`` runs Tierserve's own Serve application (the simulated engine's, with
+``engine: llamacpp``): each Serve replica loads the GGUF file once and streams tokens;
+the ingress serves ``vllm:*`` at ``/metrics`` as for the simulated engine. Each worker pod
+is one replica's CPU slice (``threadsPerReplica`` cores, no GPU, an x86-64 node), with the
+storage initializer (:mod:`tierserve.core.builders.storage`) putting the model file into
+``/mnt/models``; the head advertises no CPUs to Ray, so replicas land on workers only.
+
 Readiness: the RayService's own ``Ready`` condition (or ``serviceStatus: Running``) and
 the worker replicas KubeRay reports. The router reaches the replicas through the
 ``<name>-serve-svc`` Service KubeRay creates, port ``serve``.
@@ -33,14 +40,15 @@ from tierserve.core.builders.common import (
     BuildContext,
     Manifest,
     env,
-    gpu_resources,
     metadata,
     model_path,
     node_selector,
     pod_labels,
+    replica_resources,
     scrape_annotations,
     tolerations,
 )
+from tierserve.core.builders.storage import model_store
 from tierserve.core.runtimes.base import (
     MetricsEndpoint,
     ObservedChildren,
@@ -52,8 +60,12 @@ from tierserve.core.runtimes.base import (
 SERVE_PORT = 8000
 APP_NAME = "llm"
 ROUTE_PREFIX = "/"
-SIMULATED_IMPORT_PATH = "tierserve.engine.serve_app:build_app"
+TIERSERVE_IMPORT_PATH = "tierserve.engine.serve_app:build_app"  # simulated and llamacpp
+SIMULATED_IMPORT_PATH = TIERSERVE_IMPORT_PATH
 VLLM_IMPORT_PATH = "ray.serve.llm:build_openai_app"
+# Engines Tierserve serves itself: its ingress exports vllm:* at /metrics.
+TIERSERVE_ENGINES = ("simulated", "llamacpp")
+CPU_BASE_MEMORY_MIB = 2048  # raylet, the Serve replica process and llama.cpp buffers
 
 # catalog name -> Ray's accelerator_type resource name
 RAY_ACCELERATOR = {
@@ -85,10 +97,25 @@ def _llm_config(ctx: BuildContext) -> dict[str, Any]:
     }
 
 
+def _llamacpp_args(ctx: BuildContext) -> dict[str, Any]:
+    spec = ctx.spec
+    args: dict[str, Any] = {"engine": "llamacpp", "model": model_store(ctx).model_path,
+                            "served_name": spec.model.name, "num_replicas": spec.replicas,
+                            "threads": ctx.plan.threads_per_replica or 1,
+                            "context": spec.model.max_context_length}
+    if spec.model.chat_template is not None:
+        args["chat_template"] = spec.model.chat_template
+    return args
+
+
 def serve_config(ctx: BuildContext) -> dict[str, Any]:
     """The Ray Serve deploy config (validated in tests by Ray's ServeDeploySchema)."""
-    if ctx.spec.engine == "simulated":
-        app: dict[str, Any] = {
+    if ctx.spec.engine == "llamacpp":
+        app: dict[str, Any] = {"name": APP_NAME, "route_prefix": ROUTE_PREFIX,
+                               "import_path": TIERSERVE_IMPORT_PATH,
+                               "args": _llamacpp_args(ctx)}
+    elif ctx.spec.engine == "simulated":
+        app = {
             "name": APP_NAME,
             "route_prefix": ROUTE_PREFIX,
             "import_path": SIMULATED_IMPORT_PATH,
@@ -112,27 +139,35 @@ def metrics_path() -> str:
 
 
 def metrics(spec: LLMDeploymentSpec) -> MetricsEndpoint | None:
-    """Only the simulated app serves ``vllm:*`` itself (on the head's Serve port)."""
-    return MetricsEndpoint(SERVE_PORT, metrics_path()) if spec.engine == "simulated" else None
+    """Tierserve's own apps serve ``vllm:*`` themselves (on the head's Serve port)."""
+    return (MetricsEndpoint(SERVE_PORT, metrics_path()) if spec.engine in TIERSERVE_ENGINES
+            else None)
 
 
 def _image(ctx: BuildContext) -> str:
     images = ctx.settings.images
-    return images.simulated if ctx.spec.engine == "simulated" else images.ray_vllm
+    return {"simulated": images.simulated, "llamacpp": images.llamacpp}.get(
+        ctx.spec.engine, images.ray_vllm)
 
 
-def _container(ctx: BuildContext, name: str, resources: Manifest) -> Manifest:
-    return {
+def _container(ctx: BuildContext, name: str, resources: Manifest,
+               mounts: list[Manifest] | None = None) -> Manifest:
+    container: Manifest = {
         "name": name,
         "image": _image(ctx),
         "env": env(ctx),
         "args": list(ctx.spec.args),
         "resources": resources,
     }
+    if mounts:
+        container["volumeMounts"] = mounts
+    return container
 
 
 def _head(ctx: BuildContext) -> Manifest:
-    resources = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
+    cpu = ctx.accelerator.is_cpu
+    size = ("1", "2Gi") if cpu else ("2", "8Gi")
+    resources = {"requests": {"cpu": size[0], "memory": size[1]}, "limits": {"memory": size[1]}}
     container = _container(ctx, "ray-head", resources)
     container["ports"] = [
         {"name": "gcs", "containerPort": 6379},
@@ -142,26 +177,35 @@ def _head(ctx: BuildContext) -> Manifest:
     template_meta: Manifest = {"labels": pod_labels(ctx, "ray-head")}
     if (scraped := metrics(ctx.spec)) is not None:
         template_meta["annotations"] = scrape_annotations(scraped.port, scraped.path)
+    params = {"dashboard-host": "0.0.0.0", "num-gpus": "0"}
+    if cpu:  # engine replicas go to the workers, one per worker pod
+        params["num-cpus"] = "0"
     return {
-        "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+        "rayStartParams": params,
         "template": {"metadata": template_meta, "spec": {"containers": [container]}},
     }
 
 
 def _workers(ctx: BuildContext) -> list[Manifest]:
+    store, cpu = model_store(ctx), ctx.accelerator.is_cpu
+    resources = replica_resources(ctx, "8", "32Gi", CPU_BASE_MEMORY_MIB)
     pod_spec: Manifest = {
         "nodeSelector": node_selector(ctx),
         "tolerations": tolerations(ctx),
-        "containers": [_container(ctx, "ray-worker", gpu_resources(ctx, "8", "32Gi"))],
+        "containers": [_container(ctx, "ray-worker", resources, store.mounts)],
     }
+    if store.init_containers:
+        pod_spec["initContainers"] = store.init_containers
+    if store.volumes:
+        pod_spec["volumes"] = store.volumes
     if ctx.spec.scheduling.priority_class_name:
         pod_spec["priorityClassName"] = ctx.spec.scheduling.priority_class_name
     return [{
-        "groupName": "gpu-workers",
+        "groupName": "cpu-workers" if cpu else "gpu-workers",
         "replicas": ctx.replicas,
         "minReplicas": 0,
         "maxReplicas": max(ctx.spec.max_replicas, ctx.replicas),
-        "rayStartParams": {},
+        "rayStartParams": {"num-cpus": str(ctx.plan.threads_per_replica)} if cpu else {},
         # owned, but no scrape annotations: workers have no ingress (no engine metrics)
         "template": {"metadata": {"labels": pod_labels(ctx, "ray-worker")}, "spec": pod_spec},
     }]

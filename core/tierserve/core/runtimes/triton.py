@@ -5,6 +5,11 @@ at ``/models/<model>``; the server loads that one model (explicit model control)
 are ready when Triton's ``/v2/health/ready`` answers, so the Deployment's ready replicas
 are the deployment's. The router speaks Triton's ``generate`` protocol to the Service's
 ``http`` port, naming the model directory; Triton serves metrics on its own port.
+
+``engine: llamacpp`` runs Tierserve's Python-backend model on CPU cores: the pod gets the
+storage initializer (:mod:`tierserve.core.builders.storage`) that puts the GGUF file into
+``/mnt/models``, requests ``threadsPerReplica`` cores and no GPU, and selects nodes by
+architecture (the image is x86-64) instead of GPU product.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from tierserve.core.builders.common import (
     BuildContext,
     Manifest,
     env,
-    gpu_resources,
     metadata,
     node_selector,
+    replica_resources,
     scrape_annotations,
     selector_labels,
     tolerations,
 )
+from tierserve.core.builders.storage import model_store
 from tierserve.core.runtimes.base import (
     MetricsEndpoint,
     ObservedChildren,
@@ -30,10 +36,10 @@ from tierserve.core.runtimes.base import (
     RouterEndpoint,
     replica_readiness,
 )
-from tierserve.core.runtimes.triton_repository import model_files, triton_model_name
+from tierserve.core.runtimes.triton_repository import MODEL_ROOT, model_files, triton_model_name
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
-MODEL_ROOT = "/models"
+CPU_BASE_MEMORY_MIB = 1024  # tritonserver, the Python backend stub and llama.cpp buffers
 METRICS: Final = MetricsEndpoint(METRICS_PORT, "/metrics")
 
 
@@ -55,7 +61,8 @@ def _volume_items(ctx: BuildContext) -> list[Manifest]:
 def _image(ctx: BuildContext) -> str:
     images = ctx.settings.images
     return {"vllm": images.triton_vllm, "tensorrtllm": images.triton_tensorrtllm,
-            "simulated": images.simulated}.get(ctx.spec.engine, images.triton_python)
+            "simulated": images.simulated, "llamacpp": images.llamacpp,
+            }.get(ctx.spec.engine, images.triton_python)
 
 
 def _probe(path: str, period: int) -> Manifest:
@@ -80,20 +87,24 @@ def _container(ctx: BuildContext) -> Manifest:
         "readinessProbe": _probe("/v2/health/ready", 5),
         "livenessProbe": _probe("/v2/health/live", 10),
         "startupProbe": {**_probe("/v2/health/live", 10), "failureThreshold": 60},
-        "resources": gpu_resources(ctx, "4", "16Gi"),
-        "volumeMounts": [{"name": "model-repo", "mountPath": f"{MODEL_ROOT}/{model}"}],
+        "resources": replica_resources(ctx, "4", "16Gi", CPU_BASE_MEMORY_MIB),
+        "volumeMounts": [{"name": "model-repo", "mountPath": f"{MODEL_ROOT}/{model}"},
+                         *model_store(ctx).mounts],
     }
 
 
 def _deployment(ctx: BuildContext) -> Manifest:
+    store = model_store(ctx)
     pod_spec: Manifest = {
         "nodeSelector": node_selector(ctx),
         "tolerations": tolerations(ctx),
         "containers": [_container(ctx)],
         "volumes": [{"name": "model-repo",
                      "configMap": {"name": f"{ctx.name}-model-repo",
-                                   "items": _volume_items(ctx)}}],
+                                   "items": _volume_items(ctx)}}, *store.volumes],
     }
+    if store.init_containers:
+        pod_spec["initContainers"] = store.init_containers
     if ctx.spec.scheduling.priority_class_name:
         pod_spec["priorityClassName"] = ctx.spec.scheduling.priority_class_name
     meta = metadata(ctx, ctx.name, "model-server")

@@ -9,6 +9,11 @@ One model directory per deployment, named by :func:`triton_model_name`:
   imports :mod:`tierserve.engine.triton_model` (installed with Tierserve in the image).
   ``engine: python`` gets none: Tierserve's only Python-backend model is the simulated
   engine, and shipping it under ``python`` would serve simulated tokens as a real model.
+* ``engine: llamacpp``: the same ``1/model.py`` shim; ``config.pbtxt`` carries the
+  engine's arguments (``tierserve.engine.engines.EngineArgs``): ``engine: llamacpp``, the
+  GGUF file (``model``, put there by the storage initializer), ``threads``, ``context``,
+  ``served_name`` and ``chat_template`` (escaped for protobuf text format), with one CPU
+  instance (the Deployment's replicas are the replicas).
 
 The cluster builder puts these files into the model-repository ConfigMap; the local
 target (``tierserve.engine.triton``) writes the same ones to disk, so a local Triton
@@ -22,9 +27,13 @@ import re
 from collections.abc import Sequence
 
 from tierserve.core.builders.common import BuildContext, model_path
+from tierserve.core.builders.storage import model_store
 
 DEFAULT_PROFILE = "llama-3.1-8b-h100"
 PYTHON_MODEL_MODULE = "tierserve.engine.triton_model"
+MODEL_ROOT = "/models"  # --model-repository; each model's directory is mounted below it
+# Engines whose model is Tierserve's Python-backend model (``1/model.py``).
+PYTHON_BACKEND_ENGINES = ("simulated", "llamacpp")
 
 # TensorRT-LLM's tensor names, so clients and the router's Triton adapter speak one
 # protocol to every Triton LLM model; prompt/output token counts are optional hints.
@@ -48,6 +57,14 @@ def triton_model_name(served_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "--", served_name)
 
 
+def pbtxt_string(value: str) -> str:
+    """``value`` as a protobuf text-format string literal (quotes, backslashes, newlines
+    escaped: a Jinja chat template has all three)."""
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+               .replace("\r", "\\r").replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
 def _backend(engine: str) -> str:
     return {"vllm": "vllm", "tensorrtllm": "tensorrtllm"}.get(engine, "python")
 
@@ -65,7 +82,8 @@ def model_config(name: str, engine: str, parameters: dict[str, str] | None = Non
     if engine != "vllm":  # the vLLM backend declares its own inputs and outputs
         lines.append(_TEXT_IO.rstrip())
     for key, value in sorted((parameters or {}).items()):
-        lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}')
+        lines.append(f'parameters {{ key: "{key}" value: {{ string_value: '
+                     f'{pbtxt_string(value)} }} }}')
     return "\n".join(lines) + "\n"
 
 
@@ -81,7 +99,20 @@ def python_model(paths: Sequence[str] = ()) -> str:
     return head + f"from {PYTHON_MODEL_MODULE} import TritonPythonModel  # noqa: E402,F401\n"
 
 
+def _llamacpp_parameters(ctx: BuildContext) -> dict[str, str]:
+    spec = ctx.spec
+    params = {"engine": "llamacpp", "model": model_store(ctx).model_path,
+              "served_name": spec.model.name,
+              "threads": str(ctx.plan.threads_per_replica or 1),
+              "context": str(spec.model.max_context_length)}
+    if spec.model.chat_template is not None:
+        params["chat_template"] = spec.model.chat_template
+    return params
+
+
 def _parameters(ctx: BuildContext) -> dict[str, str]:
+    if ctx.spec.engine == "llamacpp":
+        return _llamacpp_parameters(ctx)
     if ctx.spec.engine == "simulated":
         return {"profile": ctx.spec.engine_profile or DEFAULT_PROFILE,
                 "served_name": ctx.spec.model.name}
@@ -115,10 +146,11 @@ def _vllm_model_json(ctx: BuildContext) -> str:
 
 def model_files(ctx: BuildContext) -> dict[str, str]:
     """The model directory's files: path relative to it -> text, ``config.pbtxt`` first."""
-    name = triton_model_name(ctx.spec.model.name)
-    files = {"config.pbtxt": model_config(name, ctx.spec.engine, _parameters(ctx))}
-    if ctx.spec.engine == "vllm":
+    name, engine = triton_model_name(ctx.spec.model.name), ctx.spec.engine
+    kind = "KIND_CPU" if ctx.accelerator.is_cpu else "KIND_MODEL"
+    files = {"config.pbtxt": model_config(name, engine, _parameters(ctx), instance_kind=kind)}
+    if engine == "vllm":
         files["1/model.json"] = _vllm_model_json(ctx)
-    if ctx.spec.engine == "simulated":
+    if engine in PYTHON_BACKEND_ENGINES:
         files["1/model.py"] = python_model()
     return files
