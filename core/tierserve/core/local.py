@@ -30,6 +30,7 @@ class LocalSpec:
     model_uri: str = ""  # spec.model.uri, resolved by the engine (e.g. pypi://, file://)
     chat_template: str | None = None  # overrides the model's own (GGUF metadata) template
     threads: int | None = None  # CPU threads per replica (None: the engine's default)
+    stop: tuple[str, ...] = ()  # stop strings added to every request (base models)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ TTFT = "vllm:time_to_first_token_seconds"
 TPOT = "vllm:time_per_output_token_seconds"
 REQUEST_TPOT = "vllm:request_time_per_output_token_seconds"  # newer vLLM
 TPOT_NAMES = (REQUEST_TPOT, TPOT)
+ITL = "vllm:inter_token_latency_seconds"  # per token (vLLM >= 0.10)
 E2E = "vllm:e2e_request_latency_seconds"
 PROMPT_TOKENS = "vllm:prompt_tokens"
 GENERATION_TOKENS = "vllm:generation_tokens"

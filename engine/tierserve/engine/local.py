@@ -22,7 +22,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 from tierserve.core.local import LocalSpec, LocalStatus
-from tierserve.core.profiles import get_profile
 from tierserve.core.runtimes import runtime_for
 from tierserve.engine.local_ray import RayServeRunner
 from tierserve.engine.local_runner import (
@@ -30,6 +29,7 @@ from tierserve.engine.local_runner import (
     RunnerFactory,
     RunnerSettings,
     app_name,
+    engine_args_for,
     free_port,
 )
 from tierserve.engine.local_triton import TritonRunner
@@ -74,7 +74,7 @@ class LocalRuntimes:
 
     async def apply(self, spec: LocalSpec) -> LocalStatus:
         """Start or update the runtime for ``spec.key``; returns the current status."""
-        get_profile(spec.profile)  # reject unknown profiles before starting anything
+        engine_args_for(spec)  # reject what no engine can run before starting anything
         if spec.replicas < 1:
             raise ValueError("replicas must be >= 1 (delete the deployment to stop it)")
         name = runtime_for(spec.runtime).local_runner

@@ -2,7 +2,10 @@
 
 All applications share the Serve HTTP proxy on ``ray_http_port``; each is routed under
 ``/<app>`` (the key with ``/`` turned into ``--``), so its OpenAI base URL is
-``{endpoint}/v1``. Replicas are the ``SimEngine`` replica count. Ray and Serve start with
+``{endpoint}/v1``. Replicas are the engine deployment's (``SimEngine``,
+``LlamaCppEngine``) replica count; llama.cpp replicas get their threads capped so all
+of them fit on this machine's cores, and reserve only 0.1 of Ray's logical CPUs (the
+thread cap, not Ray, keeps them within the machine). Ray and Serve start with
 the first application (with the configured CPU budget, no dashboard); ``close`` shuts
 down a Ray this runner started and leaves one started elsewhere running.
 """
@@ -15,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tierserve.core.local import LocalSpec, LocalStatus
-from tierserve.engine.local_runner import RunnerSettings, app_name
+from tierserve.engine.engines import SERVE_DEPLOYMENTS
+from tierserve.engine.local_runner import RunnerSettings, app_name, engine_args_for
 
-ENGINE_DEPLOYMENT = "SimEngine"  # the Serve deployment whose replicas are the engines
+LOCAL_CPUS_PER_REPLICA = 0.1
 
 
 @dataclass
@@ -67,8 +71,9 @@ class RayServeRunner:
 
         from tierserve.engine.serve_app import build_app
 
-        app = build_app({"profile": spec.profile, "served_name": spec.served_name,
-                         "num_replicas": spec.replicas, "cold_start_s": spec.cold_start_s})
+        args = engine_args_for(spec, self.settings.ray_num_cpus).model_dump(exclude_defaults=True)
+        app = build_app({**args, "served_name": spec.served_name, "num_replicas": spec.replicas,
+                         "num_cpus_per_replica": LOCAL_CPUS_PER_REPLICA})
         name = app_name(spec.key)
         # serve.run blocks until the application is running: keep it off the loop.
         return asyncio.create_task(
@@ -86,7 +91,7 @@ class RayServeRunner:
         with contextlib.suppress(Exception):
             state = (await asyncio.to_thread(serve.status)).applications.get(name)
             if state is not None:
-                engine = state.deployments[ENGINE_DEPLOYMENT]
+                engine = state.deployments[SERVE_DEPLOYMENTS[app.spec.engine]]
                 states = {str(getattr(k, "value", k)): v for k, v in engine.replica_states.items()}
                 running = states.get("RUNNING", 0)
                 ready = str(getattr(state.status, "value", state.status)) == "RUNNING"

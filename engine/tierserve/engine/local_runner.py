@@ -8,6 +8,7 @@ the runtime plugin's ``local_runner`` key (``tierserve.core.runtimes``).
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tierserve.core.local import LocalSpec, LocalStatus
+from tierserve.engine.engines import EngineArgs, engine_args
 
 
 def free_port() -> int:
@@ -27,6 +29,18 @@ def free_port() -> int:
 def app_name(key: str) -> str:
     """A deployment key (``namespace/name``) as a name safe in paths and URLs."""
     return re.sub(r"[^A-Za-z0-9_-]+", "--", key).strip("-") or "default"
+
+
+def engine_args_for(spec: LocalSpec, cpus: int | None = None) -> EngineArgs:
+    """The engine one replica of ``spec`` runs. Threads are capped so that all replicas
+    fit on this machine's ``cpus`` (one thread each at worst): two replicas, two cores.
+    Raises ``ValueError`` (or ``UnknownProfile``) for a spec no engine can run."""
+    cap = max(1, (cpus or os.cpu_count() or 1) // max(spec.replicas, 1))
+    return engine_args({
+        "engine": spec.engine, "profile": spec.profile, "cold_start_s": spec.cold_start_s,
+        "model": spec.model_uri or None, "chat_template": spec.chat_template,
+        "threads": min(spec.threads or cap, cap), "stop": spec.stop,
+    })
 
 
 @dataclass(frozen=True)

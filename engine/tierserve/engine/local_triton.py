@@ -1,7 +1,9 @@
 """The local runner for ``runtime: triton``: one ``tritonserver`` process per deployment.
 
 Each deployment gets its own HTTP / GRPC / metrics ports (kept across updates); replicas
-are Triton model instances, so a change of spec restarts the server. ``status`` restarts
+are Triton model instances (each its own engine: a llama.cpp instance loads the model
+once, with its threads capped so all instances fit on this machine's cores), so a change
+of spec restarts the server. ``status`` restarts
 a server whose process died and says so in the status message.
 """
 
@@ -11,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 
 from tierserve.core.local import LocalSpec, LocalStatus
-from tierserve.engine.local_runner import RunnerSettings, app_name
+from tierserve.engine.local_runner import RunnerSettings, app_name, engine_args_for
 from tierserve.engine.triton import TritonServer, TritonSpec
 
 
@@ -48,7 +50,8 @@ class TritonRunner:
             profile=spec.profile, served_name=spec.served_name,
             workdir=self.settings.workdir / "triton" / app_name(spec.key),
             http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2],
-            cold_start_s=spec.cold_start_s, instances=spec.replicas))
+            cold_start_s=spec.cold_start_s, instances=spec.replicas,
+            engine=engine_args_for(spec)))
         self._served[spec.key] = _Served(spec, server, restarts=old.restarts if old else 0)
         await asyncio.to_thread(server.start)
 

@@ -1,16 +1,20 @@
-"""Prometheus metrics of the simulated engine, under the names vLLM exports.
+"""Prometheus metrics of the engines (simulated and llama.cpp), under vLLM's names.
 
 The autoscaler, the router and the dashboards query these names, so they work
 unchanged against real vLLM. Each engine owns its own :class:`CollectorRegistry`
 (no process-global metrics), labelled with vLLM's ``model_name`` label.
 
-Differences from vLLM worth knowing: ``vllm:time_per_output_token_seconds`` is
-observed once per finished request (its mean inter-token interval), not once per
-token; for equal-length requests the mean over a window is the same.
+:class:`RequestTimer` observes one request as its tokens reach the server:
+``vllm:time_to_first_token_seconds`` at the first token,
+``vllm:inter_token_latency_seconds`` once per later token (as vLLM does; tokens that
+arrive together share the interval evenly), and at the end the end-to-end latency, the
+token counters and ``vllm:time_per_output_token_seconds``, which here stays the
+request's mean inter-token interval (observed once per request).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -56,6 +60,10 @@ class EngineMetrics:
             names.TPOT, "Mean inter-token interval per request.",
             labels, buckets=TPOT_BUCKETS, registry=r,
         ).labels(model_name)  # fmt: skip
+        self.itl = Histogram(
+            names.ITL, "Interval between consecutive output tokens, per token.",
+            labels, buckets=TPOT_BUCKETS, registry=r,
+        ).labels(model_name)  # fmt: skip
         self.e2e = Histogram(
             names.E2E, "End-to-end request latency.", labels,
             buckets=E2E_BUCKETS, registry=r,
@@ -87,17 +95,53 @@ class EngineMetrics:
         self._cache.labels(self.model_name).set(kv)
         self._kv_cache.labels(self.model_name).set(kv)
 
-    def finished(
-        self, reason: str, prompt: int, generated: int, ttft_s: float, e2e_s: float
-    ) -> None:
-        """Account one request that ran to completion."""
-        self.prompt_tokens.inc(prompt)
-        self.generation_tokens.inc(generated)
-        self.ttft.observe(ttft_s)
-        self.e2e.observe(e2e_s)
-        if generated > 1:
-            self.tpot.observe((e2e_s - ttft_s) / (generated - 1))
+    def request_succeeded(self, reason: str) -> None:
         self._success.labels(self.model_name, reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class RequestTimer:
+    """Latency of one request as its tokens arrive (``clock``: seconds, monotonic)."""
+
+    def __init__(self, metrics: EngineMetrics | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self.start = clock()
+        self.first: float | None = None
+        self.last = self.start
+        self.generated = 0
+
+    def tokens(self, n: int, at: float | None = None) -> None:
+        """``n`` tokens arrived now (or at ``at``, on this timer's clock)."""
+        if n <= 0:
+            return
+        now = self.clock() if at is None else at
+        if self.first is None:
+            self.first = now
+            if self.metrics is not None:
+                self.metrics.ttft.observe(now - self.start)
+            gaps = [0.0] * (n - 1)  # tokens that came with the first one
+        else:
+            gaps = [(now - self.last) / n] * n
+        if self.metrics is not None:
+            for gap in gaps:
+                self.metrics.itl.observe(gap)
+        self.last = now
+        self.generated += n
+
+    def finished(self, reason: str, prompt_tokens: int) -> None:
+        """The request ran to its end (counters, e2e and the mean TPOT)."""
+        m = self.metrics
+        if m is None:
+            return
+        end = self.clock()
+        first = self.first if self.first is not None else end
+        m.prompt_tokens.inc(prompt_tokens)
+        m.generation_tokens.inc(self.generated)
+        m.e2e.observe(end - self.start)
+        if self.generated > 1:
+            m.tpot.observe((self.last - first) / (self.generated - 1))
+        m.request_succeeded(reason)

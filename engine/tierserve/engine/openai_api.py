@@ -1,9 +1,13 @@
-"""The OpenAI wire format of the simulated engine: request validation and responses.
+"""The OpenAI wire format of the engines: request validation.
 
 Pure functions over decoded JSON, shared by the aiohttp server and the Ray Serve
-ingress, so both speak exactly the same dialect.
+ingress, so both speak exactly the same dialect; the response shapes are in
+:mod:`tierserve.engine.openai_responses`. A request keeps its messages or prompt and its
+sampling settings (``temperature``, ``top_p``, ``seed``, ``stop``, ``logprobs`` /
+``top_logprobs``, vLLM's ``ignore_eos``) for engines that generate real text.
 
-Token counts (no real tokenizer is loaded):
+Estimated token counts (the simulated engine has no tokenizer; real engines count the
+prompt with their own in ``Backend.prepare``):
 
 * prompt tokens are estimated as ``ceil(chars / 4)`` of each text (OpenAI's rule of
   thumb for English) plus 4 tokens of chat formatting per message; a completions
@@ -15,17 +19,17 @@ Token counts (no real tokenizer is loaded):
   ``max_tokens`` (``max_completion_tokens`` for chat), else :data:`DEFAULT_MAX_TOKENS`.
 
 Errors follow OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``:
-400 for invalid values (including context-length overflow), 404 for an unknown model,
-413 for an oversized body, 422 for a body of the wrong shape or types.
+400 for invalid values (context-length overflow: :func:`check_context`, called by the
+engine with its own count), 404 for an unknown model, 413 for an oversized body, 422 for
+a body of the wrong shape or types.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # request bodies above this get 413
@@ -35,10 +39,6 @@ CHAT_TOKENS_PER_MESSAGE = 4
 HINT_FIELD = "tierserve"
 PROMPT_HEADER = "X-Tierserve-Prompt-Tokens"
 OUTPUT_HEADER = "X-Tierserve-Output-Tokens"
-WORDS = (
-    " the", " model", " plane", " serves", " tokens", " quickly", " and", " every",
-    " request", " gets", " a", " fair", " share", " of", " the", " batch",
-)  # fmt: skip
 
 Kind = Literal["chat", "completion"]
 
@@ -72,17 +72,42 @@ class ApiError(Exception):
         }
 
 
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for chat; completions allow 5
+MAX_STOP = 4
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings as the client gave them (None: the engine's default)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
+    ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks)
+
+
 @dataclass(frozen=True)
 class GenRequest:
-    """A validated generation request, reduced to what the engine needs."""
+    """A validated generation request, reduced to what the engines need."""
 
     kind: Kind
     model: str
-    prompt_tokens: int
-    output_tokens: int
+    prompt_tokens: int  # estimate (or hint): the simulated engine's count
+    output_tokens: int  # the simulated engine's output length (hint capped by the limit)
     stream: bool
     include_usage: bool
-    finish_reason: str  # "length" when max_tokens ends the output, else "stop"
+    finish_reason: str  # simulated: "length" when max_tokens ends the output, else "stop"
+    max_tokens: int | None = None  # as given (max_completion_tokens for chat)
+    messages: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    prompt: str | tuple[int, ...] = field(default="", repr=False)
+    sampling: Sampling = Sampling()
+
+    @property
+    def limit(self) -> int:
+        return self.max_tokens or DEFAULT_MAX_TOKENS
 
 
 def _int_field(body: Mapping[str, Any], name: str) -> int | None:
@@ -167,10 +192,12 @@ def parse_request(
     kind: Kind,
     body: object,
     served_name: str,
-    max_model_len: int,
     headers: Mapping[str, str] | None = None,
 ) -> GenRequest:
-    """Validate a decoded request body; raise :class:`ApiError` when it is bad."""
+    """Validate a decoded request body; raise :class:`ApiError` when it is bad.
+
+    The context length is the engine's to check (:func:`check_context`), with its count.
+    """
     if not isinstance(body, dict):
         raise ApiError(422, "the request body must be a JSON object", None, "invalid_type")
     model = body.get("model")
@@ -201,15 +228,6 @@ def parse_request(
     prompt_tokens = hint_prompt or counted
     limit = max_tokens or DEFAULT_MAX_TOKENS
     output_tokens = min(hint_output, limit) if hint_output else limit
-    if prompt_tokens + output_tokens > max_model_len:
-        raise ApiError(
-            400,
-            f"This model's maximum context length is {max_model_len} tokens. However, you "
-            f"requested {prompt_tokens + output_tokens} tokens ({prompt_tokens} in the "
-            f"messages, {output_tokens} in the completion).",
-            "max_tokens" if max_tokens else "messages",
-            "context_length_exceeded",
-        )
     return GenRequest(
         kind=kind,
         model=model,
@@ -218,96 +236,99 @@ def parse_request(
         stream=bool(body.get("stream")),
         include_usage=bool((opts or {}).get("include_usage", False)),
         finish_reason="length" if output_tokens == limit else "stop",
+        max_tokens=max_tokens,
+        messages=tuple(body["messages"]) if kind == "chat" else (),
+        prompt=_prompt_value(body.get("prompt")) if kind == "completion" else "",
+        sampling=parse_sampling(kind, body),
     )
 
 
-def filler(start: int, count: int) -> str:
-    """Deterministic text for output tokens ``start .. start+count-1``."""
-    return "".join(WORDS[(start + i) % len(WORDS)] for i in range(count))
+def check_context(prompt_tokens: int, output_tokens: int, max_model_len: int,
+                  explicit_max: bool) -> None:
+    """Raise the OpenAI 400 ``context_length_exceeded`` when the request cannot fit."""
+    if prompt_tokens + output_tokens > max_model_len:
+        raise ApiError(
+            400,
+            f"This model's maximum context length is {max_model_len} tokens. However, you "
+            f"requested {prompt_tokens + output_tokens} tokens ({prompt_tokens} in the "
+            f"messages, {output_tokens} in the completion).",
+            "max_tokens" if explicit_max else "messages",
+            "context_length_exceeded",
+        )
+
+
+def _prompt_value(prompt: object) -> str | tuple[int, ...]:
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        return prompt[0]
+    return prompt if isinstance(prompt, str) else tuple(prompt) if isinstance(prompt, list) else ""
+
+
+def _number(body: Mapping[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(422, f"'{name}' must be a number", name, "invalid_type")
+    if not low <= value <= high:
+        raise ApiError(400, f"'{name}' must be between {low} and {high}, got {value}", name,
+                       "invalid_value")
+    return float(value)
+
+
+def _stop(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise ApiError(422, "'stop' must be a string or a list of strings", "stop",
+                       "invalid_type")
+    if len(stops) > MAX_STOP or any(not s for s in stops):
+        raise ApiError(400, f"'stop' takes up to {MAX_STOP} non-empty strings", "stop",
+                       "invalid_value")
+    return tuple(stops)
+
+
+def _logprobs(kind: Kind, body: Mapping[str, Any]) -> tuple[bool, int]:
+    """Chat: ``logprobs`` (bool) and ``top_logprobs`` (0-20); completions: ``logprobs``
+    (the number of alternatives, 0-5)."""
+    raw = body.get("logprobs")
+    if kind == "completion":
+        if raw is None:
+            return False, 0
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ApiError(422, "'logprobs' must be an integer", "logprobs", "invalid_type")
+        if not 0 <= raw <= 5:
+            raise ApiError(400, "'logprobs' must be between 0 and 5", "logprobs",
+                           "invalid_value")
+        return True, raw
+    if raw is not None and not isinstance(raw, bool):
+        raise ApiError(422, "'logprobs' must be a boolean", "logprobs", "invalid_type")
+    top = body.get("top_logprobs")
+    if top is None:
+        return bool(raw), 0
+    if isinstance(top, bool) or not isinstance(top, int):
+        raise ApiError(422, "'top_logprobs' must be an integer", "top_logprobs", "invalid_type")
+    if not 0 <= top <= MAX_TOP_LOGPROBS or (top and not raw):
+        raise ApiError(400, f"'top_logprobs' must be 0-{MAX_TOP_LOGPROBS}, with logprobs true",
+                       "top_logprobs", "invalid_value")
+    return bool(raw), top
+
+
+def parse_sampling(kind: Kind, body: Mapping[str, Any]) -> Sampling:
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ApiError(422, "'seed' must be an integer", "seed", "invalid_type")
+    ignore_eos = body.get("ignore_eos", False)
+    if not isinstance(ignore_eos, bool):
+        raise ApiError(422, "'ignore_eos' must be a boolean", "ignore_eos", "invalid_type")
+    logprobs, top = _logprobs(kind, body)
+    return Sampling(
+        temperature=_number(body, "temperature", 0.0, 2.0),
+        top_p=_number(body, "top_p", 0.0, 1.0),
+        seed=seed, stop=_stop(body.get("stop")), logprobs=logprobs, top_logprobs=top,
+        ignore_eos=ignore_eos,
+    )  # fmt: skip
 
 
 def new_id(kind: Kind) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
-
-
-def usage(req: GenRequest, generated: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": req.prompt_tokens,
-        "completion_tokens": generated,
-        "total_tokens": req.prompt_tokens + generated,
-    }
-
-
-def full_response(req: GenRequest, rid: str, generated: int) -> dict[str, Any]:
-    """Non-streamed response body."""
-    text = filler(0, generated)
-    choice: dict[str, Any] = {"index": 0, "finish_reason": req.finish_reason, "logprobs": None}
-    if req.kind == "chat":
-        choice["message"] = {"role": "assistant", "content": text}
-        obj = "chat.completion"
-    else:
-        choice["text"] = text
-        obj = "text_completion"
-    return {
-        "id": rid,
-        "object": obj,
-        "created": int(time.time()),
-        "model": req.model,
-        "choices": [choice],
-        "usage": usage(req, generated),
-    }
-
-
-def stream_chunk(
-    req: GenRequest, rid: str, start: int, count: int, finish: bool, first: bool = False
-) -> dict[str, Any]:
-    """One SSE chunk carrying output tokens ``start .. start+count-1``."""
-    text = filler(start, count)
-    choice: dict[str, Any] = {
-        "index": 0,
-        "finish_reason": req.finish_reason if finish else None,
-        "logprobs": None,
-    }
-    if req.kind == "chat":
-        choice["delta"] = {"role": "assistant", "content": text} if first else {"content": text}
-        obj = "chat.completion.chunk"
-    else:
-        choice["text"] = text
-        obj = "text_completion"
-    chunk: dict[str, Any] = {
-        "id": rid,
-        "object": obj,
-        "created": int(time.time()),
-        "model": req.model,
-        "choices": [choice],
-    }
-    if req.include_usage:
-        chunk["usage"] = None
-    return chunk
-
-
-def usage_chunk(req: GenRequest, rid: str, generated: int) -> dict[str, Any]:
-    """The final chunk sent when ``stream_options.include_usage`` is set."""
-    return {
-        "id": rid,
-        "object": "chat.completion.chunk" if req.kind == "chat" else "text_completion",
-        "created": int(time.time()),
-        "model": req.model,
-        "choices": [],
-        "usage": usage(req, generated),
-    }
-
-
-def models_response(served_name: str, max_model_len: int) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": served_name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "tierserve",
-                "max_model_len": max_model_len,
-            }
-        ],
-    }

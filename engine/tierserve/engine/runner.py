@@ -17,25 +17,16 @@ import asyncio
 import itertools
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from tierserve.core.latency import EngineCore, LatencyProfile, SeqRequest
-
-if TYPE_CHECKING:
-    from tierserve.engine.metrics import EngineMetrics
+from tierserve.engine.backend import NotReady
 
 MAX_LAG_S = 0.25
-
-
-class NotReady(RuntimeError):
-    """The engine is still cold-starting (or stopped)."""
 
 
 @dataclass
 class _Stream:
     queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
-    submitted_at: float = 0.0
-    first_at: float | None = None
 
 
 class EngineRunner:
@@ -44,24 +35,16 @@ class EngineRunner:
     def __init__(
         self,
         profile: LatencyProfile,
-        metrics: EngineMetrics | None = None,
         cold_start_s: float | None = None,
     ) -> None:
         self.profile = profile
         self.core = EngineCore(profile)
-        self.metrics = metrics
         self.cold_start_s = profile.cold_start_s if cold_start_s is None else cold_start_s
         self.ready = False
         self._streams: dict[str, _Stream] = {}
         self._ids = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        if metrics is not None:
-            metrics.bind_state(
-                lambda: self.core.num_running,
-                lambda: self.core.num_waiting,
-                lambda: self.core.kv_usage,
-            )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"engine-{self.profile.name}")
@@ -80,9 +63,7 @@ class EngineRunner:
         """Raise (``RequestTooLarge``) when the request can never run on this engine."""
         self.core.check(prompt_tokens, output_tokens)
 
-    async def generate(
-        self, prompt_tokens: int, output_tokens: int, finish_reason: str = "length"
-    ) -> AsyncGenerator[int, None]:
+    async def generate(self, prompt_tokens: int, output_tokens: int) -> AsyncGenerator[int, None]:
         """Yield the number of new tokens at each step until ``output_tokens`` are out.
 
         Raises :class:`NotReady` before the cold start is over and ``RuntimeError`` if
@@ -90,9 +71,8 @@ class EngineRunner:
         """
         if not self.ready:
             raise NotReady(f"engine {self.profile.name} is not ready")
-        loop = asyncio.get_running_loop()
         rid = f"req-{next(self._ids)}"
-        stream = _Stream(submitted_at=loop.time())
+        stream = _Stream()
         self.core.submit(SeqRequest(rid, prompt_tokens, output_tokens))
         self._streams[rid] = stream
         self._wake.set()
@@ -107,15 +87,6 @@ class EngineRunner:
         finally:
             if self._streams.pop(rid, None) is not None and generated < output_tokens:
                 self.core.abort(rid)
-        if self.metrics is not None and stream.first_at is not None:
-            now = loop.time()
-            self.metrics.finished(
-                finish_reason,
-                prompt_tokens,
-                generated,
-                stream.first_at - stream.submitted_at,
-                now - stream.submitted_at,
-            )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,11 +108,6 @@ class EngineRunner:
                 if delay < -MAX_LAG_S:
                     deadline = loop.time()
                 await asyncio.sleep(0)
-            now = loop.time()
-            for rid in out.first_token_ids:
-                stream = self._streams.get(rid)
-                if stream is not None:
-                    stream.first_at = now
             for rid in out.token_ids:
                 stream = self._streams.get(rid)
                 if stream is not None:

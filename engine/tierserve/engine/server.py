@@ -1,10 +1,11 @@
-"""The live simulated engine: an OpenAI-compatible HTTP server (aiohttp).
+"""The engines' OpenAI-compatible HTTP server (aiohttp), for any :class:`Backend`.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streamed as SSE when
 ``"stream": true``), ``GET /v1/models``, ``GET /health`` (200 when ready, 503 while
-cold-starting) and ``GET /metrics`` (vLLM metric names, see
+cold-starting or loading the model) and ``GET /metrics`` (vLLM metric names, see
 :mod:`tierserve.engine.metrics`). Request format and errors:
-:mod:`tierserve.engine.openai_api`; timing: :mod:`tierserve.engine.runner`.
+:mod:`tierserve.engine.openai_api`; the engine behind it is a
+:class:`~tierserve.engine.backend.Backend` (simulated or llama.cpp), never named here.
 
 Use :func:`build_app` to embed it (tests, other processes) or :func:`serve` to run it
 until cancelled; ``tierserve engine`` is the command-line front end.
@@ -15,36 +16,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from tierserve.core.latency import LatencyProfile, RequestTooLarge
-from tierserve.engine.metrics import CONTENT_TYPE, EngineMetrics
+from tierserve.core.latency import LatencyProfile
+from tierserve.engine.backend import Backend, Chunk, NotReady, Prepared, finish_reason
+from tierserve.engine.metrics import CONTENT_TYPE, EngineMetrics, RequestTimer
 from tierserve.engine.openai_api import (
     MAX_BODY_BYTES,
     ApiError,
-    GenRequest,
     Kind,
-    full_response,
-    models_response,
     new_id,
     parse_request,
+)
+from tierserve.engine.openai_responses import (
+    full_response,
+    models_response,
     stream_chunk,
     usage_chunk,
 )
-from tierserve.engine.runner import EngineRunner, NotReady
+from tierserve.engine.sim_backend import SimBackend
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One engine server: the model name clients use and how to build its backend
+    (called inside the server's event loop)."""
+
+    served_name: str
+    backend: Callable[[], Backend]
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Everything one engine server needs; built once by the caller."""
+    """The simulated engine's server: a latency profile and a name."""
 
     profile: LatencyProfile
     served_name: str
     cold_start_s: float = 0.0
     max_body_bytes: int = MAX_BODY_BYTES
+
+    def server_config(self) -> ServerConfig:
+        return ServerConfig(self.served_name, lambda: SimBackend(self.profile, self.cold_start_s),
+                            self.max_body_bytes)
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -52,12 +70,17 @@ def error_response(err: ApiError) -> web.Response:
 
 
 class EngineServer:
-    """Request handlers bound to one :class:`EngineRunner` and its metrics."""
+    """Request handlers bound to one backend and its metrics."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = EngineMetrics(config.served_name)
-        self.runner = EngineRunner(config.profile, self.metrics, config.cold_start_s)
+        self.backend = config.backend()
+        self.metrics.bind_state(
+            lambda: self.backend.state().running,
+            lambda: self.backend.state().waiting,
+            lambda: self.backend.state().kv_usage,
+        )
 
     async def _body(self, request: web.Request) -> object:
         try:
@@ -72,22 +95,12 @@ class EngineServer:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"malformed JSON body: {exc}", None, "invalid_json") from None
 
-    async def _parse(self, request: web.Request, kind: Kind) -> GenRequest:
+    async def _parse(self, request: web.Request, kind: Kind) -> Prepared:
         body = await self._body(request)
-        req = parse_request(
-            kind,
-            body,
-            self.config.served_name,
-            self.config.profile.max_model_len,
-            request.headers,
-        )
-        try:
-            self.runner.check(req.prompt_tokens, req.output_tokens)
-        except RequestTooLarge as exc:
-            raise ApiError(400, str(exc), "max_tokens", "context_length_exceeded") from None
-        if not self.runner.ready:
+        req = parse_request(kind, body, self.config.served_name, request.headers)
+        if not self.backend.ready:
             raise ApiError(503, "the engine is starting", None, "not_ready", "server_error")
-        return req
+        return self.backend.prepare(req)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, "chat")
@@ -97,37 +110,42 @@ class EngineServer:
 
     async def _generate(self, request: web.Request, kind: Kind) -> web.StreamResponse:
         try:
-            req = await self._parse(request, kind)
+            prep = await self._parse(request, kind)
         except ApiError as err:
             return error_response(err)
         rid = new_id(kind)
         try:
-            if req.stream:
-                return await self._stream(request, req, rid)
-            generated = 0
-            gen = self.runner.generate(req.prompt_tokens, req.output_tokens, req.finish_reason)
-            async with contextlib.aclosing(gen) as tokens:
-                async for n in tokens:
-                    generated += n
-            return web.json_response(full_response(req, rid, generated))
+            if prep.req.stream:
+                return await self._stream(request, prep, rid)
+            timer = RequestTimer(self.metrics)
+            chunks: list[Chunk] = []
+            async with contextlib.aclosing(self.backend.generate(prep)) as gen:
+                async for chunk in gen:
+                    timer.tokens(len(chunk.tokens))
+                    chunks.append(chunk)
+            timer.finished(finish_reason(chunks), prep.prompt_tokens)
+            return web.json_response(full_response(prep.req, rid, prep.prompt_tokens, chunks))
         except NotReady as exc:
             return error_response(ApiError(503, str(exc), None, "not_ready", "server_error"))
+        except RuntimeError as exc:  # the engine stopped or failed underneath
+            return error_response(ApiError(503, str(exc), None, "engine_stopped", "server_error"))
 
-    async def _stream(self, request: web.Request, req: GenRequest, rid: str) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, prep: Prepared, rid: str) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        generated = 0
-        gen = self.runner.generate(req.prompt_tokens, req.output_tokens, req.finish_reason)
+        timer = RequestTimer(self.metrics)
+        finish, offset = "stop", 0
         try:
-            async with contextlib.aclosing(gen) as tokens:
-                async for n in tokens:
-                    if generated == 0:
+            async with contextlib.aclosing(self.backend.generate(prep)) as gen:
+                async for chunk in gen:
+                    timer.tokens(len(chunk.tokens))
+                    first = not resp.prepared
+                    if first:
                         await resp.prepare(request)
-                    done = generated + n >= req.output_tokens
-                    chunk = stream_chunk(req, rid, generated, n, done, first=generated == 0)
-                    generated += n
-                    await resp.write(_sse(chunk))
+                    await resp.write(_sse(stream_chunk(prep.req, rid, chunk, first, offset)))
+                    offset += len(chunk.text)
+                    finish = chunk.finish_reason or finish
         except NotReady:
             raise
         except RuntimeError as exc:  # the engine stopped (server shutting down)
@@ -136,18 +154,22 @@ class EngineServer:
                 return error_response(err)
             await resp.write(_sse(err.body()))
             return resp
-        if req.include_usage:
-            await resp.write(_sse(usage_chunk(req, rid, generated)))
+        timer.finished(finish, prep.prompt_tokens)
+        if not resp.prepared:
+            await resp.prepare(request)
+        if prep.req.include_usage:
+            await resp.write(_sse(usage_chunk(prep.req, rid, prep.prompt_tokens,
+                                              timer.generated)))
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 
     async def models(self, _: web.Request) -> web.Response:
-        cfg = self.config
-        return web.json_response(models_response(cfg.served_name, cfg.profile.max_model_len))
+        return web.json_response(models_response(self.config.served_name,
+                                                 self.backend.max_model_len))
 
     async def health(self, _: web.Request) -> web.Response:
-        if self.runner.ready:
+        if self.backend.ready:
             return web.Response(text="ok")
         return web.Response(status=503, text="starting")
 
@@ -174,8 +196,10 @@ async def _json_errors(
         return error_response(ApiError(exc.status, exc.reason, None, code))
 
 
-def build_app(config: EngineConfig) -> web.Application:
-    """The aiohttp application; the engine task starts and stops with the app."""
+def build_app(config: EngineConfig | ServerConfig) -> web.Application:
+    """The aiohttp application; the backend starts and stops with the app."""
+    if isinstance(config, EngineConfig):
+        config = config.server_config()
     server = EngineServer(config)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_json_errors])
     app.router.add_post("/v1/chat/completions", server.chat)
@@ -185,15 +209,15 @@ def build_app(config: EngineConfig) -> web.Application:
     app.router.add_get("/metrics", server.metrics_handler)
 
     async def lifecycle(_: web.Application) -> Any:
-        await server.runner.start()
+        await server.backend.start()
         yield
-        await server.runner.stop()
+        await server.backend.stop()
 
     app.cleanup_ctx.append(lifecycle)
     return app
 
 
-async def start(config: EngineConfig, host: str, port: int) -> web.AppRunner:
+async def start(config: EngineConfig | ServerConfig, host: str, port: int) -> web.AppRunner:
     """Start serving in the running loop; ``await runner.cleanup()`` stops it."""
     # handler_cancellation: a client that disconnects cancels its handler, which
     # aborts its request in the engine (aiohttp leaves this off by default).
@@ -203,7 +227,7 @@ async def start(config: EngineConfig, host: str, port: int) -> web.AppRunner:
     return runner
 
 
-async def serve(config: EngineConfig, host: str, port: int) -> None:
+async def serve(config: EngineConfig | ServerConfig, host: str, port: int) -> None:
     """Run the server until cancelled."""
     runner = await start(config, host, port)
     try:

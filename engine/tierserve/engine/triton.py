@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -39,12 +40,12 @@ from pathlib import Path
 import aiohttp
 
 import tierserve as tierserve_pkg
-from tierserve.core.profiles import get_profile
 from tierserve.core.runtimes.triton_repository import (
     model_config,
     python_model,
     triton_model_name,
 )
+from tierserve.engine.engines import EngineArgs
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def find_distribution() -> TritonDistribution:
 
 @dataclass(frozen=True)
 class TritonSpec:
-    """One Triton server serving one simulated model."""
+    """One Triton server serving one model: simulated (``profile``) unless ``engine``
+    says otherwise."""
 
     profile: str
     served_name: str
@@ -86,7 +88,13 @@ class TritonSpec:
     grpc_port: int
     metrics_port: int
     cold_start_s: float = 0.0
-    instances: int = 1  # Triton model instances, each its own simulated engine
+    instances: int = 1  # Triton model instances, each its own engine replica
+    engine: EngineArgs | None = None  # None: the simulated engine with ``profile``
+
+    def engine_args(self) -> EngineArgs:
+        if self.engine is not None:
+            return self.engine
+        return EngineArgs(profile=self.profile, cold_start_s=self.cold_start_s)
 
     @property
     def model_name(self) -> str:
@@ -105,12 +113,32 @@ class TritonSpec:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
+def _pbtxt_escape(value: str) -> str:
+    """A string as the inside of a protobuf text-format string literal."""
+    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"),
+                         ("\t", "\\t")):
+        value = value.replace(raw, escaped)
+    return value
+
+
+def model_parameters(args: EngineArgs, served_name: str) -> dict[str, str]:
+    """The ``config.pbtxt`` parameters the Python-backend model reads its engine from
+    (escaped for the text format: chat templates and stop strings hold quotes and
+    newlines; lists as JSON)."""
+    params: dict[str, str] = {"served_name": served_name}
+    for key, value in args.model_dump(exclude_defaults=True).items():
+        text = json.dumps(list(value)) if isinstance(value, tuple | list) else str(value)
+        params[key] = _pbtxt_escape(text)
+    params.setdefault("engine", "simulated")
+    return params
+
+
 def local_model_files(spec: TritonSpec) -> dict[str, str]:
-    """The model directory a local server loads: the cluster's files for the simulated
-    engine, with CPU instances (each its own simulated engine), the cold start and this
-    checkout's paths in ``model.py`` (nothing is installed as in an image)."""
-    config = model_config(spec.model_name, "simulated",
-                          {"profile": spec.profile, "cold_start_s": str(spec.cold_start_s)},
+    """The model directory a local server loads: the cluster's files, with CPU
+    instances (each its own engine replica), the engine's parameters and this checkout's
+    paths in ``model.py`` (nothing is installed as in an image)."""
+    args = spec.engine_args()
+    config = model_config(spec.model_name, args.engine, model_parameters(args, spec.served_name),
                           instance_count=spec.instances, instance_kind="KIND_CPU")
     return {"config.pbtxt": config, "1/model.py": python_model(_python_paths())}
 
@@ -133,7 +161,7 @@ def write_model_repository(spec: TritonSpec, dist: TritonDistribution,
     ``files`` (path in the model directory -> text, e.g. a cluster's model-repository
     ConfigMap laid out by its volume items) replace :func:`local_model_files`.
     """
-    get_profile(spec.profile)  # fail here, not inside Triton, on a bad name
+    spec.engine_args()  # fail here, not inside Triton, on a bad profile
     install_python_backend(spec.workdir, dist)
     repo = spec.workdir / "models"
     model = repo / spec.model_name

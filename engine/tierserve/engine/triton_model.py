@@ -1,19 +1,30 @@
-"""The simulated engine as a decoupled (streaming) Triton Python-backend model.
+"""The engines as a decoupled (streaming) Triton Python-backend model.
 
 Loaded by Triton's Python backend stub through the ``model.py`` shim that
 :mod:`tierserve.engine.triton` writes; importable only inside the stub (it needs
-``triton_python_backend_utils``). It uses TensorRT-LLM's tensor names so Triton's
-``generate`` / ``generate_stream`` endpoints and LLM clients work unchanged:
+``triton_python_backend_utils``). The model's ``config.pbtxt`` parameters are the
+engine's (:class:`~tierserve.engine.engines.EngineArgs`: ``engine``, ``profile`` or
+``model``, ``threads``, ``context``, ``chat_template`` (a file or the template),
+``stop``, ``cold_start_s``) plus ``served_name``; one
+:class:`~tierserve.engine.backend.Backend` per model instance, loaded in
+``initialize`` (Triton reports the model not ready until then). It uses TensorRT-LLM's
+tensor names so Triton's ``generate`` / ``generate_stream`` endpoints, LLM clients and
+the router's Triton adapter work unchanged:
 
 inputs
     ``text_input`` (string), optional ``max_tokens`` (int32), ``stream`` (bool),
-    ``prompt_tokens`` / ``output_tokens`` (int32 hints for replaying traces)
-outputs (one response per engine step when streaming, else one at the end)
-    ``text_output`` (string: the new text), ``completion_tokens`` (int32: cumulative),
-    ``prompt_tokens`` (int32)
+    ``prompt_tokens`` / ``output_tokens`` (int32 hints, for the simulated engine)
+request parameters (optional)
+    ``temperature``, ``top_p``, ``seed``, ``stop`` (a string, or a JSON list), and
+    ``messages``: the chat messages as a JSON list, which then go through the model's
+    chat template instead of ``text_input`` (kept for clients that send only text)
+outputs (one response per chunk when streaming, else one at the end)
+    ``text_output`` (the new text), ``completion_tokens`` (cumulative),
+    ``prompt_tokens`` (the engine's count: the real tokenizer's for llama.cpp)
 
-Timing comes from the same :class:`~tierserve.engine.runner.EngineRunner` as the HTTP
-server, running on an asyncio loop in a background thread of the stub process.
+Requests are validated by the same code as the HTTP server
+(:func:`~tierserve.engine.openai_api.parse_request`). The backend runs on an asyncio
+loop in a background thread of the stub process.
 """
 
 from __future__ import annotations
@@ -21,24 +32,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import threading
-import time
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from tierserve.core.profiles import get_profile
-from tierserve.engine.openai_api import DEFAULT_MAX_TOKENS, filler
-from tierserve.engine.runner import EngineRunner
+from tierserve.engine.backend import Prepared
+from tierserve.engine.engines import engine_args, make_backend
+from tierserve.engine.openai_api import HINT_FIELD, ApiError, parse_request
+
+SAMPLING_PARAMETERS = ("temperature", "top_p", "seed", "stop")
 
 
 def _scalar(request: Any, name: str) -> Any:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
         return None
-    return tensor.as_numpy().reshape(-1)[0]
+    value = tensor.as_numpy().reshape(-1)[0]
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _response(text: str, generated: int, prompt: int) -> Any:
@@ -51,71 +63,93 @@ def _response(text: str, generated: int, prompt: int) -> Any:
     )
 
 
+def _json_value(value: Any) -> Any:
+    """A parameter that may carry JSON (lists travel as strings in Triton parameters)."""
+    if isinstance(value, str) and value[:1] in "[{":
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    return value
+
+
+def request_body(request: Any, served_name: str) -> tuple[str, dict[str, Any], bool]:
+    """The request as an OpenAI body: (kind, body, stream)."""
+    params = json.loads(request.parameters() or "{}")
+    text = _scalar(request, "text_input")
+    body: dict[str, Any] = {"model": served_name}
+    messages = _json_value(params.get("messages"))
+    kind = "chat" if messages is not None else "completion"
+    if kind == "chat":
+        body["messages"] = messages
+    elif text is None:
+        raise ApiError(400, "text_input is required", "text_input")
+    else:
+        body["prompt"] = str(text)
+    for key in SAMPLING_PARAMETERS:
+        if params.get(key) is not None:
+            body[key] = _json_value(params[key])
+    max_tokens = _scalar(request, "max_tokens")
+    if max_tokens is not None:
+        body["max_tokens"] = int(max_tokens)
+    hints = {k: int(v) for k in ("prompt_tokens", "output_tokens")
+             if (v := _scalar(request, k)) is not None and int(v) > 0}
+    if hints:
+        body[HINT_FIELD] = hints
+    stream = _scalar(request, "stream")
+    return kind, body, bool(stream) if stream is not None else False
+
+
 class TritonPythonModel:
     """Triton's Python-backend entry point (the class name is Triton's contract)."""
 
     def initialize(self, args: dict[str, str]) -> None:
         params = json.loads(args["model_config"]).get("parameters", {})
-        profile = get_profile(params["profile"]["string_value"])
-        cold = float(params.get("cold_start_s", {}).get("string_value", "0") or 0)
-        self.max_model_len = profile.max_model_len
+        raw = {k: v.get("string_value") for k, v in params.items()}
+        raw = {k: _json_value(v) for k, v in raw.items() if v not in (None, "")}
+        eargs = engine_args(raw)
+        self.served_name = str(raw.get("served_name") or eargs.default_served_name())
+        self.backend = make_backend(eargs)
+        self.backend.load()  # Triton reports the model not ready until this returns
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        # Cold start: Triton reports the model (and the server) not ready until
-        # initialize() returns.
-        time.sleep(cold)
-        self.runner = EngineRunner(profile, None, 0.0)
-        asyncio.run_coroutine_threadsafe(self.runner.start(), self.loop).result()
+        asyncio.run_coroutine_threadsafe(self.backend.start(), self.loop).result()
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
             asyncio.run_coroutine_threadsafe(self._serve(request), self.loop)
         return None
 
+    def _prepare(self, request: Any) -> tuple[Prepared, bool]:
+        kind, body, stream = request_body(request, self.served_name)
+        req = parse_request(kind, body, self.served_name)  # type: ignore[arg-type]
+        return self.backend.prepare(req), stream
+
     async def _serve(self, request: Any) -> None:
         sender = request.get_response_sender()
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
-            prompt, output, stream = self._parse(request)
-            self.runner.check(prompt, output)
-        except (ValueError, TypeError) as exc:
+            prep, stream = self._prepare(request)
+        except (ApiError, ValueError, TypeError) as exc:
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), final)
             return
-        generated = 0
+        generated, text = 0, []
         try:
-            gen = self.runner.generate(prompt, output)
-            async with contextlib.aclosing(gen) as tokens:
-                async for n in tokens:
+            async with contextlib.aclosing(self.backend.generate(prep)) as chunks:
+                async for chunk in chunks:
                     if sender.is_cancelled():
                         return
-                    done = generated + n >= output
+                    generated += len(chunk.tokens)
+                    text.append(chunk.text)
                     if stream:
-                        resp = _response(filler(generated, n), generated + n, prompt)
+                        done = chunk.finish_reason is not None
+                        resp = _response(chunk.text, generated, prep.prompt_tokens)
                         sender.send(resp, final if done else 0)
-                    generated += n
             if not stream:
-                sender.send(_response(filler(0, generated), generated, prompt), final)
+                sender.send(_response("".join(text), generated, prep.prompt_tokens), final)
         except RuntimeError as exc:  # not ready, or engine stopped
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), final)
 
-    def _parse(self, request: Any) -> tuple[int, int, bool]:
-        text = _scalar(request, "text_input")
-        if text is None:
-            raise ValueError("text_input is required")
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        hint_prompt = _scalar(request, "prompt_tokens")
-        prompt = int(hint_prompt) if hint_prompt else max(1, math.ceil(len(text) / 4))
-        max_tokens = _scalar(request, "max_tokens")
-        limit = int(max_tokens) if max_tokens is not None else DEFAULT_MAX_TOKENS
-        hint_output = _scalar(request, "output_tokens")
-        output = min(int(hint_output), limit) if hint_output else limit
-        if limit < 1 or prompt < 1:
-            raise ValueError(f"max_tokens and prompt_tokens must be >= 1 (got {limit}, {prompt})")
-        stream = _scalar(request, "stream")
-        return prompt, output, bool(stream) if stream is not None else False
-
     def finalize(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.stop(), self.loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(self.backend.stop(), self.loop).result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
