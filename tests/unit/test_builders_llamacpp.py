@@ -16,6 +16,7 @@ from ray.serve.schema import ServeDeploySchema
 from tritonclient.grpc import model_config_pb2
 
 from tierserve.core.builders import BuildSettings, build_children
+from tierserve.core.builders.common import Images
 from tierserve.core.builders.context import from_object
 from tierserve.core.builders.storage import cache_dir
 
@@ -171,3 +172,15 @@ def test_same_cr_on_either_runtime_carries_the_chat_template() -> None:
     assert serve_args(build(GEMMA, runtime="rayServe"))["chat_template"] == template
     assert "chat_template" not in triton_config(build(SMOLLM, runtime="triton")).parameters
     assert "chat_template" not in serve_args(build(SMOLLM))
+
+
+@pytest.mark.parametrize(("field", "dockerfile"), [
+    ("llamacpp", "images/engine-llamacpp/Dockerfile"),
+    ("storage_initializer", "images/storage-initializer/Dockerfile")])
+def test_default_images_are_built_by_a_dockerfile_in_the_repository(field: str,
+                                                                    dockerfile: str) -> None:
+    """The CI cannot build images: at least each default names what its Dockerfile builds."""
+    image = getattr(Images(), field)
+    text = (EXAMPLES.parent / dockerfile).read_text()
+    assert f"-f {dockerfile}" in text and f"-t {image}" in text
+    assert "COPY engine engine" in text  # Tierserve's engine: storage-init and llama.cpp
