@@ -34,7 +34,8 @@ def test_chat_counts_tokens() -> None:
     body = full_response(req, "id", 14, [Chunk("".join(t.token for t in tokens), tokens,
                                                "length")])
     assert body["usage"] == {"prompt_tokens": 14, "completion_tokens": 7, "total_tokens": 21}
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": " w0 w1 w2 w3 w4 w5 w6"}
+    assert body["choices"][0]["message"] == {"role": "assistant",
+                                             "content": " w0 w1 w2 w3 w4 w5 w6"}
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["choices"][0]["logprobs"] is None
 
