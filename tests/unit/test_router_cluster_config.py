@@ -471,3 +471,23 @@ async def test_cluster_source_hot_swaps_keys_from_the_secret(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert SENTINEL not in caplog.text and SENTINEL not in text
+
+
+def _cpu(obj: dict[str, Any], threads: int, planned: bool) -> dict[str, Any]:
+    obj["spec"]["engine"] = "llamacpp"
+    obj["spec"]["accelerator"] = {"type": "cpu", "threadsPerReplica": threads}
+    if planned:
+        obj["status"]["sizing"].update(gpusPerReplica=0, threadsPerReplica=threads)
+    else:
+        del obj["status"]["sizing"]
+    return obj
+
+
+@pytest.mark.parametrize("planned", [True, False])
+def test_cpu_replica_pays_for_its_cores(planned: bool) -> None:
+    """The catalog prices cpu per core-hour, so a 2-thread replica costs two units."""
+    cfg = router_config([route("r", ab_spec())],
+                        [_cpu(deployment("a"), 2, planned), deployment("b")], [])
+    assert dep(cfg, "a").gpu_type == "cpu"
+    assert dep(cfg, "a").gpus_per_replica == 2
+    assert dep(cfg, "b").gpus_per_replica == 2  # the GPU plan's count, unchanged

@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from tierserve.core.api.deployment import LLMDeploymentSpec, LLMDeploymentStatus
+from tierserve.core.api.deployment import LLMDeploymentSpec, LLMDeploymentStatus, SizingPlan
 from tierserve.core.api.route import LLMRouteSpec, TierPolicy
 from tierserve.core.catalog import CATALOG
 from tierserve.core.routerconfig import (
@@ -147,6 +147,17 @@ def _service_slices(endpoint_slices: Iterable[Obj]) -> dict[Key, list[Obj]]:
     return by_service
 
 
+def _priced_units(spec: LLMDeploymentSpec, sizing: SizingPlan | None) -> int:
+    """How many catalog units one replica pays for: GPUs, or cores (threads) for a CPU
+    replica, whose catalog price is per core-hour."""
+    if sizing is not None:
+        return sizing.threads_per_replica or sizing.gpus_per_replica
+    acc = spec.accelerator
+    if acc.threads_per_replica is not None:
+        return acc.threads_per_replica
+    return acc.gpus_per_replica if isinstance(acc.gpus_per_replica, int) else 1
+
+
 def _deployment(obj: Obj, slices: Mapping[Key, list[Obj]]) -> DeploymentConfig | None:
     namespace, name = _key(obj)
     try:
@@ -160,15 +171,13 @@ def _deployment(obj: Obj, slices: Mapping[Key, list[Obj]]) -> DeploymentConfig |
                  else _status_endpoint(status, target.protocol))
     sizing = status.sizing
     gpu = spec.accelerator.type if spec.accelerator.type in CATALOG else None
-    gpus = (sizing.gpus_per_replica if sizing is not None
-            else spec.accelerator.gpus_per_replica if isinstance(
-                spec.accelerator.gpus_per_replica, int) else 1)
+    units = _priced_units(spec, sizing)
     tps = sizing.tokens_per_second_per_replica if sizing is not None else 0.0
     try:
         return DeploymentConfig(
             name=deployment_name(namespace, name), protocol=target.protocol,
             served_model=target.upstream_model,
-            endpoints=endpoints, gpu_type=gpu, gpus_per_replica=max(1, gpus),
+            endpoints=endpoints, gpu_type=gpu, gpus_per_replica=max(1, units),
             **({"tokens_per_s_per_replica": tps} if tps > 0 and math.isfinite(tps) else {}))
     except ValidationError:
         return None
