@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "crds": "tierserve.cli.crds",
     "operator": "tierserve.cli.operator",
     "engine": "tierserve.engine.cli",
+    "storage-init": "tierserve.engine.storage_cli",
     "router": "tierserve.routing.cli",
     "autoscaler": "tierserve.autoscaler.cli",
     "sim": "tierserve.autoscaler.sim_cli",

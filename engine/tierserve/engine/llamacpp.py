@@ -4,10 +4,11 @@ One ``Llama`` object per replica holds the GGUF model and one context, and
 llama-cpp-python runs **one sequence at a time** on it (it has no batching across
 requests). So requests queue FIFO for the model (``vllm:num_requests_waiting``), one
 runs (``vllm:num_requests_running`` is 0 or 1), and the KV-cache gauge is the running
-sequence's share of the context (``n_tokens / n_ctx``). Every llama.cpp call that takes
-time (loading, decoding) runs on one worker thread that owns the model, so the event
-loop stays free to accept, stream and answer ``/health`` and ``/metrics``; tokens cross
-to the loop as they are sampled.
+sequence's share of the context (its prompt and output tokens over ``n_ctx``; the prefix
+kept between requests for reuse is not counted, as vLLM does not count cached blocks).
+Every llama.cpp call that takes time (loading, decoding) runs on one worker thread that
+owns the model, so the event loop stays free to accept, stream and answer ``/health``
+and ``/metrics``; tokens cross to the loop as they are sampled.
 
 Prompts: chat requests render through the model's chat template (the GGUF's
 ``tokenizer.chat_template``, or ``chat_template`` here, which wins), then everything is
@@ -67,6 +68,7 @@ class LlamaCppBackend:
         self._slot = asyncio.Lock()  # one sequence at a time; waiters queue FIFO
         self._waiting = 0
         self._running = False
+        self._occupied = 0  # context tokens the running sequence holds (prompt + output)
         self._loading: Future[None] | None = None
         self.model_path: Path | None = None
         self.load_error: BaseException | None = None
@@ -159,6 +161,7 @@ class LlamaCppBackend:
         finally:
             self._waiting -= 1
         self._running = True
+        self._occupied = prepared.prompt_tokens
 
         def emit(chunk: Chunk) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
@@ -173,6 +176,7 @@ class LlamaCppBackend:
         try:
             while (item := await queue.get()) is not _END:
                 assert isinstance(item, Chunk)
+                self._occupied += len(item.tokens)
                 yield item
             if job.done() and job.exception() is not None:
                 raise RuntimeError(f"llama.cpp failed: {job.exception()}")
@@ -186,8 +190,7 @@ class LlamaCppBackend:
                 self._slot.release()
 
     def state(self) -> EngineState:
-        llm = self._llm
-        kv = llm.n_tokens / llm.n_ctx() if llm is not None and self._running else 0.0
+        kv = min(1.0, self._occupied / self.settings.context) if self._running else 0.0
         return EngineState(int(self._running), self._waiting, kv)
 
 
