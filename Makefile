@@ -18,10 +18,20 @@ MYPY_TARGETS := $(addprefix -p tierserve.,$(COMPONENTS)) $(addprefix -p ,$(TEST_
 
 .PHONY: venv test lint unit integration e2e demo crds bench clean
 
+# llama-cpp-python ships as a source distribution that compiles llama.cpp (minutes): its
+# wheel is built once into WHEELS and installed from there, so a warm machine never
+# rebuilds. Keep the version equal to the `llamacpp` extra's pin in pyproject.toml.
+WHEELS ?= $(HOME)/.cache/tierserve/wheels
+LLAMA_CPP_VERSION := 0.3.36
+
 $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]' -e ./dev
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+		CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip wheel --no-deps \
+			llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELS)
+	$(BIN)/pip install --quiet --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[dev]' -e ./dev
 	touch $(STAMP)
 
 venv: $(STAMP)
