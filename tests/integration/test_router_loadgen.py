@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from aiohttp import web
@@ -65,3 +66,37 @@ def test_placement() -> None:
         assert auto is not None and not auto.target & auto.backend
     zero = engine_profile(0.0)
     assert zero.step_ms(1000, 10_000) == 0.0
+
+
+async def test_raw_stub_answers_as_the_aiohttp_stub_does() -> None:
+    """The benchmark's backend process (raw protocol) sends what the test stub sends."""
+    import aiohttp
+
+    from tierserve.dev.rawstub import RawStub
+
+    behaviour = Behaviour(name="bench", tokens=3, itl_s=0.005)
+    server = await RawStub(behaviour).start("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    raw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    runner, aio_url = await _stub(itl_s=0.005)
+    try:
+        async with aiohttp.ClientSession() as s:
+            got = []
+            for url in (raw_url, aio_url):
+                for stream in (False, True):
+                    async with s.post(url, data=_body(stream)) as r:
+                        assert r.status == 200
+                        got.append((r.content_type, await r.read()))
+        for raw, aio in ((got[0], got[2]), (got[1], got[3])):
+            assert raw[0] == aio[0]
+            assert _no_created(raw[1]) == _no_created(aio[1])
+        samples, window = await run_stream(raw_url, _body(True), concurrency=4,
+                                           duration=0.3, warmup=0.05)
+        assert samples and summarize(samples, window)["errors"] == 0
+    finally:
+        server.close()
+        await runner.cleanup()
+
+
+def _no_created(body: bytes) -> bytes:
+    return re.sub(rb'"created":\d+', b"", body)

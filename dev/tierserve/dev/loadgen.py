@@ -67,6 +67,13 @@ class _Conn(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(Sample(False, self._start))
 
+    def expire(self) -> None:
+        """The request's time limit passed: it failed, and the connection closes."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(Sample(False, self._start))
+        if self.transport is not None:
+            self.transport.close()
+
     def send(self, data: bytes) -> asyncio.Future[Sample]:
         assert self.transport is not None
         self._chunks: list[bytes] = []
@@ -163,12 +170,11 @@ class Pool:
             conn = await self._open()
             if conn is None:
                 return Sample(False, time.perf_counter_ns())
-        try:
-            sample = await asyncio.wait_for(conn.send(data), limit_s)
-        except TimeoutError:
-            sample = Sample(False, conn._start)
-            assert conn.transport is not None
-            conn.transport.close()
+        # One timer closing the connection instead of ``wait_for`` (cheaper per request).
+        waiter = conn.send(data)
+        timer = asyncio.get_running_loop().call_later(limit_s, conn.expire)
+        sample = await waiter
+        timer.cancel()
         if sample.ok and not conn.closed:
             self._idle.append(conn)
         elif conn.transport is not None:
@@ -220,14 +226,19 @@ async def run_stream(url: str, body: bytes, concurrency: int, duration: float,
     end = measure_from + int(duration * _NS)
     out: list[Sample] = []
 
-    async def worker() -> None:
+    async def worker(i: int) -> None:
+        # Starts spread over the first second of the warm-up: N clients that all begin
+        # at once stay in lockstep (every chunk of every stream in one burst per
+        # inter-token gap), a synchronisation of the generator, not of real traffic.
+        await asyncio.sleep(i * spread / concurrency)
         pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
         while time.perf_counter_ns() < end:
             sample = await pool.call(data, limit_s)
             if sample.start_ns >= measure_from:
                 out.append(sample)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    spread = min(1.0, warmup)
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     # Requests in flight when the warm-up ended are not counted: the window starts at
     # the first counted one.
     return out, _window(out, min((s.start_ns for s in out), default=measure_from))

@@ -6,7 +6,9 @@ misbehave (fail with a status, die before answering or mid-stream, stop on lengt
 low log-probabilities) so failover and escalation can be tested against a real socket.
 It also serves vLLM-format ``/metrics`` (its in-flight count as running requests).
 
-Run it alone with ``python -m tierserve.dev.stub --port 8001 --name a``.
+Run it alone with ``python -m tierserve.dev.stub --port 8001 --name a``: as a process it
+serves the same answers with :mod:`tierserve.dev.rawstub` (raw asyncio protocol, a
+fraction of aiohttp's CPU per chunk, so that it is not the benchmark's bottleneck).
 """
 
 from __future__ import annotations
@@ -92,18 +94,7 @@ class Stub:
             self.inflight -= 1
 
     def _answer(self, body: dict[str, Any], chat: bool, n: int) -> dict[str, Any]:
-        b, text = self.b, " ".join([self.b.name] * n)
-        lp = {"content": [{"token": b.name, "logprob": b.logprob}] * n} if chat else {
-            "token_logprobs": [b.logprob] * n}
-        choice: dict[str, Any] = (
-            {"index": 0, "message": {"role": "assistant", "content": text},
-             "finish_reason": b.finish_reason} if chat else
-            {"index": 0, "text": text, "finish_reason": b.finish_reason})
-        choice["logprobs"] = lp if body.get("logprobs") else None
-        return {"id": "cmpl-stub", "object": "chat.completion" if chat else "text_completion",
-                "created": int(time.time()), "model": body.get("model", b.name),
-                "choices": [choice],
-                "usage": {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": 5 + n}}
+        return answer(self.b, body, chat, n)
 
     async def _stream(self, request: web.Request, body: dict[str, Any], chat: bool,
                       n: int) -> web.StreamResponse:
@@ -112,8 +103,7 @@ class Stub:
         await resp.prepare(request)
         if b.ttft_s:
             await asyncio.sleep(b.ttft_s)
-        base = {"id": "cmpl-stub", "created": int(time.time()), "model": body.get("model"),
-                "object": "chat.completion.chunk" if chat else "text_completion"}
+        token, end = events(b.name, body.get("model"), chat, b.finish_reason)
         for i in range(n):
             if b.die_after_chunks is not None and i >= b.die_after_chunks:
                 assert request.transport is not None
@@ -121,15 +111,39 @@ class Stub:
                 return resp
             if i and b.itl_s:
                 await asyncio.sleep(b.itl_s)
-            choice = ({"index": 0, "delta": {"content": b.name + " "}, "finish_reason": None}
-                      if chat else {"index": 0, "text": b.name + " ", "finish_reason": None})
-            await resp.write(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
-        end = ({"index": 0, "delta": {}, "finish_reason": b.finish_reason} if chat else
-               {"index": 0, "text": "", "finish_reason": b.finish_reason})
-        await resp.write(b"data: " + orjson.dumps({**base, "choices": [end]}) + b"\n\n"
-                         + b"data: [DONE]\n\n")
+            await resp.write(token)
+        await resp.write(end)
         await resp.write_eof()
         return resp
+
+
+def answer(b: Behaviour, body: dict[str, Any], chat: bool, n: int) -> dict[str, Any]:
+    """The non-streamed answer: ``n`` tokens of the stub's name, usage, logprobs if asked."""
+    text = " ".join([b.name] * n)
+    lp = {"content": [{"token": b.name, "logprob": b.logprob}] * n} if chat else {
+        "token_logprobs": [b.logprob] * n}
+    choice: dict[str, Any] = (
+        {"index": 0, "message": {"role": "assistant", "content": text},
+         "finish_reason": b.finish_reason} if chat else
+        {"index": 0, "text": text, "finish_reason": b.finish_reason})
+    choice["logprobs"] = lp if body.get("logprobs") else None
+    return {"id": "cmpl-stub", "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()), "model": body.get("model", b.name),
+            "choices": [choice],
+            "usage": {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": 5 + n}}
+
+
+def events(name: str, model: object, chat: bool, finish_reason: str) -> tuple[bytes, bytes]:
+    """The SSE events of a stream: one token event (the same for every token), and the
+    finish event followed by ``[DONE]``."""
+    base = {"id": "cmpl-stub", "created": int(time.time()), "model": model,
+            "object": "chat.completion.chunk" if chat else "text_completion"}
+    choice = ({"index": 0, "delta": {"content": name + " "}, "finish_reason": None}
+              if chat else {"index": 0, "text": name + " ", "finish_reason": None})
+    end = ({"index": 0, "delta": {}, "finish_reason": finish_reason} if chat else
+           {"index": 0, "text": "", "finish_reason": finish_reason})
+    return (b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n",
+            b"data: " + orjson.dumps({**base, "choices": [end]}) + b"\n\ndata: [DONE]\n\n")
 
 
 def main() -> None:
@@ -140,15 +154,24 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--ttft-ms", type=float, default=0.0)
     p.add_argument("--itl-ms", type=float, default=0.0)
+    p.add_argument("--aiohttp", action="store_true",
+                   help="serve with aiohttp (the in-process test stub) instead of the raw "
+                        "protocol server (tierserve.dev.rawstub: a fraction of the CPU)")
     a = p.parse_args()
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
-    stub = Stub(Behaviour(name=a.name, tokens=a.tokens, ttft_s=a.ttft_ms / 1000,
-                          itl_s=a.itl_ms / 1000))
-    web.run_app(stub.app(), host=a.host, port=a.port, access_log=None, print=None)
+    behaviour = Behaviour(name=a.name, tokens=a.tokens, ttft_s=a.ttft_ms / 1000,
+                          itl_s=a.itl_ms / 1000)
+    if a.aiohttp:
+        web.run_app(Stub(behaviour).app(), host=a.host, port=a.port, access_log=None,
+                    print=None)
+        return
+    from tierserve.dev.rawstub import serve_forever
+
+    asyncio.run(serve_forever(behaviour, a.host, a.port))
 
 
 if __name__ == "__main__":
