@@ -15,7 +15,8 @@ inputs
     ``text_input`` (string), optional ``max_tokens`` (int32), ``stream`` (bool),
     ``prompt_tokens`` / ``output_tokens`` (int32 hints, for the simulated engine)
 request parameters (optional)
-    ``temperature``, ``top_p``, ``seed``, ``stop`` (a string, or a JSON list), and
+    ``temperature``, ``top_p``, ``seed``, ``stop`` (a string, or a JSON list),
+    ``ignore_eos`` (run to ``max_tokens``: benchmarks), and
     ``messages``: the chat messages as a JSON list, which then go through the model's
     chat template instead of ``text_input`` (kept for clients that send only text)
 outputs (one response per chunk when streaming, else one at the end)
@@ -42,7 +43,7 @@ from tierserve.engine.backend import Prepared
 from tierserve.engine.engines import engine_args, make_backend
 from tierserve.engine.openai_api import HINT_FIELD, ApiError, parse_request
 
-SAMPLING_PARAMETERS = ("temperature", "top_p", "seed", "stop")
+SAMPLING_PARAMETERS = ("temperature", "top_p", "seed", "stop", "ignore_eos")
 
 
 def _scalar(request: Any, name: str) -> Any:
