@@ -15,10 +15,10 @@ import pytest
 
 from tierserve.core.kube.client import KubeApi
 from tierserve.core.routerconfig import DeploymentConfig, RouterConfig, ServerConfig
-from tierserve.dev.testing import serve, stub
+from tierserve.dev.testing import serve_router, stub
 from tierserve.dev.waiting import wait_until_async
 from tierserve.routing.abtest import AbRecorder
-from tierserve.routing.app import Router, create_app
+from tierserve.routing.app import Router
 from tierserve.routing.cluster import ClusterSource, ab_status
 from tierserve.routing.errors import RouterError
 from tierserve.routing.kubeconfig import (
@@ -437,7 +437,7 @@ async def test_cluster_source_hot_swaps_keys_from_the_secret(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     r = Router(RouterConfig())
-    async with stub() as (_s, backend), serve(create_app(r)) as url:
+    async with stub() as (_s, backend), serve_router(r) as url:
         api = FakeApi({"LLMRoute": [route("r", ab_spec())],
                        "LLMDeployment": [deployment(n, "rayServe", endpoint=backend)
                                          for n in ("a", "b")],

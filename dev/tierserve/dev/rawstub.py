@@ -45,6 +45,7 @@ class _Conn(asyncio.Protocol):
         self._url = b""
         self._body: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._keep = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -72,31 +73,35 @@ class _Conn(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        t = self._transport
-        assert t is not None
+        self._keep = self._parser.should_keep_alive()
         path = self._url.split(b"?", 1)[0]
         if path in (b"/v1/chat/completions", b"/v1/completions"):
             self._complete(path == b"/v1/chat/completions")
         elif path == b"/health":
-            t.write(_response(200, b"ok", b"text/plain"))
+            self._end(_response(200, b"ok", b"text/plain"))
         elif path == b"/v1/models":
-            t.write(_response(200, orjson.dumps(
+            self._end(_response(200, orjson.dumps(
                 {"object": "list", "data": [{"id": self._server.b.name}]})))
         elif path == b"/metrics":
-            t.write(_response(200, self._server.metrics(), b"text/plain"))
+            self._end(_response(200, self._server.metrics(), b"text/plain"))
         else:
-            t.write(_response(404, b'{"error": {"message": "not found"}}'))
-        if not self._parser.should_keep_alive():
-            t.close()
+            self._end(_response(404, b'{"error": {"message": "not found"}}'))
+
+    def _end(self, data: bytes) -> None:
+        """The last bytes of an answer; the connection closes unless kept alive."""
+        t = self._transport
+        if t is not None and not t.is_closing():
+            t.write(data)
+            if not self._keep:
+                t.close()
 
     def _complete(self, chat: bool) -> None:
-        s, t = self._server, self._transport
-        assert t is not None
+        s = self._server
         s.hits += 1
         try:
             body: dict[str, Any] = orjson.loads(b"".join(self._body))
         except orjson.JSONDecodeError:
-            t.write(_response(400, b'{"error": {"message": "bad json"}}'))
+            self._end(_response(400, b'{"error": {"message": "bad json"}}'))
             return
         n = int(body.get("max_tokens") or s.b.tokens)
         if body.get("stream"):
@@ -109,13 +114,12 @@ class _Conn(asyncio.Protocol):
             self._timer = asyncio.get_running_loop().call_later(delay, self._late, reply)
             s.inflight += 1
         else:
-            t.write(_response(200, orjson.dumps(answer(s.b, body, chat, n))))
+            self._end(_response(200, orjson.dumps(answer(s.b, body, chat, n))))
 
     def _late(self, reply: bytes) -> None:
         self._timer = None
         self._server.inflight -= 1
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(reply)
+        self._end(reply)
 
     def _stream(self, token: bytes, end: bytes, left: int, delay: float, *,
                 first: bool = False) -> None:
@@ -138,8 +142,8 @@ class _Conn(asyncio.Protocol):
             out += _chunk(token)
             left -= 1
         if left == 0:
-            t.write(out + _chunk(end) + b"0\r\n\r\n")
             self._server.inflight -= 1
+            self._end(out + _chunk(end) + b"0\r\n\r\n")
             return
         t.write(out)
         self._later(self._server.b.itl_s, token, end, left)

@@ -64,8 +64,19 @@ async def router(config: RouterConfig | dict[str, Any], **kwargs: Any
                  ) -> AsyncIterator[tuple[Router, str]]:
     cfg = config if isinstance(config, RouterConfig) else parse_config(config)
     r = Router(cfg, **kwargs)
-    async with serve(create_app(r)) as url:
+    async with serve_router(r) as url:
         yield r, url
+
+
+@asynccontextmanager
+async def serve_router(r: Router) -> AsyncIterator[str]:
+    """Serve the router ``r`` on a free port (its own HTTP server); yields its base URL."""
+    app = create_app(r)
+    await app.start("127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{app.port}"
+    finally:
+        await app.stop(timeout_s=5)
 
 
 def simple_config(deployments: dict[str, list[str]], routes: dict[str, dict[str, float]],

@@ -21,7 +21,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp import web
 
 from tierserve.core.routerconfig import RouterConfig, TierConfig
 from tierserve.routing.abtest import AbRecorder
@@ -36,6 +35,7 @@ from tierserve.routing.plugins.embedding import EmbeddingClassifier, from_packag
 from tierserve.routing.respond import Responder
 from tierserve.routing.routes import RouteRuntime, TierRuntime, VariantRuntime
 from tierserve.routing.scraper import Scraper
+from tierserve.routing.server import HttpServer
 from tierserve.routing.state import Clock, DeploymentRuntime
 from tierserve.routing.tierdata import labelled_set
 from tierserve.routing.triton import TritonBackend
@@ -170,36 +170,50 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def create_app(router: Router) -> web.Application:
-    """The aiohttp application; background tasks live in its lifecycle."""
-    app = web.Application(client_max_size=2**31 - 1, handler_args={"max_field_size": 16384})
-    handlers = Handlers(router)
-    app.router.add_post("/v1/chat/completions", handlers.chat)
-    app.router.add_post("/v1/completions", handlers.completions)
-    app.router.add_get("/v1/models", handlers.models)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/metrics", handlers.metrics)
-    app.router.add_route("*", "/{tail:.*}", handlers.not_found)
-    app.cleanup_ctx.append(lambda a: _lifecycle(a, router, handlers))
-    return app
+class RouterApp:
+    """The router served: its HTTP server (:mod:`~tierserve.routing.server`), the
+    backends and the metrics scraper; :meth:`start` listens, :meth:`stop` drains."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.handlers = Handlers(router)
+        self.server = HttpServer(self.handlers.handle, body_limit=self.handlers.body_limit,
+                                 new_id=self.handlers.new_id)
+        self._session: aiohttp.ClientSession | None = None
+        self._scraper: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self, host: str, port: int, *, backlog: int = 4096) -> None:
+        router = self.router
+        # For the metrics scraper only (GETs off the request path); forwarded requests
+        # go through router.upstream.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                              skip_auto_headers=("User-Agent",))
+        backends: dict[str, Backend] = {"openai": OpenAIBackend(router.upstream),
+                                        "triton": TritonBackend(router.upstream)}
+        self.handlers.attach(
+            Dispatcher(metrics=router.metrics, clock=router.clock, backends=backends),
+            Responder(metrics=router.metrics, clock=router.clock,
+                      id_header=router.snapshot.config.server.request_id_header))
+        self._scraper = asyncio.create_task(
+            Scraper(self._session, lambda: router.snapshot.deployments.values()).run())
+        await self.server.start(host, port, backlog=backlog)
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop listening, let requests in flight finish (at most ``timeout_s``), close."""
+        await self.server.stop(timeout_s)
+        if self._scraper is not None:
+            self._scraper.cancel()
+            await asyncio.gather(self._scraper, return_exceptions=True)
+        self.router.upstream.close()
+        if self._session is not None:
+            await self._session.close()
 
 
-async def _lifecycle(app: web.Application, router: Router, handlers: Handlers) -> Any:
-    # For the metrics scraper only (GETs off the request path); forwarded requests go
-    # through router.upstream.
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                    skip_auto_headers=("User-Agent",))
-    backends: dict[str, Backend] = {"openai": OpenAIBackend(router.upstream),
-                                    "triton": TritonBackend(router.upstream)}
-    handlers.attach(Dispatcher(metrics=router.metrics, clock=router.clock, backends=backends),
-                    Responder(metrics=router.metrics, clock=router.clock,
-                              id_header=router.snapshot.config.server.request_id_header))
-    scraper = asyncio.create_task(Scraper(session, lambda: router.snapshot.deployments.values())
-                                  .run())
-    yield
-    scraper.cancel()
-    await asyncio.gather(scraper, return_exceptions=True)
-    router.upstream.close()
-    await session.close()
+def create_app(router: Router) -> RouterApp:
+    """The served router; ``await app.start(host, port)``, ``await app.stop()``."""
+    return RouterApp(router)

@@ -17,8 +17,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from tierserve.core.routerconfig import ConfigError, RouterConfig, load_config
 from tierserve.routing.app import Router, create_app, tune_gc
 from tierserve.routing.reload import FileWatcher
@@ -110,10 +108,7 @@ async def _serve(*, source: Source, router: Router, host: str,
                  port: int) -> int:
     """Serve until SIGTERM/SIGINT, or until the config source fails (exit status 1)."""
     app = create_app(router)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
-    await site.start()
+    await app.start(host, port, backlog=4096)
     tune_gc()
     logging.getLogger(__name__).info("router listening on http://%s:%d", host, port)
     watcher = asyncio.create_task(source())
@@ -127,7 +122,7 @@ async def _serve(*, source: Source, router: Router, host: str,
     finally:
         watcher.cancel()
         (failure,) = await asyncio.gather(watcher, return_exceptions=True)
-        await runner.cleanup()
+        await app.stop(timeout_s=30)
     if isinstance(failure, Exception):
         logging.getLogger(__name__).error("config source failed: %r", failure)
         return 1

@@ -7,7 +7,7 @@ The handler builds a :class:`Call`; :class:`Dispatcher` turns it into an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,9 @@ class Call:
     sticky: str | None = None
     affinity: str | None = None
     forced_tier: str | None = None
+    # For streams: writes the client's head and first chunk when the first chunk
+    # arrives, from the upstream connection's read callback (``respond.Commit``).
+    on_first: Callable[[bytes], None] | None = None
 
 
 @dataclass(slots=True)
@@ -169,7 +172,8 @@ class Dispatcher:
             raw = None
         return UpstreamRequest(call.path, src, raw, dep.cfg.connect_timeout_s,
                                call.route.cfg.stream_idle_timeout_s,
-                               dep.cfg.triton if dep.cfg.protocol == "triton" else None)
+                               dep.cfg.triton if dep.cfg.protocol == "triton" else None,
+                               call.on_first if stream else None)
 
     async def _decide(self, call: Call, variant: VariantRuntime, tiers: TierRuntime) -> str:
         if call.forced_tier is not None:

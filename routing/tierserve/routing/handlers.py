@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tierserve.routing.dispatch import Call, Dispatcher
 from tierserve.routing.errors import RouterError, bad_request, error_body, unknown_model
-from tierserve.routing.respond import Responder
+from tierserve.routing.respond import Responder, sse_error
 from tierserve.routing.routes import RouteRuntime
+from tierserve.routing.server import Request
 from tierserve.routing.state import DeploymentRuntime
 from tierserve.routing.validate import parse_body, request_id
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _CHAT, _COMPLETIONS = "/v1/chat/completions", "/v1/completions"
+_JSON = "application/json"
 
 
 class Handlers:
@@ -35,108 +37,117 @@ class Handlers:
         self._id_prefix, self._seq = os.urandom(6).hex() + "-", 0
         self._dispatcher: Dispatcher | None = None
         self._responder: Responder | None = None
+        self._routes: dict[tuple[str, str], Callable[[Request], Coroutine[Any, Any, None]]] = {
+            ("POST", _CHAT): self.chat, ("POST", _COMPLETIONS): self.completions,
+            ("GET", "/v1/models"): self.models, ("GET", "/healthz"): self.healthz,
+            ("GET", "/readyz"): self.readyz, ("GET", "/metrics"): self.metrics}
 
     def attach(self, dispatcher: Dispatcher, responder: Responder) -> None:
         self._dispatcher, self._responder = dispatcher, responder
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, chat=True)
+    def new_id(self) -> str:
+        self._seq += 1
+        return f"{self._id_prefix}{self._seq:x}"
 
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, chat=False)
+    def body_limit(self) -> int:
+        return self._router.snapshot.config.server.max_body_bytes
 
-    async def _serve(self, request: web.Request, chat: bool) -> web.StreamResponse:
+    async def handle(self, request: Request) -> None:
+        """The server's one entry point: route by method and path."""
+        handler = self._routes.get((request.method, request.path))
+        if request.rejected is not None and handler in (self.chat, self.completions):
+            await self._serve(request, chat=handler == self.chat)
+            return
+        await (handler or self.not_found)(request)
+
+    async def chat(self, request: Request) -> None:
+        await self._serve(request, chat=True)
+
+    async def completions(self, request: Request) -> None:
+        await self._serve(request, chat=False)
+
+    async def _serve(self, request: Request, chat: bool) -> None:
         router, snap = self._router, self._router.snapshot
         server = snap.config.server
-        self._seq += 1
-        rid = request_id(request.headers.get(server.request_id_header),
-                         f"{self._id_prefix}{self._seq:x}")
+        rid = request_id(request.headers.get(server.request_id_header.lower()), self.new_id())
         call: Call | None = None
         try:
-            key = router.keys.authenticate(request.headers.get("Authorization"))
-            raw = await _read_body(request, server.max_body_bytes)
-            body = parse_body(raw, chat)
+            if request.rejected is not None:
+                raise _rejection(*request.rejected, server.max_body_bytes)
+            key = router.keys.authenticate(request.headers.get("authorization"))
+            body = parse_body(request.body, chat)
             route = snap.routes.get(body["model"])
             if route is None:
                 raise unknown_model(body["model"])
             if key is not None:
                 key.admit()
-            call = self._call(request, rid, chat, raw, body, route, snap.deployments,
+            call = self._call(request, rid, chat, body, route, snap.deployments,
                               server.tier_header)
             assert self._dispatcher is not None and self._responder is not None
+            if call.stream:
+                call.on_first = self._responder.committer(call, request)
             out = await self._dispatcher.run(call)
-            resp = await self._responder.send(call, out, request)
+            await self._responder.send(call, out, request)
             if key is not None:
                 key.charge_tokens(int(out.extra.get("tokens", 0)))
-            return resp
         except RouterError as exc:
-            return self._error(exc, rid, call)
+            self._error(request, exc, rid, call)
         except Exception:
             log.exception("request %s failed inside the router", rid)
-            return self._error(RouterError(500, "internal router error", "api_error",
-                                           "internal_error"), rid, call)
+            self._error(request, RouterError(500, "internal router error", "api_error",
+                                             "internal_error"), rid, call)
 
-    def _call(self, request: web.Request, rid: str, chat: bool, raw: bytes,
-              body: dict[str, Any], route: RouteRuntime,
-              deployments: Mapping[str, DeploymentRuntime], tier_header: str) -> Call:
-        cfg, now = route.cfg, self._router.clock()
-        forced = request.headers.get(tier_header)
+    def _call(self, request: Request, rid: str, chat: bool, body: dict[str, Any],
+              route: RouteRuntime, deployments: Mapping[str, DeploymentRuntime],
+              tier_header: str) -> Call:
+        cfg, now, headers = route.cfg, self._router.clock(), request.headers
+        forced = headers.get(tier_header.lower())
         if forced is not None and forced not in ("fast", "slow"):
             raise bad_request(f"header {tier_header} must be 'fast' or 'slow'")
-        return Call(rid, chat, _CHAT if chat else _COMPLETIONS, body, raw,
+        return Call(rid, chat, _CHAT if chat else _COMPLETIONS, body, request.body,
                     bool(body.get("stream")), now, now + cfg.timeout_s, route, deployments,
-                    request.headers.get(cfg.sticky_header) if cfg.sticky_header else None,
-                    request.headers.get(cfg.affinity_header) if cfg.affinity_header else None,
+                    headers.get(cfg.sticky_header.lower()) if cfg.sticky_header else None,
+                    headers.get(cfg.affinity_header.lower()) if cfg.affinity_header else None,
                     forced)
 
-    def _error(self, exc: RouterError, rid: str, call: Call | None) -> web.Response:
+    def _error(self, request: Request, exc: RouterError, rid: str, call: Call | None) -> None:
         if exc.status >= 500:
             log.warning("request %s: %d %s", rid, exc.status, exc.code)
-        headers = {self._router.snapshot.config.server.request_id_header: rid}
-        if exc.retry_after_s is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         if self._responder is not None:
             self._responder.record_error(call, exc.status)
-        return web.Response(status=exc.status, body=exc.body(rid), headers=headers,
-                            content_type="application/json")
+        if request.started:  # a stream under way: it ends with an SSE error event
+            if not request.finished:
+                request.write(request.frame(sse_error(rid)))
+                request.end_stream()
+            return
+        headers = [(self._router.snapshot.config.server.request_id_header, rid)]
+        if exc.retry_after_s is not None:
+            headers.append(("Retry-After", str(max(1, math.ceil(exc.retry_after_s)))))
+        request.respond(exc.status, exc.body(rid), _JSON, headers)
 
-    async def models(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._router.snapshot.models_body,
-                            content_type="application/json")
+    async def models(self, request: Request) -> None:
+        request.respond(200, self._router.snapshot.models_body, _JSON)
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    async def healthz(self, request: Request) -> None:
+        request.respond(200, b'{"status":"ok"}', _JSON)
 
-    async def readyz(self, request: web.Request) -> web.Response:
+    async def readyz(self, request: Request) -> None:
         ready = self._dispatcher is not None
-        return web.json_response({"status": "ready" if ready else "starting"},
-                                 status=200 if ready else 503)
+        request.respond(200 if ready else 503,
+                        orjson.dumps({"status": "ready" if ready else "starting"}), _JSON)
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._router.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(self, request: Request) -> None:
+        request.respond(200, generate_latest(self._router.metrics.registry),
+                        CONTENT_TYPE_LATEST)
 
-    async def not_found(self, request: web.Request) -> web.Response:
-        rid = os.urandom(12).hex()
-        return web.Response(status=404, content_type="application/json", body=error_body(
-            "unknown path", "invalid_request_error", "not_found", None, rid))
+    async def not_found(self, request: Request) -> None:
+        request.respond(404, error_body("unknown path", "invalid_request_error", "not_found",
+                                        None, os.urandom(12).hex()), _JSON)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes before reading them when possible."""
-    too_big = RouterError(413, f"request body exceeds {limit} bytes", "invalid_request_error",
-                          "request_too_large")
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise too_big
-        try:
-            return await request.read()
-        except (ConnectionError, web.HTTPException) as exc:
-            raise bad_request("request body could not be read") from exc
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _rejection(status: int, message: str, limit: int) -> RouterError:
+    """The error for a request the server refused while reading it."""
+    if status == 413:
+        return RouterError(413, f"request body exceeds {limit} bytes",
+                           "invalid_request_error", "request_too_large")
+    return RouterError(status, message, "invalid_request_error", "invalid_request")

@@ -26,6 +26,7 @@ _PAUSE_AT = 64  # queued body chunks before reading pauses
 _now = time.monotonic  # the event loop's clock on Linux (uvloop and asyncio)
 
 Sink = Callable[[bytes], bool]  # takes a body chunk; False asks to pause reading
+OnFirst = Callable[[bytes], None]  # given the first body chunk of a 2xx answer
 
 
 class ConnectFailed(Exception):
@@ -63,6 +64,7 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._sink: Sink | None = None
+        self._on_first: OnFirst | None = None
         self.last_data = 0.0
 
     # asyncio.Protocol
@@ -101,6 +103,11 @@ class _Conn(asyncio.Protocol):
                 self.pause()
                 self._wake()  # pipe() returns so that its caller can drain
             return
+        first = self._on_first
+        if first is not None:
+            self._on_first = None
+            if 200 <= self.status < 300:
+                first(body)  # still queued below: the consumer sees it as usual
         self._chunks.append(body)
         if len(self._chunks) >= _PAUSE_AT:
             self.pause()
@@ -125,8 +132,9 @@ class _Conn(asyncio.Protocol):
         await self._waiter
         self._waiter = None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, on_first: OnFirst | None = None) -> None:
         self._reset()
+        self._on_first = on_first
         assert self.transport is not None
         self.transport.write(data)
 

@@ -13,7 +13,7 @@ import asyncio
 import ssl
 from collections import deque
 
-from tierserve.routing.http1 import ConnectFailed, Exchange, _Conn, _now
+from tierserve.routing.http1 import ConnectFailed, Exchange, OnFirst, _Conn, _now
 
 DEFAULT_MAX_CONNS = 2048  # per endpoint; above the bench's 1,000 concurrent streams
 DEFAULT_IDLE_S = 30.0  # what aiohttp's connector used before
@@ -149,7 +149,7 @@ class Pool:
                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
     async def start(self, path: str, body: bytes, *, timeout_s: float,
-                    connect_timeout_s: float) -> Exchange:
+                    connect_timeout_s: float, on_first: OnFirst | None = None) -> Exchange:
         """Send a request and wait for the answer's head (status and headers).
 
         A reused keep-alive connection that the server had already closed fails before
@@ -160,7 +160,7 @@ class Pool:
         for attempt in range(2):
             conn = await self.acquire(connect_timeout_s)
             timer = loop.call_later(timeout_s, conn.expire)
-            conn.send(data)
+            conn.send(data, on_first)
             try:
                 await conn.head()
             except ConnectFailed:

@@ -7,22 +7,22 @@ event followed by ``[DONE]``, never a silently truncated answer.
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from tierserve.routing.dispatch import Call, Outcome
 from tierserve.routing.errors import bad_gateway, error_body, looks_like_openai_error
 from tierserve.routing.failover import release
 from tierserve.routing.metrics import RouterMetrics
+from tierserve.routing.server import Request
 from tierserve.routing.state import Clock
 from tierserve.routing.tiering import cost_per_token, sse_from_answer
 from tierserve.routing.upstream import UpstreamBroken
 
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+SSE_HEADERS = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"))
 
 
 @dataclass(slots=True)
@@ -35,27 +35,55 @@ class Result:
     added: float | None = None
 
 
+class Commit:
+    """Writes a stream's head and first chunk to the client as soon as the first chunk
+    arrives: the upstream connection calls it (``Call.on_first``) from its read
+    callback, so the first chunk does not wait for the request's task to be scheduled
+    again behind everything else ready in the event loop. Never raises."""
+
+    __slots__ = ("_clock", "_headers", "_request", "at", "done", "sent", "took")
+
+    def __init__(self, request: Request, headers: Iterable[tuple[str, str]],
+                 clock: Clock) -> None:
+        self._request, self._headers, self._clock = request, list(headers), clock
+        self.done, self.at, self.took, self.sent = False, 0.0, 0.0, 0
+
+    def __call__(self, first: bytes) -> None:
+        if self.done:
+            return
+        start = self._clock()
+        req = self._request
+        req.write(req.stream_head(200, self._headers) + req.frame(first))
+        self.done, self.at, self.took = True, start, self._clock() - start
+        self.sent = len(first)
+
+
 class Responder:
     def __init__(self, *, metrics: RouterMetrics, clock: Clock, id_header: str) -> None:
         self._metrics, self._clock, self._id_header = metrics, clock, id_header
 
-    async def send(self, call: Call, out: Outcome, request: web.Request) -> web.StreamResponse:
+    def committer(self, call: Call, request: Request) -> Commit:
+        return Commit(request, (*SSE_HEADERS, (self._id_header, call.request_id)),
+                      self._clock)
+
+    async def send(self, call: Call, out: Outcome, request: Request) -> None:
         if out.stream is not None:
-            return await self._relay(call, out, request)
+            await self._relay(call, out, request)
+            return
         b = out.buffered
         assert b is not None
+        rid = (self._id_header, call.request_id)
+        status = b.status
         if b.status >= 500 and not looks_like_openai_error(b.body):
-            err = bad_gateway(f"upstream answered {b.status}")
-            resp = web.Response(status=502, body=err.body(call.request_id),
-                                content_type="application/json")
+            status = 502
+            request.respond(502, bad_gateway(f"upstream answered {b.status}").body(
+                call.request_id), "application/json", [rid])
         elif out.replay_sse and b.status == 200 and out.answer is not None:
-            resp = web.Response(status=200, body=sse_from_answer(out.answer, call.chat),
-                                headers=SSE_HEADERS)
+            request.respond(200, sse_from_answer(out.answer, call.chat), SSE_HEADERS[0][1],
+                            [SSE_HEADERS[1], rid])
         else:
-            resp = web.Response(status=b.status, body=b.body,
-                                headers={"Content-Type": b.content_type})
-        resp.headers[self._id_header] = call.request_id
-        result = Result(resp.status)
+            request.respond(b.status, b.body, b.content_type, [rid])
+        result = Result(status)
         if b.status == 200:
             _usage(out.answer if out.answer is not None else _parse(b.body), result)
         now = self._clock()
@@ -63,18 +91,19 @@ class Responder:
         if result.tokens_out:
             result.tpot = out.upstream_s / result.tokens_out
         self.record(call, out, result, now)
-        return resp
 
-    async def _relay(self, call: Call, out: Outcome, request: web.Request) -> web.StreamResponse:
+    async def _relay(self, call: Call, out: Outcome, request: Request) -> None:
         assert out.stream is not None and out.ep is not None
-        stream, first_at = out.stream, self._clock()
-        resp = web.StreamResponse(status=200, headers={**SSE_HEADERS,
-                                                       self._id_header: call.request_id})
-        await resp.prepare(request)
-        await resp.write(stream.first)  # the head goes out with it (aiohttp coalesces)
-        result = Result(200, ttft=first_at - call.started)
-        result.added = (out.upstream_start - call.started) + (self._clock() - first_at)
-        sink = _Sink(request, resp, stream.first, self._clock)
+        stream = out.stream
+        commit = call.on_first if isinstance(call.on_first, Commit) else None
+        if commit is None:
+            commit = self.committer(call, request)
+        commit(stream.first)  # unless the upstream connection did already
+        if len(stream.first) > commit.sent:  # what arrived after the first piece
+            request.write(request.frame(stream.first[commit.sent:]))
+        result = Result(200, ttft=commit.at - call.started)
+        result.added = (out.upstream_start - call.started) + commit.took
+        sink = _Sink(request, stream.first, self._clock)
         ok = True
         try:
             await stream.relay(sink, sink.drain)
@@ -85,7 +114,7 @@ class Responder:
         except UpstreamBroken:
             ok, result.status = False, 502
             self._metrics.count(self._metrics.stream_errors, out.dep.name).inc()
-            await _write_quietly(resp, _sse_error(call.request_id))
+            request.write(request.frame(sse_error(call.request_id)))
         except ConnectionError:
             result.status = 499  # the client went away; not the backend's fault
         finally:
@@ -94,10 +123,9 @@ class Responder:
             out.dep.gate.release()
         result.tokens_out = max(0, sink.events - 1)  # one event per token, minus [DONE]
         if result.tokens_out > 1:
-            result.tpot = (sink.last_at - first_at) / (result.tokens_out - 1)
+            result.tpot = (sink.last_at - commit.at) / (result.tokens_out - 1)
         self.record(call, out, result, self._clock())
-        await _eof_quietly(resp)
-        return resp
+        request.end_stream()
 
     def record(self, call: Call, out: Outcome, r: Result, now: float) -> None:
         m, route, variant = self._metrics, call.route.model, out.variant.name
@@ -131,22 +159,21 @@ class Responder:
 
 
 class _Sink:
-    """Writes relayed chunks straight to the client's transport, framed as aiohttp would
-    (chunked for HTTP/1.1), counting SSE events on the way.
+    """Writes relayed chunks straight to the client's transport, framed (chunked for
+    HTTP/1.1), counting SSE events on the way.
 
     Called by the upstream connection for each chunk as it arrives, so relaying costs no
-    coroutine switch and no aiohttp writer call per chunk. Returns False when the
-    client's write buffer is over ``_HIGH`` (the relay then awaits :meth:`drain`,
-    pausing the upstream read) or the client has gone.
+    coroutine switch per chunk. Returns False when the client's write buffer is over
+    ``_HIGH`` (the relay then awaits :meth:`drain`, pausing the upstream read) or the
+    client has gone.
     """
 
-    __slots__ = ("_chunked", "_clock", "_resp", "_transport", "events", "gone", "last_at",
+    __slots__ = ("_chunked", "_clock", "_request", "_transport", "events", "gone", "last_at",
                  "tail")
 
-    def __init__(self, request: web.Request, resp: web.StreamResponse, first: bytes,
-                 clock: Clock) -> None:
-        self._transport, self._resp, self._clock = request.transport, resp, clock
-        self._chunked = resp.headers.get("Transfer-Encoding") == "chunked"
+    def __init__(self, request: Request, first: bytes, clock: Clock) -> None:
+        self._request, self._transport, self._clock = request, request.transport, clock
+        self._chunked = request.chunked
         self.events, self.tail, self.last_at = first.count(b"data: "), first[-32:], clock()
         self.gone = False
 
@@ -166,10 +193,10 @@ class _Sink:
     async def drain(self) -> None:
         if self.gone:
             raise ConnectionResetError("client went away")
-        await self._resp.drain()
+        await self._request.drain()
 
 
-_HIGH = 65536  # aiohttp's own drain threshold
+_HIGH = 65536  # the transport's default high-water mark (pause_writing)
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:
@@ -188,17 +215,8 @@ def _usage(answer: dict[str, Any] | None, result: Result) -> None:
         result.tokens_out = ct if isinstance(ct, int) else 0
 
 
-def _sse_error(request_id: str) -> bytes:
+def sse_error(request_id: str) -> bytes:
+    """The events ending a stream that broke after bytes reached the client."""
     body = error_body("upstream stream ended before completion", "api_error",
                       "upstream_stream_broken", None, request_id)
     return b"data: " + body + b"\n\ndata: [DONE]\n\n"
-
-
-async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
-    with contextlib.suppress(ConnectionError):
-        await resp.write(data)
-
-
-async def _eof_quietly(resp: web.StreamResponse) -> None:
-    with contextlib.suppress(ConnectionError):
-        await resp.write_eof()

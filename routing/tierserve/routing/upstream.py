@@ -56,6 +56,7 @@ class UpstreamRequest:
     connect_timeout_s: float
     idle_timeout_s: float
     triton: TritonConfig | None = None
+    on_first: http1.OnFirst | None = None  # given the first body chunk of a 2xx answer
 
     def data(self) -> bytes:
         if self.raw is None:
@@ -179,11 +180,12 @@ class UpstreamClient:
         return entry
 
     async def _start(self, base: str, path: str, data: bytes, timeout_s: float,
-                     connect_timeout_s: float) -> http1.Exchange:
+                     connect_timeout_s: float,
+                     on_first: http1.OnFirst | None = None) -> http1.Exchange:
         pool, prefix = self._pool(base)
         try:
             return await pool.start(prefix + path, data, timeout_s=timeout_s,
-                                    connect_timeout_s=connect_timeout_s)
+                                    connect_timeout_s=connect_timeout_s, on_first=on_first)
         except _TRANSPORT as exc:
             raise _mapped(exc) from None
 
@@ -194,9 +196,14 @@ class UpstreamClient:
 
     async def open(self, base: str, path: str, data: bytes, *, timeout_s: float,
                    connect_timeout_s: float, idle_timeout_s: float,
-                   ok: int = 300) -> RawStream | Buffered:
-        """A stream once its first chunk is in; a buffered answer when status >= ``ok``."""
-        ex = await self._start(base, path, data, timeout_s, connect_timeout_s)
+                   ok: int = 300,
+                   on_first: http1.OnFirst | None = None) -> RawStream | Buffered:
+        """A stream once its first chunk is in; a buffered answer when status >= ``ok``.
+
+        ``on_first`` gets the first chunk of a 2xx answer the moment it arrives (from
+        the connection's read callback, before this coroutine resumes); pass it only
+        with the default ``ok``."""
+        ex = await self._start(base, path, data, timeout_s, connect_timeout_s, on_first)
         if ex.conn.status >= ok:
             return await self._rest(ex)
         try:
@@ -253,4 +260,5 @@ class OpenAIBackend:
                           timeout_s: float) -> Stream | Buffered:
         return await self._client.open(ep.base, req.path, req.data(), timeout_s=timeout_s,
                                        connect_timeout_s=req.connect_timeout_s,
-                                       idle_timeout_s=req.idle_timeout_s)
+                                       idle_timeout_s=req.idle_timeout_s,
+                                       on_first=req.on_first)

@@ -149,20 +149,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-install", action="store_true",
                    help="skip targets whose package is missing instead of installing it")
     p.add_argument("--bench-venv", type=Path, default=Path(".tierserve/bench-venv"))
-    p.add_argument("--base-routing", type=Path,
-                   help="also run target tierserve-base: the router with this source root "
-                        "first on PYTHONPATH (e.g. `git archive OLD routing | tar -x -C D`, "
-                        "then D/routing), for before/after figures in one run")
+    p.add_argument("--base-routing", action="append", default=[], metavar="[LABEL=]DIR",
+                   help="also run target tierserve-LABEL (default tierserve-base): the router "
+                        "with this source root first on PYTHONPATH (e.g. `git worktree add D "
+                        "OLD`, then D/routing), for before/after figures in one run; "
+                        "repeatable")
+
+
+def _bases(specs: list[str]) -> dict[str, Path]:
+    """``[LABEL=]DIR`` options -> target name -> routing source root."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep:
+            label, path = "base", spec
+        if not (Path(path) / "tierserve" / "routing").is_dir():
+            raise ValueError(f"--base-routing {spec}: {path} has no tierserve/routing")
+        out[f"tierserve-{label}"] = Path(path).resolve()
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     targets = [t for t in args.targets.split(",") if t]
-    if args.base_routing is not None:
-        if not (args.base_routing / "tierserve" / "routing").is_dir():
-            print(f"error: {args.base_routing} has no tierserve/routing", file=sys.stderr)
-            return 2
-        targets.insert(targets.index("tierserve") + 1 if "tierserve" in targets else 0,
-                       "tierserve-base")
+    try:
+        args.bases = _bases(args.base_routing)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    at = targets.index("tierserve") + 1 if "tierserve" in targets else 0
+    targets[at:at] = list(args.bases)
     tools = _tools(args.bench_venv, targets, install=not args.no_install)
     args.placement = Placement.parse(args.cpus)
     if args.placement is not None:  # the bench's own process sits with the load generator
@@ -345,8 +360,8 @@ def _targets(args: argparse.Namespace, targets: list[str], tools: dict[str, str]
                 continue
             port = _free_port()
             cmd, env = _command(target, tools, backend, port, tmp)
-            if target == "tierserve-base":
-                env = {"PYTHONPATH": str(args.base_routing.resolve())}
+            if target in args.bases:
+                env = {"PYTHONPATH": str(args.bases[target])}
             _PIDS[target] = enter(_process(cmd, tmp / f"{target}.log", env, cores))
             urls[target] = f"http://127.0.0.1:{port}"
         for target, url in urls.items():

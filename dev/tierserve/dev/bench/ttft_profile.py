@@ -6,15 +6,18 @@ streamed request (the router's code is not changed; the wrappers cost a few
 microseconds per request), a loop-lag probe and GC pause timing; on SIGTERM or SIGINT it
 writes percentiles (milliseconds) to ``--out``. Stages, per streamed request:
 
-* ``handler``: the handler task starts -> the body is read and parsed (``Dispatcher.run``)
+* ``task_start``: the request's last byte was parsed -> its handler task runs
+* ``handler``: the handler task starts -> the body is parsed (``Dispatcher.run``)
 * ``pick``: -> the upstream request starts (admission, replica pick, ``Pool.start``)
 * ``connect``: -> the request is written (a pooled connection, or a new one)
 * ``upstream_head``: written -> the answer's head arrives (the backend's own time)
 * ``head_wake``: head arrived -> the waiting task runs again
 * ``upstream_first``: head -> the first body chunk arrives (the backend's time)
-* ``first_wake``: first chunk arrived -> the task has it
-* ``relay_first``: -> the first chunk is written to the client (head included)
-* ``router_total``: ``handler`` start to ``relay_first`` end, less the backend's time
+* ``relay_first``: -> the first chunk is written to the client (head included; the
+  upstream connection's read callback writes it, ``respond.Commit``)
+* ``first_wake``: first chunk arrived -> the task has it (off the TTFT path since the
+  first chunk is written from the read callback)
+* ``router_total``: ``task_start`` start to ``relay_first`` end, less the backend's time
 
 ``loop_lag`` is how late a 5 ms timer fires (the wait of anything that becomes ready);
 ``gc`` lists collection pauses by generation (CPU time); ``cpu_ms_per_stream`` is the
@@ -42,10 +45,11 @@ from tierserve.routing.abtest import percentile
 _now = time.perf_counter
 _CUR: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
     "ttft_profile", default=None)
-STAGES = (("handler", "t_serve", "t_dispatch"), ("pick", "t_dispatch", "t_start"),
-          ("connect", "t_start", "t_sent"), ("upstream_head", "t_sent", "t_head"),
-          ("head_wake", "t_head", "t_head_seen"), ("upstream_first", "t_head", "t_body"),
-          ("first_wake", "t_body", "t_open"), ("relay_first", "t_open", "t_written"))
+STAGES = (("task_start", "t_arrived", "t_serve"), ("handler", "t_serve", "t_dispatch"),
+          ("pick", "t_dispatch", "t_start"), ("connect", "t_start", "t_sent"),
+          ("upstream_head", "t_sent", "t_head"), ("head_wake", "t_head", "t_head_seen"),
+          ("upstream_first", "t_head", "t_body"), ("relay_first", "t_body", "t_written"),
+          ("first_wake", "t_body", "t_open"))
 
 
 class Recorder:
@@ -91,7 +95,7 @@ class Recorder:
         for name, a, b in STAGES:
             out[name] = _pcts([(r[b] - r[a]) * 1000 for r in done if a in r and b in r])
         backend = [(r["t_body"] - r["t_sent"]) for r in done if "t_body" in r]
-        total = [(r["t_written"] - r["t_serve"]) for r in done]
+        total = [(r["t_written"] - r.get("t_arrived", r["t_serve"])) for r in done]
         out["router_total"] = _pcts([(t - b) * 1000 for t, b in zip(total, backend,
                                                                     strict=False)])
         out["loop_lag"] = _pcts(self.lag)
@@ -129,6 +133,10 @@ def _root(fn: Callable[..., Any], rec: Recorder) -> Callable[..., Any]:
     @wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         cur = {"t_serve": _now()}
+        conn = args[1]._conn  # the Request's connection (one request at a time)
+        if "prof_arrived" in conn.__dict__:
+            cur["t_arrived"] = conn.__dict__["prof_arrived"]
+        conn.__dict__["prof_cur"] = cur
         rec.records.append(cur)
         token = _CUR.set(cur)
         try:
@@ -140,7 +148,7 @@ def _root(fn: Callable[..., Any], rec: Recorder) -> Callable[..., Any]:
 
 def install(rec: Recorder) -> None:
     """Patch the router's stages with timestamps (this process only)."""
-    from tierserve.routing import dispatch, handlers, http1, pool, respond, upstream
+    from tierserve.routing import dispatch, handlers, http1, pool, respond, server, upstream
 
     handlers.Handlers._serve = _root(  # type: ignore[method-assign]
         handlers.Handlers._serve, rec)
@@ -152,12 +160,12 @@ def install(rec: Recorder) -> None:
         upstream.UpstreamClient.open, "t_open_call", end_key="t_open")
     send, head, body = http1._Conn.send, http1._Conn.on_headers_complete, http1._Conn.on_body
 
-    def sent(self: http1._Conn, data: bytes) -> None:
+    def sent(self: http1._Conn, data: bytes, on_first: http1.OnFirst | None = None) -> None:
         cur = _CUR.get()
         self.__dict__["prof"] = cur
         if cur is not None:
             cur["t_sent"] = _now()
-        send(self, data)
+        send(self, data, on_first)
 
     def got_head(self: http1._Conn) -> None:
         cur = self.__dict__.get("prof")
@@ -174,15 +182,21 @@ def install(rec: Recorder) -> None:
     http1._Conn.send = sent  # type: ignore[method-assign]
     http1._Conn.on_headers_complete = got_head  # type: ignore[method-assign]
     http1._Conn.on_body = got_body  # type: ignore[method-assign,assignment]
-    relay = respond._Sink.__init__
+    commit, complete = respond.Commit.__call__, server.Conn.on_message_complete
 
-    def relayed(self: respond._Sink, *args: Any) -> None:
-        relay(self, *args)
-        cur = _CUR.get()
-        if cur is not None:
-            cur["t_written"] = _now()  # the first chunk was written just before
+    def committed(self: respond.Commit, first: bytes) -> None:
+        done = self.done
+        commit(self, first)
+        cur = self._request._conn.__dict__.get("prof_cur")
+        if cur is not None and not done:
+            cur["t_written"] = _now()  # head and first chunk written just before
 
-    respond._Sink.__init__ = relayed  # type: ignore[method-assign,assignment]
+    def arrived(self: server.Conn) -> None:
+        self.__dict__["prof_arrived"] = _now()
+        complete(self)
+
+    respond.Commit.__call__ = committed  # type: ignore[method-assign]
+    server.Conn.on_message_complete = arrived  # type: ignore[method-assign]
 
 
 async def _serve(config: Path, port: int, skip_s: float) -> dict[str, Any]:
