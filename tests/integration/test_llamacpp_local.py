@@ -72,6 +72,11 @@ async def test_smollm2_on_ray_serve(tmp_path: Path) -> None:
         await client.close()
         assert sum(1 for p in pieces if p) >= 3
         assert "".join(pieces) == again.choices[0].text  # same seed, either replica
+        too_long = {"model": "smollm2", "prompt": "hi", "max_tokens": 5000}
+        async with aiohttp.ClientSession() as s, s.post(f"{status.endpoint}/v1/completions",
+                                                        json=too_long) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["code"] == "context_length_exceeded"
         generated = sum(a.usage.completion_tokens for a in answers if a.usage)
         assert again.usage is not None and again.usage.completion_tokens == 8
         assert await scrape(status.metrics_url, "vllm:generation_tokens_total") == generated + 16

@@ -73,7 +73,7 @@ def _piece(llm: llama_cpp.Llama, token: int) -> bytes:
     return llm.detokenize([token])
 
 
-def _logprobs(llm: llama_cpp.Llama, token: int, top_n: int) -> TokenOut:
+def _logprobs(llm: llama_cpp.Llama, token: int, text: str, top_n: int) -> TokenOut:
     """The token with its log-probability and ``top_n`` alternatives, from the logits
     llama.cpp holds for the last decoded position."""
     n_vocab = llm.n_vocab()
@@ -87,7 +87,6 @@ def _logprobs(llm: llama_cpp.Llama, token: int, top_n: int) -> TokenOut:
         best = best[np.argsort(-logits[best])]
         top = tuple((_piece(llm, int(i)).decode(errors="replace"), float(logits[i]) - log_z)
                     for i in best)
-    text = _piece(llm, token).decode(errors="replace")
     return TokenOut(text, float(logits[token]) - log_z, top)
 
 
@@ -114,9 +113,11 @@ def run_generation(llm: llama_cpp.Llama, prep: Prepared, emit: Callable[[Chunk],
             if not s.ignore_eos and is_end_of_generation(llm, token):
                 break
             count += 1
-            out = (_logprobs(llm, token, s.top_logprobs) if s.logprobs
-                   else TokenOut(_piece(llm, token).decode(errors="replace")))
-            visible, stopped = text.feed(_piece(llm, token))
+            piece = _piece(llm, token)
+            token_text = piece.decode(errors="replace")
+            out = (_logprobs(llm, token, token_text, s.top_logprobs) if s.logprobs
+                   else TokenOut(token_text))
+            visible, stopped = text.feed(piece)
             if stopped or count >= prep.max_tokens:
                 tail = "" if stopped else text.flush()
                 emit(Chunk(visible + tail, (out,), "stop" if stopped else "length"))
