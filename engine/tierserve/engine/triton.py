@@ -113,22 +113,13 @@ class TritonSpec:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
-def _pbtxt_escape(value: str) -> str:
-    """A string as the inside of a protobuf text-format string literal."""
-    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"),
-                         ("\t", "\\t")):
-        value = value.replace(raw, escaped)
-    return value
-
-
 def model_parameters(args: EngineArgs, served_name: str) -> dict[str, str]:
     """The ``config.pbtxt`` parameters the Python-backend model reads its engine from
-    (escaped for the text format: chat templates and stop strings hold quotes and
-    newlines; lists as JSON)."""
+    (lists as JSON; :func:`model_config` escapes every value for the text format)."""
     params: dict[str, str] = {"served_name": served_name}
     for key, value in args.model_dump(exclude_defaults=True).items():
         text = json.dumps(list(value)) if isinstance(value, tuple | list) else str(value)
-        params[key] = _pbtxt_escape(text)
+        params[key] = text
     params.setdefault("engine", "simulated")
     return params
 
