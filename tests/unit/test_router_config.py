@@ -46,7 +46,8 @@ def test_errors_show_the_bad_value(mutate: Callable[[dict[str, Any]], object],
 
 def test_variant_needs_exactly_one_target() -> None:
     cfg = _base()
-    cfg["routes"][0]["variants"][0]["tiers"] = {"fast": "d", "slow": "d"}
+    cfg["routes"][0]["variants"][0]["tiers"] = {"fast": "d", "slow": "d",
+                                                 "slow_options": {"max_tokens": 64}}
     with pytest.raises(ConfigError, match="exactly one of deployment or tiers"):
         parse_config(cfg)
 

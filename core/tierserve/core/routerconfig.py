@@ -124,11 +124,49 @@ class DeploymentConfig(_Model):
         return self
 
 
+class RequestOptions(_Model):
+    """What a tier sets on the requests it sends, over what the client asked.
+
+    A tier is a deployment plus these options, so one deployment can be both tiers: a
+    quick greedy answer, and the same model given more test-time compute (a step-by-step
+    system prompt with a larger token budget, or several sampled answers and a majority
+    vote), or a base model's stop strings. Unset fields keep the client's values.
+    """
+
+    max_tokens: Annotated[int, Field(ge=1, le=131072)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    system_prompt: Annotated[str, Field(min_length=1, max_length=16384)] | None = None
+    stop: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                    Field(max_length=4)] | None = None
+    samples: Annotated[int, Field(ge=1, le=16)] = 1
+
+    @model_validator(mode="after")
+    def _samples_differ(self) -> RequestOptions:
+        if self.samples > 1 and not (self.temperature or 0) > 0:
+            raise ValueError(f"samples={self.samples} needs a temperature above 0 (greedy "
+                             f"samples are identical and cannot vote); got temperature="
+                             f"{self.temperature!r}")
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return self == _NO_OPTIONS
+
+
+_NO_OPTIONS = RequestOptions()
+
+
 class TierConfig(_Model):
-    """Fast/slow tiering: classify before, escalate after the fast tier answers."""
+    """Fast/slow tiering: classify before, escalate after the fast tier answers.
+
+    Each tier is a deployment plus :class:`RequestOptions`; ``fast`` and ``slow`` may name
+    the same deployment when their options differ.
+    """
 
     fast: Name
     slow: Name
+    fast_options: RequestOptions = _NO_OPTIONS
+    slow_options: RequestOptions = _NO_OPTIONS
     classifier: Literal["heuristic", "embedding"] = "heuristic"
     threshold: Annotated[float, Field(ge=0, le=1)] | None = None
     target_slow_share: Annotated[float, Field(ge=0, le=1)] | None = 0.3
@@ -141,6 +179,9 @@ class TierConfig(_Model):
     def _threshold_or_target(self) -> TierConfig:
         if self.threshold is None and self.target_slow_share is None:
             raise ValueError("tiers need a threshold or a target_slow_share (both are None)")
+        if self.fast == self.slow and self.fast_options == self.slow_options:
+            raise ValueError(f"tiers fast and slow are both deployment {self.fast!r} with the "
+                             "same options: give them different fast_options/slow_options")
         return self
 
 

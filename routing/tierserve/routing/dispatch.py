@@ -7,12 +7,14 @@ The handler builds a :class:`Call`; :class:`Dispatcher` turns it into an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from tierserve.core.routerconfig import RequestOptions
 from tierserve.routing.errors import RouterError
 from tierserve.routing.failover import with_failover
 from tierserve.routing.metrics import RouterMetrics
@@ -20,9 +22,13 @@ from tierserve.routing.routes import RouteRuntime, TierRuntime, VariantRuntime
 from tierserve.routing.state import Clock, DeploymentRuntime, EndpointState
 from tierserve.routing.tiering import (
     escalation_reason,
+    majority,
     prompt_text,
+    sample_bodies,
     strip_logprobs,
+    summed_usage,
     with_logprobs,
+    with_options,
 )
 from tierserve.routing.upstream import Backend, Buffered, Stream, UpstreamRequest
 
@@ -192,26 +198,66 @@ class Dispatcher:
         cfg = tiers.cfg
         fast, slow = call.deployments[cfg.fast], call.deployments[cfg.slow]
         if await self._decide(call, variant, tiers) == "slow":
-            return await self._on(call, variant, slow, "slow", stream=call.stream,
-                                  deadline=call.deadline)
+            return await self._tier(call, variant, slow, "slow", cfg.slow_options,
+                                    stream=call.stream, deadline=call.deadline)
         fast_deadline = min(call.deadline, self._clock() + cfg.fast_timeout_s)
-        buffered = not call.stream or cfg.stream_escalation == "buffer"
-        body = None
-        if buffered and "low_confidence" in cfg.escalate_on and not call.body.get("logprobs"):
-            body = with_logprobs(call.body, call.chat)
+        opts = cfg.fast_options
+        buffered = not call.stream or cfg.stream_escalation == "buffer" or opts.samples > 1
+        body = None if opts.empty else with_options(call.body, opts, call.chat)
+        strip = (buffered and "low_confidence" in cfg.escalate_on
+                 and not call.body.get("logprobs"))
+        if strip:
+            body = with_logprobs(call.body if body is None else body, call.chat)
         try:
-            out = await self._on(call, variant, fast, "fast", stream=not buffered,
-                                 deadline=fast_deadline, body=body)
+            out = await self._tier(call, variant, fast, "fast", opts, stream=not buffered,
+                                   deadline=fast_deadline, body=body)
         except RouterError as exc:
             reason = "timeout" if exc.status == 504 else "error"
             if exc.status < 500 or reason not in cfg.escalate_on:
                 raise
-            return await self._escalate(call, variant, fast, slow, reason)
-        why = self._inspect(out, cfg.escalate_on, tiers, strip=body is not None)
+            return await self._escalate(call, variant, fast, slow, reason, cfg.slow_options)
+        why = self._inspect(out, cfg.escalate_on, tiers, strip=strip)
         if why is not None:
-            return await self._escalate(call, variant, fast, slow, why)
+            return await self._escalate(call, variant, fast, slow, why, cfg.slow_options)
         out.replay_sse = call.stream and buffered
         return out
+
+    async def _tier(self, call: Call, variant: VariantRuntime, dep: DeploymentRuntime,
+                    tier: str, opts: RequestOptions, *, stream: bool, deadline: float,
+                    body: dict[str, Any] | None = None) -> Outcome:
+        """A tier's answer: its deployment asked with its request options (``body``: the
+        upstream body when the caller built it already)."""
+        if body is None and not opts.empty:
+            body = with_options(call.body, opts, call.chat)
+        if opts.samples == 1:
+            return await self._on(call, variant, dep, tier, stream=stream, deadline=deadline,
+                                  body=body)
+        return await self._vote(call, variant, dep, tier, sample_bodies(
+            call.body if body is None else body, opts.samples), deadline)
+
+    async def _vote(self, call: Call, variant: VariantRuntime, dep: DeploymentRuntime,
+                    tier: str, bodies: list[dict[str, Any]], deadline: float) -> Outcome:
+        """Sampled answers in parallel; the majority's answer with all samples' usage."""
+        results = await asyncio.gather(*(
+            self._on(call, variant, dep, tier, stream=False, deadline=deadline, body=b)
+            for b in bodies), return_exceptions=True)
+        outs: list[Outcome] = []
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, RouterError):
+                raise r
+            if isinstance(r, Outcome):
+                outs.append(r)
+        voters = [(o, a) for o in outs if (a := _ok_answer(o)) is not None]
+        if not voters:  # no sample answered: the first failure, as a single call gives
+            if outs:
+                return outs[0]
+            raise next(r for r in results if isinstance(r, RouterError))
+        answers = [a for _, a in voters]
+        win, answer = voters[majority(answers, call.chat)]
+        answer["usage"] = summed_usage(answers)
+        assert win.buffered is not None
+        win.buffered.body, win.answer, win.replay_sse = orjson.dumps(answer), answer, call.stream
+        return win
 
     def _inspect(self, out: Outcome, reasons: frozenset[str], tiers: TierRuntime,
                  strip: bool) -> str | None:
@@ -236,13 +282,25 @@ class Dispatcher:
         return reason
 
     async def _escalate(self, call: Call, variant: VariantRuntime, fast: DeploymentRuntime,
-                        slow: DeploymentRuntime, reason: str) -> Outcome:
+                        slow: DeploymentRuntime, reason: str, opts: RequestOptions) -> Outcome:
         self._metrics.count(self._metrics.escalations, call.route.model, variant.name,
                             reason).inc()
-        out = await self._on(call, variant, slow, "slow", stream=call.stream,
-                             deadline=call.deadline)
+        out = await self._tier(call, variant, slow, "slow", opts, stream=call.stream,
+                               deadline=call.deadline)
         out.escalated_from = fast
         return out
+
+
+def _ok_answer(out: Outcome) -> dict[str, Any] | None:
+    """The parsed body of a 200 answer, else None (it cannot vote)."""
+    b = out.buffered
+    if b is None or b.status != 200:
+        return None
+    try:
+        answer = orjson.loads(b.body)
+    except orjson.JSONDecodeError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def _reason(exc: RouterError) -> str:

@@ -40,12 +40,14 @@ from pydantic import SecretStr, ValidationError
 
 from tierserve.core.api.deployment import LLMDeploymentSpec, LLMDeploymentStatus, SizingPlan
 from tierserve.core.api.route import LLMRouteSpec, TierPolicy
+from tierserve.core.api.route import RequestOptions as ApiRequestOptions
 from tierserve.core.catalog import CATALOG
 from tierserve.core.routerconfig import (
     ApiKey,
     DeploymentConfig,
     EndpointConfig,
     EscalationReason,
+    RequestOptions,
     RetryConfig,
     RouteConfig,
     RouterConfig,
@@ -193,10 +195,19 @@ def _tiers(spec: LLMRouteSpec, namespace: str) -> VariantConfig:
     tiers = TierConfig(
         fast=deployment_name(namespace, spec.tiers.fast),
         slow=deployment_name(namespace, spec.tiers.slow),
+        fast_options=_options(spec.tiers.fast_options),
+        slow_options=_options(spec.tiers.slow_options),
         classifier=policy.classifier, target_slow_share=policy.slow_share,
         escalate_on=frozenset(_ESCALATION[t] for t in policy.escalate_on),
         fast_timeout_s=policy.fast_timeout_ms / 1000, **extra)
     return VariantConfig(name=TIERS_VARIANT, tiers=tiers)
+
+
+def _options(opts: ApiRequestOptions | None) -> RequestOptions:
+    """A tier's request options: the API's fields, field for field."""
+    return RequestOptions() if opts is None else RequestOptions(
+        max_tokens=opts.max_tokens, temperature=opts.temperature,
+        system_prompt=opts.system_prompt, stop=opts.stop, samples=opts.samples)
 
 
 def _route(spec: LLMRouteSpec, namespace: str) -> RouteConfig:

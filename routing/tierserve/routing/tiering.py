@@ -11,13 +11,15 @@ and replays it as SSE, so every escalation reason applies at the cost of fast-ti
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
 
 from tierserve.core.catalog import CATALOG
-from tierserve.core.routerconfig import DeploymentConfig, TierConfig
+from tierserve.core.routerconfig import DeploymentConfig, RequestOptions, TierConfig
 
 
 def prompt_text(body: dict[str, Any]) -> tuple[str, int]:
@@ -41,6 +43,92 @@ def prompt_text(body: dict[str, Any]) -> tuple[str, int]:
     if isinstance(prompt, list):
         return "\n".join(p for p in prompt if isinstance(p, str)), 1
     return "", 1
+
+
+def with_options(body: dict[str, Any], opts: RequestOptions, chat: bool) -> dict[str, Any]:
+    """A copy of ``body`` with the tier's request options applied over the client's.
+
+    The system prompt goes before the client's own: merged into its first system message
+    (chat templates accept one, first), or prefixed to a completion prompt.
+    """
+    out = dict(body)
+    if opts.max_tokens is not None:
+        out["max_tokens"] = opts.max_tokens
+    if opts.temperature is not None:
+        out["temperature"] = opts.temperature
+    if opts.stop is not None:
+        out["stop"] = opts.stop
+    if opts.system_prompt is not None:
+        if chat:
+            out["messages"] = _with_system(body.get("messages") or [], opts.system_prompt)
+        else:
+            out["prompt"] = _prefixed(body.get("prompt"), opts.system_prompt)
+    return out
+
+
+def _with_system(messages: list[Any], system: str) -> list[Any]:
+    first = messages[0] if messages else None
+    if isinstance(first, dict) and first.get("role") == "system" \
+            and isinstance(first.get("content"), str):
+        return [{**first, "content": f"{system}\n\n{first['content']}"}, *messages[1:]]
+    return [{"role": "system", "content": system}, *messages]
+
+
+def _prefixed(prompt: Any, prefix: str) -> Any:
+    if isinstance(prompt, list):
+        return [f"{prefix}\n\n{p}" if isinstance(p, str) else p for p in prompt]
+    return f"{prefix}\n\n{prompt}" if isinstance(prompt, str) else prompt
+
+
+def sample_bodies(body: dict[str, Any], samples: int) -> list[dict[str, Any]]:
+    """``samples`` copies of ``body`` with distinct seeds (the client's seed, or 0, plus i),
+    so sampled answers differ and the tier stays reproducible."""
+    seed = body.get("seed")
+    base = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+    return [{**body, "seed": base + i} for i in range(samples)]
+
+
+_MARKER = re.compile(r"\banswer\s*(?::|is\b)", re.IGNORECASE)
+_PUNCT = re.compile(r"[\s.,;:!?'\"`*()]+")
+
+
+def vote_key(answer: dict[str, Any], chat: bool) -> str:
+    """What samples vote on: the text after the last "Answer:" (or "answer is"), else the
+    last non-empty line, case-folded without punctuation or spaces."""
+    text = choice_text(answer, chat)
+    parts = _MARKER.split(text)
+    tail = parts[-1] if len(parts) > 1 else \
+        next((line for line in reversed(text.splitlines()) if line.strip()), "")
+    return _PUNCT.sub(" ", tail.casefold()).strip()
+
+
+def choice_text(answer: dict[str, Any], chat: bool) -> str:
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ""
+    first = choices[0]
+    text = (first.get("message") or {}).get("content") if chat else first.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def majority(answers: list[dict[str, Any]], chat: bool) -> int:
+    """Index of the winning answer: the most common :func:`vote_key`, the first on ties."""
+    keys = [vote_key(a, chat) for a in answers]
+    counts = Counter(keys)
+    top = max(counts.values())
+    return next(i for i, k in enumerate(keys) if counts[k] == top)
+
+
+def summed_usage(answers: list[dict[str, Any]]) -> dict[str, int]:
+    """The usage of all samples together: what the voted answer cost."""
+    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for a in answers:
+        usage = a.get("usage")
+        if isinstance(usage, dict):
+            for k in total:
+                v = usage.get(k)
+                total[k] += v if isinstance(v, int) else 0
+    return total
 
 
 def with_logprobs(body: dict[str, Any], chat: bool) -> dict[str, Any]:

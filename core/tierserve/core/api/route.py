@@ -7,7 +7,7 @@ with a classifier before the request and escalation after the fast answer).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -41,18 +41,61 @@ class TierPolicy(ApiModel):
                                    pattern=r"^[A-Za-z0-9-]+$")
 
 
-class Tiers(ApiModel):
+class RequestOptions(ApiModel):
+    """What the router sets on a tier's requests, over what the client asked."""
+
     RULES = (
         Rule(
-            cel="self.fast != self.slow",
-            message="tiers.fast and tiers.slow must name different LLMDeployments",
-            check=lambda t: t.fast != t.slow,
+            cel="!has(self.samples) || self.samples == 1 || "
+            "(has(self.temperature) && self.temperature > 0.0)",
+            message="samples above 1 need a temperature above 0 "
+            "(greedy samples are identical and cannot vote)",
+            check=lambda o: o.samples == 1 or (o.temperature or 0) > 0,
+            field_path=".samples",
+        ),
+    )
+
+    max_tokens: int | None = Field(default=None, ge=1, le=131072,
+                                   description="Token budget of the tier's answers.")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    system_prompt: str | None = Field(
+        default=None, min_length=1, max_length=16384,
+        description="Put before the client's system message (chat) or prompt.")
+    stop: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=4,
+        description="Stop strings, e.g. a base model's end of answer (a newline).")
+    samples: int = Field(default=1, ge=1, le=16, description=(
+        "Sampled answers per request; above 1 the router returns the majority answer "
+        "(self-consistency) and charges all samples' tokens."))
+
+
+def _tiers_differ(t: Tiers) -> bool:
+    fast, slow = t.fast_options, t.slow_options
+    return (t.fast != t.slow or (fast is None) != (slow is None)
+            or (fast is not None and fast != slow))
+
+
+class Tiers(ApiModel):
+    """Each tier is an LLMDeployment plus request options (one can be both, run apart)."""
+
+    # the same deployment as both tiers is the same model given more test-time compute as
+    # its slow tier: more tokens, a step-by-step prompt, or a majority vote of samples
+
+    RULES = (
+        Rule(
+            cel="self.fast != self.slow || has(self.fastOptions) != has(self.slowOptions) "
+            "|| (has(self.fastOptions) && self.fastOptions != self.slowOptions)",
+            message="tiers.fast and tiers.slow name the same LLMDeployment: give them "
+            "different fastOptions/slowOptions",
+            check=_tiers_differ,
             field_path=".slow",
         ),
     )
 
     fast: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
     slow: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    fast_options: RequestOptions | None = None
+    slow_options: RequestOptions | None = None
     policy: TierPolicy = Field(default_factory=TierPolicy)
 
 
