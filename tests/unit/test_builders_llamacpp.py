@@ -157,7 +157,7 @@ def test_triton_model_gets_the_engine_arguments() -> None:
     assert params == {
         "engine": "llamacpp", "model": "/mnt/models/gemma-3-270m-q4_k_m.gguf",
         "threads": "1", "context": "2048", "served_name": "gemma-3-270m",
-        "chat_template": GEMMA["spec"]["model"]["chatTemplate"]}
+        "chat_template": GEMMA["spec"]["model"]["chatTemplate"], "stop": '["\\n"]'}
 
 
 def test_chat_template_survives_protobuf_text_format() -> None:

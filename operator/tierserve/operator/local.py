@@ -47,7 +47,7 @@ def local_spec(name: str, ctx: BuildContext) -> LocalSpec:
         key=name, runtime=spec.runtime, profile=spec.engine_profile or DEFAULT_PROFILE,
         served_name=spec.model.name, replicas=spec.replicas, engine=spec.engine,
         model_uri=spec.model.uri, chat_template=spec.model.chat_template,
-        threads=ctx.plan.threads_per_replica)
+        threads=ctx.plan.threads_per_replica, stop=tuple(spec.model.stop or ()))
 
 
 class LocalRealizer:

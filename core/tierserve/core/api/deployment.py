@@ -208,11 +208,12 @@ class LLMDeploymentSpec(ApiModel):
             field_path=".model.quantization",
         ),
         Rule(
-            cel="(!has(self.model.chatTemplate) && !has(self.model.cacheClaim)) "
-            "|| self.engine == 'llamacpp'",
-            message="model.chatTemplate and model.cacheClaim are only used by engine llamacpp",
-            check=lambda s: (s.model.chat_template is None and s.model.cache_claim is None)
-            or s.engine == "llamacpp",
+            cel="(!has(self.model.chatTemplate) && !has(self.model.stop) "
+            "&& !has(self.model.cacheClaim)) || self.engine == 'llamacpp'",
+            message="model.chatTemplate, model.stop and model.cacheClaim are only used by "
+            "engine llamacpp",
+            check=lambda s: (s.model.chat_template is None and s.model.stop is None
+                             and s.model.cache_claim is None) or s.engine == "llamacpp",
             field_path=".model",
         ),
         Rule(

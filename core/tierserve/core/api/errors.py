@@ -70,6 +70,8 @@ def _one(prefix: str, err: ErrorDetails) -> str:
     if kind == "string_pattern_mismatch":
         return (f"{path}: Invalid value: {_value(value)}: {path} in body should match "
                 f"'{ctx.get('pattern')}'")
+    if kind == "too_long" and isinstance(value, list):  # maxItems
+        return f"{path}: Too many: {len(value)}: must have at most {ctx.get('max_length')} items"
     if kind in ("string_too_long", "too_long"):
         return f"{path}: Too long: may not be more than {ctx.get('max_length')}"
     if kind in ("string_too_short", "too_short"):

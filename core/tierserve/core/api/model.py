@@ -19,7 +19,7 @@ bits per weight are llama.cpp's block sizes (docs/sizing.md).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,9 @@ Dtype = Literal["bfloat16", "float16", "float32", "fp8", "int8", "int4"]
 GGUF_QUANTIZATIONS = ("q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k", "q8_0")
 Quantization = Literal["awq", "gptq", "fp8", "bitsandbytes",
                        "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k", "q8_0"]
+# A default stop string: OpenAI's bounds (up to 4 per request, each non-empty).
+MAX_STOP = 4
+StopString = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 def _scheme_rule(prefix: str, pattern: str, message: str) -> Rule:
@@ -116,6 +119,11 @@ class ModelSource(ApiModel):
         "tokenizer.chat_template). It sees `messages` (role, content), `bos_token`, "
         "`eos_token` and `add_generation_prompt`. Needed for base models whose GGUF has "
         "none, e.g. a completion-style few-shot template. Engine llamacpp only.")
+    stop: list[StopString] | None = Field(
+        default=None, min_length=1, max_length=MAX_STOP,
+        description="Stop strings added to every request's own (up to 4, each non-empty; "
+        "not returned in the answer), e.g. [\"\\n\"] so that a base model given a "
+        "completion-style template ends its answer at the line. Engine llamacpp only.")
     cache_claim: str | None = Field(
         default=None, max_length=253, pattern=DNS_SUBDOMAIN,
         description="Name of an existing PersistentVolumeClaim the storage initializer "

@@ -105,6 +105,8 @@ def _llamacpp_args(ctx: BuildContext) -> dict[str, Any]:
                             "context": spec.model.max_context_length}
     if spec.model.chat_template is not None:
         args["chat_template"] = spec.model.chat_template
+    if spec.model.stop:
+        args["stop"] = list(spec.model.stop)
     return args
 
 

@@ -12,8 +12,8 @@ One model directory per deployment, named by :func:`triton_model_name`:
 * ``engine: llamacpp``: the same ``1/model.py`` shim; ``config.pbtxt`` carries the
   engine's arguments (``tierserve.engine.engines.EngineArgs``): ``engine: llamacpp``, the
   GGUF file (``model``, put there by the storage initializer), ``threads``, ``context``,
-  ``served_name`` and ``chat_template`` (escaped for protobuf text format), with one CPU
-  instance (the Deployment's replicas are the replicas).
+  ``served_name``, ``chat_template`` and ``stop`` (a JSON list; all escaped for protobuf
+  text format), with one CPU instance (the Deployment's replicas are the replicas).
 
 The cluster builder puts these files into the model-repository ConfigMap; the local
 target (``tierserve.engine.triton``) writes the same ones to disk, so a local Triton
@@ -107,6 +107,8 @@ def _llamacpp_parameters(ctx: BuildContext) -> dict[str, str]:
               "context": str(spec.model.max_context_length)}
     if spec.model.chat_template is not None:
         params["chat_template"] = spec.model.chat_template
+    if spec.model.stop:  # a JSON list: parameters are strings (the engine parses it back)
+        params["stop"] = json.dumps(spec.model.stop)
     return params
 
 
