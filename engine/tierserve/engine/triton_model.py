@@ -16,12 +16,17 @@ inputs
     ``prompt_tokens`` / ``output_tokens`` (int32 hints, for the simulated engine)
 request parameters (optional)
     ``temperature``, ``top_p``, ``seed``, ``stop`` (a string, or a JSON list),
-    ``ignore_eos`` (run to ``max_tokens``: benchmarks), and
-    ``messages``: the chat messages as a JSON list, which then go through the model's
-    chat template instead of ``text_input`` (kept for clients that send only text)
+    ``ignore_eos`` (run to ``max_tokens``: benchmarks), ``logprobs`` and
+    ``top_logprobs`` (as in OpenAI's API: chat takes a bool and 0-20 alternatives,
+    completions an int), and ``messages``: the chat messages as a JSON list, which then
+    go through the model's chat template instead of ``text_input`` (which is ignored
+    then; clients that send only text get a completion)
 outputs (one response per chunk when streaming, else one at the end)
     ``text_output`` (the new text), ``completion_tokens`` (cumulative),
-    ``prompt_tokens`` (the engine's count: the real tokenizer's for llama.cpp)
+    ``prompt_tokens`` (the engine's count: the real tokenizer's for llama.cpp), and,
+    only when the request asked for log-probabilities, ``logprobs``: the response's
+    tokens as OpenAI's ``logprobs`` field of a choice, JSON (chat's ``{"content": [...]}``
+    or the completions shape, whose ``text_offset`` counts from the start of the output)
 
 Requests are validated by the same code as the HTTP server
 (:func:`~tierserve.engine.openai_api.parse_request`). The backend runs on an asyncio
@@ -39,11 +44,13 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from tierserve.engine.backend import Prepared
+from tierserve.engine.backend import Chunk, Prepared, merge
 from tierserve.engine.engines import engine_args, make_backend
-from tierserve.engine.openai_api import HINT_FIELD, ApiError, parse_request
+from tierserve.engine.openai_api import HINT_FIELD, ApiError, GenRequest, parse_request
+from tierserve.engine.openai_responses import logprobs
 
-SAMPLING_PARAMETERS = ("temperature", "top_p", "seed", "stop", "ignore_eos")
+SAMPLING_PARAMETERS = ("temperature", "top_p", "seed", "stop", "ignore_eos", "logprobs",
+                       "top_logprobs")
 
 
 def _scalar(request: Any, name: str) -> Any:
@@ -54,14 +61,21 @@ def _scalar(request: Any, name: str) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _response(text: str, generated: int, prompt: int) -> Any:
-    return pb_utils.InferenceResponse(
-        output_tensors=[
-            pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_)),
-            pb_utils.Tensor("completion_tokens", np.array([generated], dtype=np.int32)),
-            pb_utils.Tensor("prompt_tokens", np.array([prompt], dtype=np.int32)),
-        ]
-    )
+def _string(name: str, text: str) -> Any:
+    return pb_utils.Tensor(name, np.array([text.encode()], dtype=np.object_))
+
+
+def _response(req: GenRequest, chunk: Chunk, generated: int, prompt: int,
+              offset: int = 0) -> Any:
+    """One response: ``chunk``'s text and tokens (``offset``: output text before it)."""
+    tensors = [
+        _string("text_output", chunk.text),
+        pb_utils.Tensor("completion_tokens", np.array([generated], dtype=np.int32)),
+        pb_utils.Tensor("prompt_tokens", np.array([prompt], dtype=np.int32)),
+    ]
+    if req.sampling.logprobs:
+        tensors.append(_string("logprobs", json.dumps(logprobs(req, chunk.tokens, offset))))
+    return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
 def _json_value(value: Any) -> Any:
@@ -133,20 +147,23 @@ class TritonPythonModel:
         except (ApiError, ValueError, TypeError) as exc:
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), final)
             return
-        generated, text = 0, []
+        generated, offset, done_chunks = 0, 0, []
         try:
             async with contextlib.aclosing(self.backend.generate(prep)) as chunks:
                 async for chunk in chunks:
                     if sender.is_cancelled():
                         return
                     generated += len(chunk.tokens)
-                    text.append(chunk.text)
+                    done_chunks.append(chunk)
                     if stream:
                         done = chunk.finish_reason is not None
-                        resp = _response(chunk.text, generated, prep.prompt_tokens)
+                        resp = _response(prep.req, chunk, generated, prep.prompt_tokens,
+                                         offset)
                         sender.send(resp, final if done else 0)
+                        offset += len(chunk.text)
             if not stream:
-                sender.send(_response("".join(text), generated, prep.prompt_tokens), final)
+                sender.send(_response(prep.req, merge(done_chunks), generated,
+                                      prep.prompt_tokens), final)
         except RuntimeError as exc:  # not ready, or engine stopped
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), final)
 

@@ -2,11 +2,19 @@
 
 Requests go to ``POST /v2/models/{model}/generate`` (buffered) or ``generate_stream``
 (SSE), with the prompt in the configured input (``text_input`` by default), ``max_tokens``
-as an input and sampling settings under ``parameters``; answers come back in the
-configured output (``text_output``). Chat messages are flattened to ``role: content``
-lines ending in ``assistant:``. Triton does not report token counts, so usage is an
-estimate (whitespace-separated words) and ``finish_reason`` is ``length`` when that
-estimate reaches ``max_tokens``.
+as an input and sampling settings (``temperature``, ``top_p``, ``seed``, ``stop``,
+``logprobs``, ``top_logprobs``) under ``parameters``; answers come back in the
+configured output (``text_output``).
+
+Chat messages travel as JSON in the request parameter ``messages``, so Tierserve's
+Triton model renders them with the model's own chat template
+(``tierserve.engine.triton_model``); ``text_input`` then carries them flattened to
+``role: content`` lines ending in ``assistant:``, for Triton models that read only text.
+Token counts come from the outputs ``prompt_tokens`` / ``completion_tokens`` when the
+model reports them (else an estimate: whitespace-separated words), and
+``finish_reason`` is ``length`` when the count reaches ``max_tokens``. Log-probabilities
+come from the output ``logprobs`` (OpenAI's JSON for the response's tokens) when the
+model sends it.
 """
 
 from __future__ import annotations
@@ -34,17 +42,27 @@ from tierserve.routing.upstream import (
     relay_chunks,
 )
 
+# OpenAI settings sent as Triton request parameters (scalars; lists as JSON strings)
+PARAMETERS = ("temperature", "top_p", "seed", "stop", "logprobs", "top_logprobs")
+
+
+def _parameter(value: object) -> object:
+    """Triton parameters are scalars: a list or an object travels as a JSON string."""
+    return orjson.dumps(value).decode() if isinstance(value, list | dict) else value
+
 
 def to_triton(body: dict[str, Any], cfg: TritonConfig, stream: bool) -> dict[str, Any]:
+    params = {n: _parameter(body[n]) for n in PARAMETERS if body.get(n) is not None}
     if isinstance(body.get("messages"), list):
-        lines = [f"{m.get('role')}: {_content(m.get('content'))}" for m in body["messages"]]
+        params["messages"] = _parameter(body["messages"])
+        lines = [f"{m.get('role')}: {_content(m.get('content'))}" for m in body["messages"]
+                 if isinstance(m, dict)]
         prompt = "\n".join([*lines, "assistant:"])
     else:
         prompt, _turns = prompt_text(body)
     # ``stream`` is an input tensor (TensorRT-LLM's convention, which the simulated
     # engine's Triton model follows); sampling settings travel as request parameters.
     out: dict[str, Any] = {cfg.input_field: prompt, "stream": stream}
-    params = {n: body[n] for n in ("temperature", "top_p", "seed") if body.get(n) is not None}
     if params:
         out["parameters"] = params
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -65,18 +83,34 @@ def _content(content: object) -> str:
     return content if isinstance(content, str) else ""
 
 
+def _logprobs(outputs: dict[str, Any]) -> Any:
+    """The ``logprobs`` output (a JSON string, maybe in a one-element list), or None."""
+    value = outputs.get("logprobs")
+    if isinstance(value, list) and value:
+        value = value[0]
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def to_openai(text: str, body: dict[str, Any], chat: bool, rid: str,
               counts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An OpenAI answer; token counts from Triton's outputs when it reports them."""
+    """An OpenAI answer; token counts and log-probabilities from Triton's outputs when
+    it reports them."""
     counts = counts or {}
     reported = counts.get("completion_tokens")
     tokens = _int(reported) if reported is not None else len(text.split())
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     finish = "length" if isinstance(limit, int) and tokens >= limit else "stop"
+    lp = _logprobs(counts)
     choice: dict[str, Any] = ({"index": 0, "message": {"role": "assistant", "content": text},
-                               "finish_reason": finish, "logprobs": None} if chat else
+                               "finish_reason": finish, "logprobs": lp} if chat else
                               {"index": 0, "text": text, "finish_reason": finish,
-                               "logprobs": None})
+                               "logprobs": lp})
     reported_prompt = counts.get("prompt_tokens")
     prompt_tokens = (_int(reported_prompt) if reported_prompt is not None
                      else len(prompt_text(body)[0].split()))
@@ -113,10 +147,12 @@ class _TritonStream:
         self._model = str(body.get("model", ""))
         self.first = self._convert(first) or b": ok\n\n"
 
-    def _chunk(self, text: str | None, finish: str | None) -> bytes:
+    def _chunk(self, text: str | None, finish: str | None, logprobs: Any = None) -> bytes:
         choice: dict[str, Any] = ({"index": 0, "delta": {} if text is None else {"content": text},
                                    "finish_reason": finish} if self._chat else
                                   {"index": 0, "text": text or "", "finish_reason": finish})
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
         event = {"id": "", "created": int(time.time()), "model": self._model,
                  "object": "chat.completion.chunk" if self._chat else "text_completion",
                  "choices": [choice]}
@@ -133,7 +169,8 @@ class _TritonStream:
                 parsed = orjson.loads(line[5:].strip())
                 if "error" in parsed:
                     raise UpstreamBroken("triton stream error")
-                out.append(self._chunk(_text(parsed.get(self._field, "")), None))
+                out.append(self._chunk(_text(parsed.get(self._field, "")), None,
+                                       _logprobs(parsed)))
         return b"".join(out)
 
     async def chunks(self) -> AsyncIterator[bytes]:

@@ -37,19 +37,26 @@ PYTHON_BACKEND_ENGINES = ("simulated", "llamacpp")
 
 # TensorRT-LLM's tensor names, so clients and the router's Triton adapter speak one
 # protocol to every Triton LLM model; prompt/output token counts are optional hints.
-_TEXT_IO = """input [
-  { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] },
-  { name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
-  { name: "stream" data_type: TYPE_BOOL dims: [ 1 ] optional: true },
-  { name: "prompt_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
-  { name: "output_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }
-]
-output [
-  { name: "text_output" data_type: TYPE_STRING dims: [ 1 ] },
-  { name: "completion_tokens" data_type: TYPE_INT32 dims: [ 1 ] },
-  { name: "prompt_tokens" data_type: TYPE_INT32 dims: [ 1 ] }
-]
-"""
+_INPUTS = (
+    '{ name: "text_input" data_type: TYPE_STRING dims: [ 1 ] }',
+    '{ name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }',
+    '{ name: "stream" data_type: TYPE_BOOL dims: [ 1 ] optional: true }',
+    '{ name: "prompt_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }',
+    '{ name: "output_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }',
+)
+_OUTPUTS = (
+    '{ name: "text_output" data_type: TYPE_STRING dims: [ 1 ] }',
+    '{ name: "completion_tokens" data_type: TYPE_INT32 dims: [ 1 ] }',
+    '{ name: "prompt_tokens" data_type: TYPE_INT32 dims: [ 1 ] }',
+)
+# Tierserve's own model also answers with log-probabilities (OpenAI's JSON) when asked.
+_LOGPROBS_OUTPUT = '{ name: "logprobs" data_type: TYPE_STRING dims: [ 1 ] }'
+
+
+def _text_io(engine: str) -> str:
+    outputs = (*_OUTPUTS, _LOGPROBS_OUTPUT) if engine in PYTHON_BACKEND_ENGINES else _OUTPUTS
+    return "\n".join([f"{kind} [\n" + ",\n".join(f"  {t}" for t in tensors) + "\n]"
+                      for kind, tensors in (("input", _INPUTS), ("output", outputs))])
 
 
 def triton_model_name(served_name: str) -> str:
@@ -80,7 +87,7 @@ def model_config(name: str, engine: str, parameters: dict[str, str] | None = Non
         f"instance_group [ {{ count: {instance_count} kind: {instance_kind} }} ]",
     ]
     if engine != "vllm":  # the vLLM backend declares its own inputs and outputs
-        lines.append(_TEXT_IO.rstrip())
+        lines.append(_text_io(engine))
     for key, value in sorted((parameters or {}).items()):
         lines.append(f'parameters {{ key: "{key}" value: {{ string_value: '
                      f'{pbtxt_string(value)} }} }}')
