@@ -1,4 +1,4 @@
-"""``tierserve-dev bench {operator,router}``: benchmarks that print figures as JSON.
+"""``tierserve-dev bench {operator,router,tiers}``: benchmarks that print figures as JSON.
 
 Each target module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
 """
@@ -11,6 +11,7 @@ import importlib
 TARGETS = {
     "operator": "tierserve.dev.bench.operator",
     "router": "tierserve.dev.bench.router",
+    "tiers": "tierserve.dev.bench.tiers",
 }
 
 

@@ -1,0 +1,1 @@
+"""The tiering benchmark (``tierserve-dev bench tiers``): questions, setups, runs, calibration."""
