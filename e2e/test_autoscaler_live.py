@@ -241,10 +241,12 @@ class AutoscalerProcess:
                 self.proc.wait(timeout=10)
 
 
-@pytest.fixture
-def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
-          tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """operator (local target) + deployment + router + Prometheus + autoscaler."""
+@contextlib.contextmanager
+def live_stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+               tmp_path: Path, deployment: dict[str, Any],
+               ready_limit_s: float = 300) -> Iterator[dict[str, Any]]:
+    """operator (local target) + ``deployment`` (named NAME) and its route + router +
+    Prometheus + autoscaler, all stopped on exit. Skips (fails on CI) without Prometheus."""
     from e2e.test_router_cluster import RouterProcess
 
     try:
@@ -255,8 +257,9 @@ def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[...
         pytest.skip(str(exc))
     operator_factory("local-as", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
-    cluster.apply([_deployment(namespace), _route(namespace)])
-    wait_until(lambda: _ready(_get(cluster, namespace)), 300, "Ray Serve deployment Ready")
+    cluster.apply([deployment, _route(namespace)])
+    wait_until(lambda: _ready(_get(cluster, namespace)), ready_limit_s,
+               "Ray Serve deployment Ready")
     endpoint = _get(cluster, namespace)["status"]["endpoint"]
     target = prometheus.ScrapeTarget(metrics_url(endpoint),
                                      prometheus.deployment_labels(namespace, NAME))
@@ -276,6 +279,15 @@ def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[...
         autoscaler.stop()
         router.stop()
         prom.stop()
+
+
+@pytest.fixture
+def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+          tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """operator (local target) + deployment + router + Prometheus + autoscaler."""
+    with live_stack(cluster, namespace, operator_factory, tmp_path,
+                    _deployment(namespace)) as parts:
+        yield parts
 
 
 def test_scales_up_under_a_load_step_and_down_after_the_window(

@@ -1,0 +1,129 @@
+"""``python -m tierserve.dev.replay``: calibrate the llama.cpp CPU profile, or compare
+real replicas with ``tierserve sim`` on a slice of a trace.
+
+    python -m tierserve.dev.replay calibrate [--prompts 16 128 384] [--output 64]
+    python -m tierserve.dev.replay compare --trace ../shared/traces/azure-llm-2023-conv.csv \\
+        [--profile smollm2-135m-cpu1] [--replicas 2] [--runs fixed slo] [--json FILE]
+
+Both start their own Ray (2 CPUs, no dashboard) and router on 127.0.0.1 and stop them.
+The machine's load (``uptime``) is printed with each run: the two cores are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tierserve.autoscaler.sim.runner import Runner, Scenario
+from tierserve.autoscaler.sim.trace import Trace, TraceError, load_trace
+from tierserve.autoscaler.types import Limits, Slo
+from tierserve.dev.replay import calibrate, compare
+from tierserve.dev.replay.slicing import SliceSpec, slice_trace, write_jsonl
+from tierserve.dev.replay.stack import MODEL, RealStack
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tierserve.dev.replay", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    cal = sub.add_parser("calibrate", help="measure the real engine and fit a profile")
+    cal.add_argument("--prompts", type=int, nargs="+", default=[16, 128, 384])
+    cal.add_argument("--output", type=int, default=64)
+    cal.add_argument("--rounds", type=int, default=6)
+    cmp = sub.add_parser("compare", help="replay a slice on real replicas and in the simulator")
+    cmp.add_argument("--trace", required=True)
+    cmp.add_argument("--profile", default="smollm2-135m-cpu1")
+    for name, field in SliceSpec.model_fields.items():
+        cmp.add_argument(f"--{name.replace('_', '-')}", type=type(field.default),
+                         default=field.default)
+    cmp.add_argument("--replicas", type=int, default=2, help="fixed replica count")
+    cmp.add_argument("--runs", nargs="+", choices=("fixed", "slo"), default=["fixed", "slo"])
+    cmp.add_argument("--sim-only", action="store_true", help="skip the real replicas")
+    cmp.add_argument("--slo-ttft-ms", type=float, default=2500.0)
+    cmp.add_argument("--slo-tpot-ms", type=float, default=40.0)
+    cmp.add_argument("--target-attainment", type=float, default=0.9)
+    cmp.add_argument("--cold-start-s", type=float, default=5.0)
+    cmp.add_argument("--scale-down-window-s", type=float, default=30.0)
+    cmp.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    for q in (cal, cmp):
+        q.add_argument("--workdir", type=Path, help="state directory (default: a temporary one)")
+    return p
+
+
+async def _calibrate(args: argparse.Namespace, workdir: Path) -> int:
+    print(f"# uptime before: {uptime()}")
+    async with RealStack(workdir, 1) as stack:
+        points = await calibrate.measure(stack.base_url, MODEL, args.prompts, args.output,
+                                         args.rounds)
+    print(f"# uptime after: {uptime()}")
+    for pt in points:
+        print(pt)
+    fitted, err = calibrate.fit_profile(points, "fitted here")
+    print(f"# worst error {100 * err:.1f}%")
+    print(fitted)
+    return 0
+
+
+async def _compare(args: argparse.Namespace, workdir: Path) -> int:
+    spec = SliceSpec(**{k: getattr(args, k) for k in SliceSpec.model_fields})
+    trace = slice_trace(load_trace(args.trace), spec)
+    write_jsonl(trace, workdir / "slice.jsonl")
+    slo = Slo(ttft_p95_ms=args.slo_ttft_ms, tpot_p95_ms=args.slo_tpot_ms,
+              target_attainment=args.target_attainment)
+    limits = Limits(min_replicas=1, max_replicas=args.replicas, cold_start_s=args.cold_start_s,
+                    scale_down_stabilization_s=args.scale_down_window_s)
+    runner = compare.make_runner(trace, Scenario(profile=args.profile, slo=slo, limits=limits,
+                                                 initial_replicas=1))
+    print(f"# slice: {len(trace)} requests over {trace[-1].arrival_s:.0f} s ({spec}); "
+          f"written to {workdir / 'slice.jsonl'}")
+    rows: dict[str, dict[str, Any]] = {}
+    for run in args.runs:
+        label = (f"{args.replicas} replicas" if run == "fixed"
+                 else f"SLO policy 1..{args.replicas}")
+        if not args.sim_only:
+            rows[f"real, {label}"] = await _real(args, run, trace, runner, workdir, slo)
+        knobs = ({"replicas": args.replicas} if run == "fixed"
+                 else {"interval_s": compare.INTERVAL_S})
+        rows[f"sim, {label}"] = compare.sim_summary(runner, run, knobs)
+    print(compare.table(rows))
+    print(json.dumps(rows, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+async def _real(args: argparse.Namespace, run: str, trace: Trace, runner: Runner,
+                workdir: Path, slo: Slo) -> dict[str, Any]:
+    before = uptime()
+    if run == "fixed":
+        real = await compare.real_fixed(trace, args.replicas, workdir / "real-fixed", slo)
+    else:
+        real = await compare.real_slo(trace, runner, workdir / "real-slo")
+    return {**real, "uptime_before": before, "uptime_after": uptime()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tierserve-replay-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        try:
+            if args.cmd == "calibrate":
+                return asyncio.run(_calibrate(args, workdir))
+            return asyncio.run(_compare(args, workdir))
+        except (TraceError, ValueError) as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Open-loop replay of a trace against an OpenAI-compatible endpoint, streamed.
+
+Request ``i`` is sent at ``start + arrival_s`` whatever happened to earlier ones (a slow
+deployment gets more requests in flight, as in the simulator). Its prompt is exactly
+``prompt_tokens`` token ids (a completions prompt given as ids), seeded per request and
+different from the first token on, so llama.cpp's reuse of the previous request's
+common prefix does not skip prefill (the simulator models none); ``ignore_eos`` makes the
+output exactly ``output_tokens`` long. TTFT and TPOT are measured as the simulator
+defines them: first token minus due time; (end - first token) / (tokens - 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from tierserve.autoscaler.sim.trace import TraceRequest
+
+VOCAB_LO, VOCAB_HI = 100, 40_000  # ordinary token ids of SmolLM2's 49k vocabulary
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One replayed request; NaN times when it failed (``error`` says why)."""
+
+    due_s: float  # arrival, relative to the replay's start
+    first_s: float
+    end_s: float
+    tokens: int
+    error: str = ""
+
+    @property
+    def ttft_s(self) -> float:
+        return self.first_s - self.due_s
+
+    @property
+    def tpot_s(self) -> float:
+        return (self.end_s - self.first_s) / (self.tokens - 1) if self.tokens > 1 else 0.0
+
+
+def prompt_ids(index: int, n: int, seed: int) -> list[int]:
+    rnd = random.Random(seed * 1_000_003 + index)
+    return [rnd.randrange(VOCAB_LO, VOCAB_HI) for _ in range(n)]
+
+
+async def send_one(session: aiohttp.ClientSession, url: str, model: str, req: TraceRequest,
+               index: int, seed: int, t0: float) -> Outcome:
+    body = {"model": model, "prompt": prompt_ids(index, req.prompt_tokens, seed),
+            "max_tokens": req.output_tokens, "temperature": 0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}
+    first, tokens = math.nan, 0
+    async with session.post(url, json=body) as resp:
+        if resp.status != 200:
+            text = (await resp.text())[:200]
+            return Outcome(req.arrival_s, math.nan, math.nan, 0, f"{resp.status}: {text}")
+        async for raw in resp.content:
+            line = raw.decode().strip()
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[5:])
+            if chunk.get("choices") and math.isnan(first):
+                first = time.monotonic() - t0
+            if chunk.get("usage"):
+                tokens = int(chunk["usage"]["completion_tokens"])
+    return Outcome(req.arrival_s, first, time.monotonic() - t0, tokens)
+
+
+async def replay(base_url: str, model: str, trace: Sequence[TraceRequest], *,
+                 seed: int = 0, timeout_s: float = 600.0) -> list[Outcome]:
+    """Send every request of ``trace`` when it is due; the outcomes in trace order."""
+    url = base_url.rstrip("/") + "/completions"
+    conn = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        t0 = time.monotonic()
+
+        async def due(i: int, req: TraceRequest) -> Outcome:
+            await asyncio.sleep(max(0.0, t0 + req.arrival_s - time.monotonic()))
+            try:
+                return await send_one(session, url, model, req, i, seed, t0)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                return Outcome(req.arrival_s, math.nan, math.nan, 0, repr(exc))
+
+        return list(await asyncio.gather(*(due(i, r) for i, r in enumerate(trace))))

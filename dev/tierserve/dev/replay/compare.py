@@ -1,0 +1,127 @@
+"""One trace slice, four runs: real replicas and the simulator, at a fixed replica count
+and under the SLO policy; the same summary for each and a side-by-side table.
+
+Both sides use the same slice, SLO, limits and capacity (the simulator's, from the
+fitted profile), so a difference is the engine model's, not the policy inputs'. The
+live SLO run is the autoscaler's own :class:`Controller` with the scrape source on the
+Ray Serve application's vLLM metrics, every 2 s, writing through
+:class:`~tierserve.dev.replay.stack.LocalScaleWriter`; the simulator runs the policy
+every 2 s on 2 s samples too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tierserve.autoscaler.controller import Controller, ScaleTarget
+from tierserve.autoscaler.sim.results import percentile
+from tierserve.autoscaler.sim.runner import Runner, Scenario
+from tierserve.autoscaler.sim.trace import Trace
+from tierserve.autoscaler.sources import ScrapeSource
+from tierserve.autoscaler.types import Slo
+from tierserve.dev.replay.client import Outcome, replay
+from tierserve.dev.replay.stack import MODEL, LocalScaleWriter, RealStack
+
+INTERVAL_S = 2.0
+KEYS = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "tpot_p95_ms", "attainment")
+
+
+def summary(ttft_s: Sequence[float], tpot_s: Sequence[float], slo: Slo,
+            extra: Mapping[str, Any]) -> dict[str, Any]:
+    """p50/p95 (NaN, i.e. unfinished or failed, counts as the worst) and attainment."""
+    met = [a <= slo.ttft_p95_ms / 1000 and b <= slo.tpot_p95_ms / 1000
+           for a, b in zip(ttft_s, tpot_s, strict=True)]
+    return {"requests": len(met),
+            "ttft_p50_ms": round(percentile(ttft_s, 50) * 1000, 1),
+            "ttft_p95_ms": round(percentile(ttft_s, 95) * 1000, 1),
+            "tpot_p50_ms": round(percentile(tpot_s, 50) * 1000, 2),
+            "tpot_p95_ms": round(percentile(tpot_s, 95) * 1000, 2),
+            "attainment": round(sum(met) / len(met), 4) if met else math.nan, **extra}
+
+
+def real_summary(outcomes: Sequence[Outcome], slo: Slo, extra: Mapping[str, Any]) -> dict[str, Any]:
+    failed = [o.error for o in outcomes if o.error]
+    return summary([o.ttft_s for o in outcomes], [o.tpot_s for o in outcomes], slo,
+                   {"failed": len(failed), **({"errors": failed[:3]} if failed else {}),
+                    **extra})
+
+
+def sim_summary(runner: Runner, policy: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
+    run = runner.run(policy, knobs)
+    res = run.result
+    return summary(res.ttft_s(), res.tpot_s(), runner.scenario.slo,
+                   {"avg_replicas": run.summary["avg_replicas"],
+                    "scale_events": run.summary["scale_events"]})
+
+
+async def real_fixed(trace: Trace, replicas: int, workdir: Path, slo: Slo) -> dict[str, Any]:
+    async with RealStack(workdir, replicas) as stack:
+        outcomes = await replay(stack.base_url, MODEL, trace)
+    return real_summary(outcomes, slo, {"avg_replicas": float(replicas), "scale_events": 0})
+
+
+async def real_slo(trace: Trace, runner: Runner, workdir: Path) -> dict[str, Any]:
+    """The SLO policy scaling real replicas from one, while the slice replays."""
+    sc = runner.scenario
+    async with RealStack(workdir, 1) as stack, aiohttp.ClientSession() as session:
+        target = ScaleTarget(namespace="replay", name=MODEL, slo=sc.slo, capacity=runner.capacity,
+                             limits=sc.limits, endpoints=(stack.metrics_url,))
+        writer = LocalScaleWriter(stack)
+        ctl = Controller([target], ScrapeSource(session), writer, clock=time.monotonic,
+                         interval_s=INTERVAL_S, window_s=sc.window_s)
+        stop = asyncio.Event()
+        control = asyncio.create_task(ctl.run(stop))
+        t0 = time.monotonic()
+        try:
+            outcomes = await replay(stack.base_url, MODEL, trace)
+        finally:
+            stop.set()
+            await control
+        t_end = time.monotonic()
+    avg = _average_replicas(writer.writes, t0, t_end)
+    return real_summary(outcomes, sc.slo, {
+        "avg_replicas": round(avg, 3), "scale_events": len(writer.writes),
+        "writes": [(round(t - t0, 1), n, reason[:80]) for t, n, reason in writer.writes]})
+
+
+def _average_replicas(writes: Sequence[tuple[float, int, str]], t0: float, t1: float) -> float:
+    """Time-weighted spec replicas over [t0, t1], starting from one."""
+    total, count, at = 0.0, 1, t0
+    for t, n, _ in writes:
+        total += count * (max(t, t0) - at)
+        count, at = n, max(t, t0)
+    total += count * (t1 - at)
+    return total / (t1 - t0) if t1 > t0 else float(count)
+
+
+def make_runner(trace: Trace, scenario: Scenario) -> Runner:
+    return Runner(trace, scenario)
+
+
+def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown: one row per run, and under each simulated run its error against the real
+    one of the same setting (relative on the latencies, points on attainment)."""
+    head = "| run | requests | TTFT p50 / p95 ms | TPOT p50 / p95 ms | attainment | avg replicas |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['requests']} | {r['ttft_p50_ms']} / {r['ttft_p95_ms']} | "
+                     f"{r['tpot_p50_ms']} / {r['tpot_p95_ms']} | {r['attainment']:.3f} | "
+                     f"{r.get('avg_replicas', '')} |")
+        real = rows.get(name.replace("sim", "real"))
+        if name.startswith("sim") and real is not None:
+            lines.append(f"| sim vs real | | {_rel(r, real, 'ttft_p50_ms')} / "
+                         f"{_rel(r, real, 'ttft_p95_ms')} | {_rel(r, real, 'tpot_p50_ms')} / "
+                         f"{_rel(r, real, 'tpot_p95_ms')} | "
+                         f"{100 * (r['attainment'] - real['attainment']):+.1f} pt | |")
+    return "\n".join(lines)
+
+
+def _rel(sim: Mapping[str, Any], real: Mapping[str, Any], key: str) -> str:
+    return f"{100 * (sim[key] / real[key] - 1):+.1f}%" if real[key] else "n/a"
