@@ -127,4 +127,17 @@ def test_calibrating_a_pair_escalates_exactly_the_unsure_wrong_answers() -> None
     assert b.correct == 6 and b.escalated == 2 and -1.5 < b.t_lp <= -0.3
     assert pair.classifier.correct == 6 and pair.classifier.slow == 6  # no prompt signal
     assert pair.both.cost == b.cost
-    assert cal.pick_pair([pair], 6) is pair
+    assert cal.pick_pair([pair], {"f": fast, "s": slow}, 6) is pair
+
+
+def test_pick_pair_prefers_a_weak_strong_pair_that_gets_near_the_best_cheaply() -> None:
+    cheap = _items("1100", 1.0, [-0.1, -0.1, -2.0, -2.0])  # sure when right
+    strong = _items("1111", 5.0)
+    rival = _items("1110", 0.5, [-0.1, -0.1, -0.1, -2.0])  # cheaper and better than cheap
+    items = {"cheap": cheap, "strong": strong, "rival": rival}
+    pairs = [cal.calibrate_pair(f, s, items, [0.1] * 4, tolerance=0.0)
+             for f in items for s in items if f != s]
+    chosen = cal.pick_pair(pairs, items, 4, tolerance=0.0)
+    assert (chosen.fast, chosen.slow) == ("rival", "strong")  # 4/4 at 0.5 x 4 + 5 = 7
+    assert chosen.confidence.correct == 4 and chosen.confidence.escalated == 1
+    assert cal.weak_strong(cheap, strong) and not cal.weak_strong(strong, cheap)

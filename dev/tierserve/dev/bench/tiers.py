@@ -196,7 +196,7 @@ async def _measure(client: Client, router: Router, cfg: RouterConfig,
     pairs = [cal.calibrate_pair(f, s, items, scores, tolerance)
              for f in setups for s in setups if f != s]
     chosen = next(p for p in pairs if (p.fast, p.slow) == pair) if pair else \
-        cal.pick_pair(pairs, len(calib))
+        cal.pick_pair(pairs, items, len(calib), tolerance)
     points = {"classifier": chosen.classifier, "confidence": chosen.confidence,
               "both": chosen.both}
     tiered = [_route(f"tiers-{k}", chosen.fast, chosen.slow, t_cls=p.t_cls, t_lp=p.t_lp)
@@ -205,12 +205,11 @@ async def _measure(client: Client, router: Router, cfg: RouterConfig,
     singles = await _singles(client, setups, rep)
     runs: list[Run] = [await client.run(f"tiered ({k})", f"tiers-{k}", rep) for k in POLICIES]
     n = len(calib)
-    single_points = {s: cal.single(i) for s, i in items.items()}
     return {
         "questions": {"calibration": len(calib), "report": len(rep)},
         "calibration": {"singles": {s: report.row(r, deps) for s, r in cal_runs.items()},
-                        "pairs": [report.pair_json(p, n, single_points) for p in pairs]},
-        "chosen": report.pair_json(chosen, n, single_points),
+                        "pairs": [report.pair_json(p, n, items) for p in pairs]},
+        "chosen": report.pair_json(chosen, n, items),
         "report": [*(report.row(r, deps) for r in singles.values()),
                    *(report.row(r, deps, singles[chosen.slow]) for r in runs)],
         "answers": {r.label: [a.__dict__ for a in r.answers]

@@ -105,10 +105,24 @@ def single(items: Sequence[Item]) -> tuple[int, float]:
     return sum(i.correct for i in items), sum(i.cost for i in items)
 
 
-def pick_pair(pairs: Sequence[Calibrated], n: int) -> Calibrated:
-    """The pair whose confidence-escalation setting is most accurate, cheaper on ties
-    (escalation needs no prompt signal, so it is the policy that finds a pair's worth)."""
-    return max(pairs, key=lambda c: (c.confidence.correct, -c.confidence.cost))
+def weak_strong(fast: Sequence[Item], slow: Sequence[Item]) -> bool:
+    """The slow configuration is both more accurate and dearer than the fast one."""
+    (fc, fcost), (sc, scost) = single(fast), single(slow)
+    return sc > fc and scost > fcost
+
+
+def pick_pair(pairs: Sequence[Calibrated], items: Mapping[str, Sequence[Item]], n: int,
+              tolerance: float = 0.02) -> Calibrated:
+    """RouteLLM's question: among the weak/strong pairs (all pairs if there is none), the
+    one whose escalation setting comes within ``tolerance`` of the best configuration
+    alone at the lowest cost; failing that, the most accurate. Escalation on confidence
+    is the policy judged because it needs no prompt signal."""
+    strong = [p for p in pairs if weak_strong(items[p.fast], items[p.slow])] or list(pairs)
+    best = max(single(i)[0] for i in items.values())
+    near = [p for p in strong if p.confidence.correct >= best - tolerance * n - 1e-9]
+    if near:
+        return min(near, key=lambda p: (p.confidence.cost, -p.confidence.correct))
+    return max(strong, key=lambda p: (p.confidence.correct, -p.confidence.cost))
 
 
 def finite(x: float) -> float | None:

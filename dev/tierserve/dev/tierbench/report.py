@@ -8,7 +8,7 @@ from typing import Any
 
 from tierserve.core.catalog import CATALOG, CPU
 from tierserve.core.routerconfig import DeploymentConfig
-from tierserve.dev.tierbench.calibrate import Calibrated, Point, finite
+from tierserve.dev.tierbench.calibrate import Calibrated, Item, Point, finite, single, weak_strong
 from tierserve.dev.tierbench.runner import Run, by_id
 from tierserve.routing.tiering import cost_per_token
 
@@ -47,10 +47,10 @@ def point_json(p: Point, n: int) -> dict[str, Any]:
             "escalated": round(p.escalated / max(1, n), 4)}
 
 
-def pair_json(c: Calibrated, n: int, singles: Mapping[str, tuple[int, float]]) -> dict[str, Any]:
-    (fc, fcost), (sc, scost) = singles[c.fast], singles[c.slow]
+def pair_json(c: Calibrated, n: int, items: Mapping[str, Sequence[Item]]) -> dict[str, Any]:
+    (fc, _), (sc, _) = single(items[c.fast]), single(items[c.slow])
     return {"fast": c.fast, "slow": c.slow,
-            "weak_strong": sc > fc and scost > fcost,  # the slow tier is better and dearer
+            "weak_strong": weak_strong(items[c.fast], items[c.slow]),
             "fast_accuracy": round(fc / max(1, n), 4), "slow_accuracy": round(sc / max(1, n), 4),
             "classifier": point_json(c.classifier, n),
             "confidence": point_json(c.confidence, n), "both": point_json(c.both, n)}

@@ -92,7 +92,7 @@ SETUPS: Mapping[str, Setup] = {s.name: s for s in (
     Setup("smollm2", "smollm2", RequestOptions(max_tokens=24, temperature=0,
                                                system_prompt=BRIEF)),
     Setup("gemma3", "gemma3", RequestOptions(max_tokens=12, temperature=0, stop=["\n"])),
-    Setup("smollm2-think", "smollm2", RequestOptions(max_tokens=128, temperature=0,
+    Setup("smollm2-think", "smollm2", RequestOptions(max_tokens=96, temperature=0,
                                                      system_prompt=STEP)),
     Setup("smollm2-vote5", "smollm2", RequestOptions(max_tokens=24, temperature=0.7,
                                                      system_prompt=BRIEF, samples=5)),
