@@ -69,6 +69,18 @@ class RequestOptions(ApiModel):
         "(self-consistency) and charges all samples' tokens."))
 
 
+def _same_option(field: str) -> str:
+    a, b = "self.fastOptions", "self.slowOptions"
+    return (f"(has({a}.{field}) == has({b}.{field}) && "
+            f"(!has({a}.{field}) || {a}.{field} == {b}.{field}))")
+
+
+# CEL compares the two option blocks field by field: the API server types fastOptions
+# and slowOptions as two distinct object types, and `!=` between them does not compile.
+_SAME_OPTIONS = " && ".join(_same_option(f.alias or name)
+                            for name, f in RequestOptions.model_fields.items())
+
+
 def _tiers_differ(t: Tiers) -> bool:
     fast, slow = t.fast_options, t.slow_options
     return (t.fast != t.slow or (fast is None) != (slow is None)
@@ -84,7 +96,7 @@ class Tiers(ApiModel):
     RULES = (
         Rule(
             cel="self.fast != self.slow || has(self.fastOptions) != has(self.slowOptions) "
-            "|| (has(self.fastOptions) && self.fastOptions != self.slowOptions)",
+            f"|| (has(self.fastOptions) && !({_SAME_OPTIONS}))",
             message="tiers.fast and tiers.slow name the same LLMDeployment: give them "
             "different fastOptions/slowOptions",
             check=_tiers_differ,
