@@ -141,3 +141,11 @@ def test_pick_pair_prefers_a_weak_strong_pair_that_gets_near_the_best_cheaply() 
     assert (chosen.fast, chosen.slow) == ("rival", "strong")  # 4/4 at 0.5 x 4 + 5 = 7
     assert chosen.confidence.correct == 4 and chosen.confidence.escalated == 1
     assert cal.weak_strong(cheap, strong) and not cal.weak_strong(strong, cheap)
+
+
+def test_confidence_auc_measures_how_well_logprobs_rank_right_over_wrong() -> None:
+    ranked = _items("1100", 1.0, [-0.1, -0.2, -1.0, -2.0])
+    assert cal.confidence_auc(ranked) == 1.0
+    assert cal.confidence_auc(_items("0011", 1.0, [-0.1, -0.2, -1.0, -2.0])) == 0.0
+    assert cal.confidence_auc(_items("1010", 1.0, [-0.5] * 4)) == 0.5
+    assert cal.confidence_auc(_items("11", 1.0)) is None

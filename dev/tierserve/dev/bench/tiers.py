@@ -207,13 +207,18 @@ async def _measure(client: Client, router: Router, cfg: RouterConfig,
     n = len(calib)
     return {
         "questions": {"calibration": len(calib), "report": len(rep)},
-        "calibration": {"singles": {s: report.row(r, deps) for s, r in cal_runs.items()},
+        "calibration": {"singles": {s: {**report.row(r, deps),
+                                        "confidence_auc": cal.confidence_auc(items[s])}
+                                    for s, r in cal_runs.items()},
                         "pairs": [report.pair_json(p, n, items) for p in pairs]},
         "chosen": report.pair_json(chosen, n, items),
         "report": [*(report.row(r, deps) for r in singles.values()),
-                   *(report.row(r, deps, singles[chosen.slow]) for r in runs)],
+                   *(report.row(r, deps, singles[chosen.slow], singles[chosen.fast])
+                     for r in runs)],
         "answers": {r.label: [a.__dict__ for a in r.answers]
                     for r in [*singles.values(), *runs]},
+        "calibration_answers": {r.label: [a.__dict__ for a in r.answers]
+                                for r in cal_runs.values()},
     }
 
 
@@ -227,4 +232,18 @@ def _text(out: dict[str, Any]) -> str:
         report.pairs_table(out["calibration"]["pairs"]),
         "", f"chosen pair: {c['fast']} -> {c['slow']}; thresholds (classifier score, "
         f"min mean logprob): {th}",
-        "", "report half (through the router):", report.table(out["report"])])
+        "", "report half (through the router):", report.table(out["report"]),
+        "", *_verdict(out["report"]),
+        "confidence AUC of each configuration on the calibration half (0.5: no signal): "
+        + ", ".join(f"{k} {v['confidence_auc']:.2f}" for k, v in
+                    out["calibration"]["singles"].items() if v.get("confidence_auc"))])
+
+
+def _verdict(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Each tiered policy against the best configuration alone (RouteLLM's goal: within
+    2 points of its accuracy at clearly lower cost)."""
+    alone = [r for r in rows if "escalated" not in r]
+    best = max(alone, key=lambda r: (r["accuracy"], -r["cpu_s"]))
+    return [f"{r['config']}: {100 * (r['accuracy'] - best['accuracy']):+.1f} points at "
+            f"{r['cpu_s'] / max(best['cpu_s'], 1e-9):.2f}x the CPU-seconds of the best "
+            f"configuration alone ({best['config']})" for r in rows if "escalated" in r]

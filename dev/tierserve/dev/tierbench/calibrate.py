@@ -125,6 +125,17 @@ def pick_pair(pairs: Sequence[Calibrated], items: Mapping[str, Sequence[Item]], 
     return max(strong, key=lambda p: (p.confidence.correct, -p.confidence.cost))
 
 
+def confidence_auc(items: Sequence[Item]) -> float | None:
+    """How well the mean log-probability ranks right answers above wrong ones: the
+    probability that a random right answer has the higher value (0.5: no signal)."""
+    right = [i.mean_logprob for i in items if i.correct and i.mean_logprob is not None]
+    wrong = [i.mean_logprob for i in items if not i.correct and i.mean_logprob is not None]
+    if not right or not wrong:
+        return None
+    wins = sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
+    return wins / (len(right) * len(wrong))
+
+
 def finite(x: float) -> float | None:
     """``x`` for JSON, None for the 'never' sentinels."""
     return None if x in (NEVER_SLOW, NEVER_ESCALATE) or not math.isfinite(x) else x

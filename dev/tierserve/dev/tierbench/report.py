@@ -14,8 +14,13 @@ from tierserve.routing.tiering import cost_per_token
 
 
 def row(run: Run, deployments: Mapping[str, DeploymentConfig],
-        slow_alone: Run | None = None) -> dict[str, Any]:
-    """One line of the table: accuracy, cost, and for tiered runs the tier traffic."""
+        slow_alone: Run | None = None, fast_alone: Run | None = None) -> dict[str, Any]:
+    """One line of the table: accuracy, cost, and for tiered runs the tier traffic.
+
+    The added latency of an escalation is the fast attempt it throws away: the fast
+    configuration's latency alone on the escalated questions. The raw difference to the
+    slow configuration alone is kept too; it carries the load noise of two passes.
+    """
     n = max(1, len(run.answers))
     token_usd = sum(t * cost_per_token(deployments[d]) for d, t in run.tokens.items())
     out: dict[str, Any] = {
@@ -26,18 +31,23 @@ def row(run: Run, deployments: Mapping[str, DeploymentConfig],
         "tokens": sum(run.tokens.values()),
         "token_usd_per_1k": round(token_usd * 1000 / n, 5),
         "mean_latency_s": round(sum(a.latency_s for a in run.answers) / n, 3)}
-    if slow_alone is not None:
+    if slow_alone is not None and fast_alone is not None:
         escalated = [a for a in run.answers if a.escalated]
-        slow = by_id(slow_alone)
-        added = [a.latency_s - slow[a.id].latency_s for a in escalated if a.id in slow]
+        slow, fast = by_id(slow_alone), by_id(fast_alone)
+        added = [fast[a.id].latency_s for a in escalated if a.id in fast]
+        diff = [a.latency_s - slow[a.id].latency_s for a in escalated if a.id in slow]
         out.update({
             "slow_by_classifier": round(sum(a.slow_by_classifier for a in run.answers) / n, 4),
             "escalated": round(len(escalated) / n, 4),
             "escalations_by_reason": dict(Counter(a.escalated for a in escalated
                                                   if a.escalated)),
-            "added_latency_of_escalation_s": round(sum(added) / len(added), 3)
-            if added else None})
+            "added_latency_of_escalation_s": _mean(added),
+            "escalated_minus_slow_alone_s": _mean(diff)})
     return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
 
 
 def point_json(p: Point, n: int) -> dict[str, Any]:
