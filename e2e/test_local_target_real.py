@@ -172,14 +172,10 @@ async def check_answers(client: openai.AsyncOpenAI, s: Served, tok: Tokenizers) 
 
 
 async def check_sampling_and_stream(client: openai.AsyncOpenAI, s: Served) -> None:
-    """A completion repeats itself at temperature 0 and, with a seed, when sampled (for
-    SmolLM2); a stream comes in several chunks and says what the buffered answer says."""
-    # Not Gemma (a known engine defect, docs/engine.md "Sampling"): a prompt that shares
-    # only the BOS token with the previous request (a chat through the template) is
-    # evaluated in other batches than when it follows itself, and Gemma's logits differ
-    # enough between the two to flip even a greedy token here (" a little girl" /
-    # " a man named"). Its chat answers do repeat (check_answers).
-    temperatures = (0.0, 0.9) if s.model is SMOLLM2 else ()
+    """A seeded completion repeats itself, greedy and sampled, also after another
+    request (the engine evaluates a seeded prompt afresh); a stream comes in several
+    chunks and says what the buffered answer says."""
+    temperatures = (0.0, 0.9)
     for temperature in temperatures:
         sampled = [(await client.completions.create(
             model=s.name, prompt="Once upon a time", max_tokens=6, temperature=temperature,

@@ -114,6 +114,9 @@ async def test_gemma3_on_triton(tmp_path: Path) -> None:
                         events.append(json.loads(line[6:]))
         text = "".join(e["text_output"] for e in events)
         assert "Paris" in text and len(events) >= 2
-        assert events[-1]["completion_tokens"] == len(events) - (events[-1]["text_output"] == "")
+        # each event carries one sampled token; the last one is the "\n" that matched the
+        # stop string: counted (it was generated), its text withheld (OpenAI's rule)
+        assert events[-1]["text_output"] == ""
+        assert events[-1]["completion_tokens"] == len(events)
     finally:
         await local.close()

@@ -5,6 +5,8 @@ longest common prompt prefix between requests) with OpenAI's sampling settings a
 hands each token to ``emit`` as a :class:`~tierserve.engine.backend.Chunk` as soon as
 it is sampled:
 
+* the prompt prefix cached from the previous request is reused, except for a request
+  with a ``seed`` (see :func:`run_generation`);
 * sampling: ``temperature`` (0 is greedy) and ``top_p`` only (llama.cpp's own top-k,
   min-p and repeat penalty are switched off, as OpenAI's API has none); the sampler is
   seeded per request (``seed``, else a fresh random one), so temperature 0, or any
@@ -100,6 +102,11 @@ def run_generation(llm: llama_cpp.Llama, prep: Prepared, emit: Callable[[Chunk],
     finish reason (nothing more is emitted when ``cancelled`` is set)."""
     s = prep.req.sampling
     llm.set_seed(s.seed if s.seed is not None else random.SystemRandom().getrandbits(31))
+    if s.seed is not None:
+        # A seeded request asks to be reproducible: evaluate the whole prompt afresh.
+        # Reusing a cached prefix evaluates the rest in a different batch split, whose
+        # float rounding can flip a greedy choice (seen with Gemma-3 after a chat turn).
+        llm.reset()
     tokens = llm.generate(
         list(prep.token_ids), temp=1.0 if s.temperature is None else s.temperature,
         top_p=1.0 if s.top_p is None else s.top_p, top_k=0, min_p=0.0, typical_p=1.0,
