@@ -106,7 +106,7 @@ def run_generation(llm: llama_cpp.Llama, prep: Prepared, emit: Callable[[Chunk],
         # A seeded request asks to be reproducible: evaluate the whole prompt afresh.
         # Reusing a cached prefix evaluates the rest in a different batch split, whose
         # float rounding can flip a greedy choice (seen with Gemma-3 after a chat turn).
-        llm.reset()
+        llm.reset()  # type: ignore[no-untyped-call]  # llama_cpp leaves it unannotated
     tokens = llm.generate(
         list(prep.token_ids), temp=1.0 if s.temperature is None else s.temperature,
         top_p=1.0 if s.top_p is None else s.top_p, top_k=0, min_p=0.0, typical_p=1.0,
