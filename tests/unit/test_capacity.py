@@ -103,7 +103,7 @@ def test_cpu_plan_flows_into_the_autoscalers_capacity() -> None:
 @pytest.mark.parametrize("profile", ALL_PROFILES, ids=lambda p: p.name)
 def test_profile_capacity_is_the_largest_batch_within_the_tpot_budget(
         profile: LatencyProfile) -> None:
-    tpot = 4 * profile.step_base_ms
+    tpot = 4 * profile.step_ms(1, 0)  # a one-sequence profile has no fixed step cost
     cap = capacity_from_profile(profile, tpot, prompt_tokens=600, output_tokens=100)
     budget = tpot * PROFILE_TPOT_BUDGET
     n = int(cap.max_concurrency)

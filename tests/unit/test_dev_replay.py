@@ -42,7 +42,7 @@ def test_slice_without_requests_is_an_error_and_bad_specs_are_refused() -> None:
 
 
 def test_slice_round_trips_through_the_simulators_jsonl(tmp_path: Path) -> None:
-    got = slice_trace(TRACE, SliceSpec(duration_s=20, time_stretch=1, token_divisor=1,
+    got = slice_trace(TRACE, SliceSpec(start_s=0, duration_s=20, time_stretch=1, token_divisor=1,
                                        max_prompt=10_000, max_output=10_000))
     assert load_trace(write_jsonl(got, tmp_path / "s.jsonl")) == got
 

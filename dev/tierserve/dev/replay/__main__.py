@@ -6,6 +6,8 @@ real replicas with ``tierserve sim`` on a slice of a trace.
         [--profile smollm2-135m-cpu1] [--replicas 2] [--runs fixed slo] [--json FILE]
 
 Both start their own Ray (2 CPUs, no dashboard) and router on 127.0.0.1 and stop them.
+Run one real run per process (``--runs fixed``, then ``--runs slo``): a second Ray started
+in the same process after the first was shut down crashed once here (a Ray bug).
 The machine's load (``uptime``) is printed with each run: the two cores are shared.
 """
 
@@ -37,9 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tierserve.dev.replay", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     cal = sub.add_parser("calibrate", help="measure the real engine and fit a profile")
-    cal.add_argument("--prompts", type=int, nargs="+", default=[16, 128, 384])
-    cal.add_argument("--output", type=int, default=64)
-    cal.add_argument("--rounds", type=int, default=6)
+    cal.add_argument("--prompts", type=int, nargs="+", default=[32, 64, 128])
+    cal.add_argument("--output", type=int, default=32)
+    cal.add_argument("--rounds", type=int, default=5)
+    cal.add_argument("--replicas", type=int, default=1,
+                     help="replicas; the others are kept busy by a client each")
     cmp = sub.add_parser("compare", help="replay a slice on real replicas and in the simulator")
     cmp.add_argument("--trace", required=True)
     cmp.add_argument("--profile", default="smollm2-135m-cpu1")
@@ -47,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         cmp.add_argument(f"--{name.replace('_', '-')}", type=type(field.default),
                          default=field.default)
     cmp.add_argument("--replicas", type=int, default=2, help="fixed replica count")
-    cmp.add_argument("--runs", nargs="+", choices=("fixed", "slo"), default=["fixed", "slo"])
+    cmp.add_argument("--runs", nargs="+", choices=("fixed", "slo"), default=["fixed"])
     cmp.add_argument("--sim-only", action="store_true", help="skip the real replicas")
     cmp.add_argument("--slo-ttft-ms", type=float, default=2500.0)
     cmp.add_argument("--slo-tpot-ms", type=float, default=40.0)
@@ -61,10 +65,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _calibrate(args: argparse.Namespace, workdir: Path) -> int:
-    print(f"# uptime before: {uptime()}")
-    async with RealStack(workdir, 1) as stack:
+    async with RealStack(workdir, args.replicas) as stack:
+        print(f"# uptime before: {uptime()}")
         points = await calibrate.measure(stack.base_url, MODEL, args.prompts, args.output,
-                                         args.rounds)
+                                         args.rounds, neighbours=args.replicas - 1)
     print(f"# uptime after: {uptime()}")
     for pt in points:
         print(pt)
@@ -92,6 +96,7 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
                  else f"SLO policy 1..{args.replicas}")
         if not args.sim_only:
             rows[f"real, {label}"] = await _real(args, run, trace, runner, workdir, slo)
+            print(json.dumps({f"real, {label}": rows[f"real, {label}"]}), flush=True)
         knobs = ({"replicas": args.replicas} if run == "fixed"
                  else {"interval_s": compare.INTERVAL_S})
         rows[f"sim, {label}"] = compare.sim_summary(runner, run, knobs)

@@ -10,6 +10,7 @@ gives a :class:`BenchmarkPoint` (mean TTFT, mean inter-token latency); the fit t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import time
@@ -35,29 +36,54 @@ START = LatencyProfile(
 FIT_FIELDS = ("prefill_ms_per_token", "step_ms_per_seq")
 
 
-async def measure_point(base_url: str, model: str, prompt: int, output: int, rounds: int,
-                        index0: int) -> BenchmarkPoint:
-    """``rounds`` back-to-back requests (after one warm-up): mean TTFT and ITL."""
-    url = base_url.rstrip("/") + "/completions"
-    ttfts, itls = [], []
-    async with aiohttp.ClientSession() as session:
-        for i in range(rounds + 1):
-            t0 = time.monotonic()
-            out = await send_one(session, url, model, TraceRequest(0.0, prompt, output),
-                                 index0 + i, seed=7, t0=t0)
-            if out.error or math.isnan(out.first_s):
-                raise RuntimeError(f"calibration request failed: {out.error}")
-            if i:  # the first one warms the replica
-                ttfts.append(out.ttft_s * 1000)
-                itls.append(out.tpot_s * 1000)
-    return BenchmarkPoint(1, prompt, output, itl_ms=round(sum(itls) / len(itls), 2),
-                          ttft_ms=round(sum(ttfts) / len(ttfts), 1), rounds=rounds)
+async def _neighbour(session: aiohttp.ClientSession, url: str, model: str,
+                     prompts: Sequence[int], output: int, stop: asyncio.Event, k: int) -> None:
+    """Keeps another replica busy with the same requests, as the replay's load does."""
+    i = 0
+    while not stop.is_set():
+        prompt = prompts[i % len(prompts)]
+        await send_one(session, url, model, TraceRequest(0.0, prompt, output),
+                       100_000 * (k + 1) + i, seed=11, t0=time.monotonic())
+        i += 1
 
 
 async def measure(base_url: str, model: str, prompts: Sequence[int], output: int,
-                  rounds: int) -> list[BenchmarkPoint]:
-    return [await measure_point(base_url, model, p, output, rounds, 1000 * k)
-            for k, p in enumerate(prompts)]
+                  rounds: int, neighbours: int = 0) -> list[BenchmarkPoint]:
+    """``rounds`` back-to-back requests per prompt length (after one warm-up request),
+    the lengths interleaved round by round so that a change in the machine's load (its
+    cores are shared) reaches every point alike: mean TTFT and ITL per length. With
+    ``neighbours`` closed-loop clients of the same requests running alongside (one per
+    other replica), each replica decodes while the others do, as under the replay."""
+    url = base_url.rstrip("/") + "/completions"
+    ttfts: dict[int, list[float]] = {p: [] for p in prompts}
+    itls: dict[int, list[float]] = {p: [] for p in prompts}
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        busy = [asyncio.create_task(_neighbour(session, url, model, prompts, output, stop, k))
+                for k in range(neighbours)]
+        try:
+            await _rounds(session, url, model, prompts, output, rounds, ttfts, itls)
+        finally:
+            stop.set()
+            await asyncio.gather(*busy, return_exceptions=True)
+    return [BenchmarkPoint(1, p, output, itl_ms=round(sum(itls[p]) / rounds, 2),
+                           ttft_ms=round(sum(ttfts[p]) / rounds, 1), rounds=rounds)
+            for p in prompts]
+
+
+async def _rounds(session: aiohttp.ClientSession, url: str, model: str,
+                  prompts: Sequence[int], output: int, rounds: int,
+                  ttfts: dict[int, list[float]], itls: dict[int, list[float]]) -> None:
+    for i in range(rounds + 1):
+        for k, prompt in enumerate(prompts):
+            t0 = time.monotonic()
+            out = await send_one(session, url, model, TraceRequest(0.0, prompt, output),
+                                 1000 * k + i, seed=7, t0=t0)
+            if out.error or math.isnan(out.first_s):
+                raise RuntimeError(f"calibration request failed: {out.error}")
+            if i:  # the first round warms the replica
+                ttfts[prompt].append(out.ttft_s * 1000)
+                itls[prompt].append(out.tpot_s * 1000)
 
 
 def fit_profile(points: Sequence[BenchmarkPoint], source: str) -> tuple[LatencyProfile, float]:

@@ -88,7 +88,9 @@ async def real_slo(trace: Trace, runner: Runner, workdir: Path) -> dict[str, Any
     avg = _average_replicas(writer.writes, t0, t_end)
     return real_summary(outcomes, sc.slo, {
         "avg_replicas": round(avg, 3), "scale_events": len(writer.writes),
-        "writes": [(round(t - t0, 1), n, reason[:80]) for t, n, reason in writer.writes]})
+        "writes": [(round(t - t0, 1), n, reason[:80]) for t, n, reason in writer.writes],
+        # when the controller saw the running replica count change (its cold start)
+        "running": [(round(t - t0, 1), n) for t, n in writer.running]})
 
 
 def _average_replicas(writes: Sequence[tuple[float, int, str]], t0: float, t1: float) -> float:

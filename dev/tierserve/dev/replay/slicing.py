@@ -24,10 +24,10 @@ from tierserve.autoscaler.sim.trace import Trace, TraceRequest
 class SliceSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    start_s: float = Field(default=0.0, ge=0)
-    duration_s: float = Field(default=45.0, gt=0)
-    time_stretch: float = Field(default=4.0, gt=0)
-    token_divisor: float = Field(default=8.0, gt=0)
+    start_s: float = Field(default=60.0, ge=0)
+    duration_s: float = Field(default=30.0, gt=0)
+    time_stretch: float = Field(default=6.0, gt=0)
+    token_divisor: float = Field(default=16.0, gt=0)
     max_prompt: int = Field(default=512, ge=1)
     max_output: int = Field(default=128, ge=2)
 

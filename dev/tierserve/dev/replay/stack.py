@@ -93,6 +93,7 @@ class RealStack:
 
     def _start_router(self) -> None:
         assert self.status is not None
+        self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "router.json"
         config.write_text(json.dumps({
             "deployments": [{"name": KEY, "served_model": MODEL,
@@ -125,9 +126,12 @@ class LocalScaleWriter:
     stack: RealStack
     writes: list[tuple[float, int, str]] = dataclasses.field(default_factory=list)
     observed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    running: list[tuple[float, int]] = dataclasses.field(default_factory=list)
 
     async def get_scale(self, ns: str, name: str) -> tuple[int, int]:
         st = await self.stack.current()
+        if not self.running or self.running[-1][1] != st.replicas:
+            self.running.append((time.monotonic(), st.replicas))  # running Serve replicas
         return self.stack.spec.replicas, st.replicas if st.ready else 0
 
     async def set_scale(self, ns: str, name: str, replicas: int, reason: str) -> None:
