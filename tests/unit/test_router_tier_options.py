@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from tierserve.core.api.route import LLMRouteSpec
 from tierserve.core.routerconfig import RequestOptions, TierConfig
+from tierserve.dev.tierbench.setup import SETUPS
 from tierserve.routing.kubeconfig import router_config
 from tierserve.routing.tiering import (
     majority,
@@ -151,3 +155,24 @@ def test_cluster_mode_maps_tier_options_field_for_field() -> None:
     assert variant.tiers.fast_options == RequestOptions(max_tokens=24, stop=["\n"])
     assert variant.tiers.slow_options == RequestOptions(samples=5, temperature=0.7,
                                                         system_prompt=STEP)
+
+
+def test_the_cpu_tiered_example_is_the_benchmarks_pair() -> None:
+    """examples/tiered-route-cpu.yaml serves the configurations `bench tiers` measured."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    doc = yaml.safe_load((examples / "tiered-route-cpu.yaml").read_text())
+    deps = {}
+    for f in ("triton-gemma3-cpu.yaml", "ray-smollm2-cpu.yaml"):
+        d = yaml.safe_load((examples / f).read_text())
+        deps[d["metadata"]["name"]] = _obj("LLMDeployment", d["metadata"]["name"], d["spec"],
+                                           {"endpoint": "http://127.0.0.1:9",
+                                            "readyReplicas": 1})
+    route = _obj("LLMRoute", doc["metadata"]["name"], doc["spec"])
+    (variant,) = router_config([route], list(deps.values()), []).routes[0].variants
+    tiers = variant.tiers
+    assert tiers is not None
+    assert (tiers.fast, tiers.slow) == ("ns/gemma3-triton", "ns/smollm2-ray")
+    assert tiers.fast_options == SETUPS["gemma3"].options
+    assert tiers.slow_options == SETUPS["smollm2-think"].options
+    assert "low_confidence" in tiers.escalate_on and tiers.target_slow_share == 0
+    assert tiers.min_mean_logprob == pytest.approx(math.log(0.575))
