@@ -149,3 +149,14 @@ def test_confidence_auc_measures_how_well_logprobs_rank_right_over_wrong() -> No
     assert cal.confidence_auc(_items("0011", 1.0, [-0.1, -0.2, -1.0, -2.0])) == 0.0
     assert cal.confidence_auc(_items("1010", 1.0, [-0.5] * 4)) == 0.5
     assert cal.confidence_auc(_items("11", 1.0)) is None
+
+
+def test_halves_are_disjoint_and_a_limit_keeps_every_category() -> None:
+    from tierserve.dev.bench.tiers import _halves
+
+    calib, report = _halves(QUESTIONS, None)
+    assert not {q.id for q in calib} & {q.id for q in report}
+    assert len(calib) + len(report) == len(QUESTIONS)
+    small, _ = _halves(QUESTIONS, 30)
+    assert len(small) == 30
+    assert {q.category for q in small} == {q.category for q in QUESTIONS}

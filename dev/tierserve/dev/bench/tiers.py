@@ -85,9 +85,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _halves(qs: Sequence[Question], limit: int | None) -> tuple[list[Question], list[Question]]:
-    """Alternate items: each category is split evenly (the file groups them)."""
+    """Alternate items: each category is split evenly (the file groups them); ``limit``
+    keeps evenly spaced items of each half, so every category stays in."""
     calib, rep = list(qs[0::2]), list(qs[1::2])
-    return (calib[:limit], rep[:limit]) if limit else (calib, rep)
+    if not limit:
+        return calib, rep
+    return _spaced(calib, limit), _spaced(rep, limit)
+
+
+def _spaced(items: list[Question], limit: int) -> list[Question]:
+    if limit >= len(items):
+        return items
+    return [items[i * len(items) // limit] for i in range(limit)]
 
 
 @contextlib.asynccontextmanager
