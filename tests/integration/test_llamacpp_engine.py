@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tierserve.dev.cluster.procs import free_port
 from tierserve.dev.real_models import ENGINES, GEMMA3, SMOLLM2
+from tierserve.dev.testing import vllm_totals
 from tierserve.dev.waiting import wait_until, wait_until_async
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -59,17 +60,6 @@ async def client(base: str) -> AsyncIterator[openai.AsyncOpenAI]:
     await c.close()
 
 
-async def metrics(base: str) -> dict[str, float]:
-    async with aiohttp.ClientSession() as s, s.get(f"{base}/metrics") as r:
-        text = await r.text()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("vllm:"):
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
 def chatml_tokens(messages: list[ChatCompletionMessageParam]) -> int:
     """The prompt length by SmolLM2's own tokenizer, with ChatML written out by hand."""
     from tierserve.engine.model_source import DEFAULT_CACHE, resolve
@@ -93,7 +83,7 @@ async def test_answers_depend_on_the_prompt(client: openai.AsyncOpenAI) -> None:
 
 
 async def test_stream_usage_and_logprobs(base: str, client: openai.AsyncOpenAI) -> None:
-    before = await metrics(base)
+    before = await vllm_totals(base)
     messages = ask("Name a primary colour.")
     stream = await client.chat.completions.create(
         model=MODEL, messages=messages, max_tokens=8, temperature=0, stream=True,
@@ -115,7 +105,7 @@ async def test_stream_usage_and_logprobs(base: str, client: openai.AsyncOpenAI) 
     assert any(e.logprob < 0 for e in logprobs)
     for e in logprobs:  # greedy: the chosen token is the most likely one
         assert len(e.top_logprobs) == 3 and e.top_logprobs[0].logprob == pytest.approx(e.logprob)
-    after = await metrics(base)
+    after = await vllm_totals(base)
     assert after["vllm:generation_tokens_total"] - before.get(
         "vllm:generation_tokens_total", 0) == 8
     assert after["vllm:prompt_tokens_total"] - before.get(
@@ -158,7 +148,7 @@ async def test_one_sequence_at_a_time_the_rest_wait(base: str,
     seen: list[dict[str, float]] = []
 
     async def queued() -> bool:
-        seen.append(await metrics(base))
+        seen.append(await vllm_totals(base))
         m = seen[-1]
         return m["vllm:num_requests_waiting"] >= 1 and m["vllm:num_requests_running"] == 1
 

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.testing import vllm_totals
 from tierserve.dev.waiting import wait_until_async
 from tierserve.engine.backend import Chunk, EngineState, Prepared, TokenOut
 from tierserve.engine.metrics import EngineMetrics, RequestTimer
@@ -91,17 +92,6 @@ async def served() -> AsyncIterator[tuple[str, FakeBackend]]:
         await runner.cleanup()
 
 
-async def scrape(base: str) -> dict[str, float]:
-    async with aiohttp.ClientSession() as s, s.get(f"{base}/metrics") as r:
-        text = await r.text()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("vllm:"):
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
 async def test_stream_carries_text_logprobs_usage_and_finish(
         served: tuple[str, FakeBackend]) -> None:
     base, backend = served
@@ -127,7 +117,7 @@ async def test_stream_carries_text_logprobs_usage_and_finish(
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (6, 4)
     s = backend.seen[0].sampling
     assert (s.seed, s.temperature, s.stop, s.top_logprobs) == (3, 0.0, ("zz",), 2)
-    metrics = await scrape(base)
+    metrics = await vllm_totals(base)
     assert metrics["vllm:inter_token_latency_seconds_count"] == 3  # per token, not request
     assert metrics["vllm:time_per_output_token_seconds_count"] == 1
     assert metrics["vllm:time_to_first_token_seconds_count"] == 1
@@ -169,14 +159,14 @@ async def test_gauges_read_the_backend(served: tuple[str, FakeBackend]) -> None:
              for _ in range(3)]
 
     async def three_waiting() -> bool:
-        return (await scrape(base))["vllm:num_requests_waiting"] == 3
+        return (await vllm_totals(base))["vllm:num_requests_waiting"] == 3
 
     await wait_until_async(three_waiting, 10, "three requests waiting", interval=0.01)
     backend.gate.set()
     results = await asyncio.gather(*calls)
     await client.close()
     assert all(r.choices[0].text == "".join(WORDS) for r in results)
-    metrics = await scrape(base)
+    metrics = await vllm_totals(base)
     assert metrics["vllm:num_requests_waiting"] == 0
     assert metrics["vllm:request_success_total"] == 3
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from tierserve.core.routerconfig import RouterConfig, parse_config
@@ -91,3 +92,15 @@ def simple_config(deployments: dict[str, list[str]], routes: dict[str, dict[str,
                                  for d, w in arms.items()]}
                    for m, arms in routes.items()],
     }
+
+
+async def vllm_totals(base: str) -> dict[str, float]:
+    """Every ``vllm:*`` sample at ``{base}/metrics``, summed over its label sets."""
+    async with aiohttp.ClientSession() as s, s.get(f"{base}/metrics") as r:
+        text = await r.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("vllm:"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
