@@ -133,6 +133,14 @@ class _Conn(asyncio.Protocol):
         self._waiter = None
 
     def send(self, data: bytes, on_first: OnFirst | None = None) -> None:
+        """Write a request; raises :class:`ConnectFailed` on a connection already lost.
+
+        (A fresh connection can be reset between the dial and this call, by a server
+        that is dying; the reset must not clear that failure and leave the request
+        waiting for an answer that cannot come.)
+        """
+        if self.closed:
+            raise ConnectFailed("connection closed before the request")
         self._reset()
         self._on_first = on_first
         assert self.transport is not None

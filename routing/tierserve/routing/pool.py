@@ -160,8 +160,8 @@ class Pool:
         for attempt in range(2):
             conn = await self.acquire(connect_timeout_s)
             timer = loop.call_later(timeout_s, conn.expire)
-            conn.send(data, on_first)
             try:
+                conn.send(data, on_first)
                 await conn.head()
             except ConnectFailed:
                 timer.cancel()
