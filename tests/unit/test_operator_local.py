@@ -14,7 +14,7 @@ import yaml
 from tierserve.core.builders import BuildSettings
 from tierserve.core.builders.context import from_object
 from tierserve.core.local import LocalSpec, LocalStatus
-from tierserve.operator.local import LocalRealizer
+from tierserve.operator.local import LocalRealizer, _observed
 from tierserve.operator.workqueue import WorkQueue
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -99,3 +99,19 @@ async def test_gpu_engines_are_refused_with_the_reason() -> None:
     assert recorded.applied == []
     assert observed.failure == ("the local target runs only engine: simulated or llamacpp "
                                 "(this machine has no GPU); got vllm")
+
+
+async def test_running_replicas_count_as_ready_while_the_runtime_updates() -> None:
+    """Ray Serve reports an application DEPLOYING while it adds a replica; the replica
+    already running still serves, so a scale-up 1 -> 2 must read 1/2, not 0/2."""
+    updating = LocalStatus(key="default/d", runtime="rayServe", endpoint="http://127.0.0.1:1",
+                           ready=False, replicas=1, model_name="m",
+                           metrics_url="http://127.0.0.1:1/metrics", message="DEPLOYING")
+    observed = _observed(updating, desired=2)
+    assert observed.ready_replicas == 1
+    assert observed.readiness is not None
+    assert "1/2 replicas ready" in observed.readiness.message
+    starting = LocalStatus(key="default/d", runtime="rayServe", endpoint="http://127.0.0.1:1",
+                           ready=False, replicas=0, model_name="m",
+                           metrics_url="http://127.0.0.1:1/metrics")
+    assert _observed(starting, desired=1).ready_replicas == 0

@@ -35,8 +35,12 @@ def _observed(st: LocalStatus, desired: int) -> Observed:
     # an OpenAI endpoint is advertised as its API base, which clients use as is
     openai = runtime_for(st.runtime).protocol == "openai"
     endpoint = f"{st.endpoint}/v1" if openai else st.endpoint
-    readiness = replica_readiness(desired, desired, st.replicas if st.ready else 0,
-                                  None if st.ready else "the runtime to report ready")
+    # Replicas the runtime reports running are serving even while the application as a
+    # whole is not ready (Ray Serve reports DEPLOYING while it adds a replica): count
+    # them, or a scale-up reads as an outage (readyReplicas 0) to the autoscaler.
+    serving = st.replicas if st.ready or st.replicas else 0
+    waiting = None if st.ready or serving else "the runtime to report ready"
+    readiness = replica_readiness(desired, desired, serving, waiting)
     return Observed.of(readiness, endpoint, failure=failure)
 
 
