@@ -12,6 +12,7 @@ COPY operator operator
 COPY engine engine
 COPY routing routing
 COPY autoscaler autoscaler
+COPY dashboards dashboards
 RUN pip install --no-cache-dir '.[ray,triton]' && useradd --uid 65532 --no-create-home tierserve
 USER 65532
 ENTRYPOINT ["tierserve"]

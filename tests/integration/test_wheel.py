@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_COMPONENTS = {"core", "cli", "operator", "routing", "autoscaler", "engine"}
+RUNTIME_COMPONENTS = {"core", "cli", "operator", "routing", "autoscaler", "engine", "dashboards"}
 
 
 def _wheel(source: Path, out: Path) -> zipfile.ZipFile:
