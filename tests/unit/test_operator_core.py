@@ -1,16 +1,15 @@
-"""Operator internals without a cluster: work queue, status, drift check, leader Lease."""
+"""Operator internals without a cluster: work queue, status, drift check (the leader
+Lease: test_kube_leader.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tierserve.core.api.deployment import LLMDeploymentSpec
-from tierserve.core.kube.client import ApiError, KubeApi
-from tierserve.core.kube.leader import LeaderElector
+from tierserve.core.kube.client import ApiError
 from tierserve.core.sizing import plan
 from tierserve.dev.waiting import wait_until_async
 from tierserve.operator.realizers import is_subset, unschedulable_message
@@ -111,52 +110,6 @@ def test_is_subset_ignores_server_defaults_but_sees_edits() -> None:
     assert is_subset(desired, live)
     live["spec"]["replicas"] = 5
     assert not is_subset(desired, live)
-
-
-class FakeLeaseApi(KubeApi):
-    """Lease storage with resourceVersion checks, like the API server. A KubeApi so mypy
-    holds it to the real signatures; it never connects (no base initialiser)."""
-
-    def __init__(self) -> None:
-        self.lease: dict[str, Any] | None = None
-        self.version = 0
-
-    async def get(self, api_version: str, kind: str, namespace: str | None,
-                  name: str) -> dict[str, Any] | None:
-        return self.lease
-
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        if self.lease is not None:
-            raise ApiError(409, "exists")
-        return self._store(manifest)
-
-    async def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        assert self.lease is not None
-        if manifest["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
-            raise ApiError(409, "conflict")
-        return self._store(manifest)
-
-    def _store(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        self.lease = {**body, "metadata": {**body["metadata"],
-                                           "resourceVersion": str(self.version)}}
-        return self.lease
-
-
-async def test_only_one_candidate_holds_the_lease_until_it_expires() -> None:
-    now = [datetime(2026, 1, 1, tzinfo=UTC)]
-    api = FakeLeaseApi()
-    a = LeaderElector(api, "ns", "lease", "a", lease_seconds=15, clock=lambda: now[0])
-    b = LeaderElector(api, "ns", "lease", "b", lease_seconds=15, clock=lambda: now[0])
-    assert await a.try_acquire() is True
-    assert await b.try_acquire() is False
-    now[0] += timedelta(seconds=10)
-    assert await a.try_acquire() is True  # renewal
-    now[0] += timedelta(seconds=14)
-    assert await b.try_acquire() is False  # a renewed 14 s ago: still valid
-    now[0] += timedelta(seconds=2)
-    assert await b.try_acquire() is True  # a stopped renewing: b takes over
-    assert await a.try_acquire() is False
 
 
 @pytest.mark.parametrize("status", [409, 429, 500, 503])
