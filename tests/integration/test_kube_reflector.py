@@ -228,6 +228,53 @@ async def test_permanent_errors_are_a_state_and_a_slow_recheck(
         await api.close()
 
 
+async def test_recheck_cuts_the_slow_wait_short(server: FakeApiServer,
+                                                tmp_path: Path) -> None:
+    """A missing CRD installed later: ``recheck()`` lists again without waiting out the
+    re-check interval (the fake sleep never ends: only the recheck can wake it)."""
+    server.list_errors = [status(404, "NotFound", "the server could not find the "
+                                                   "requested resource")]
+    server.items = [cm("a", "v1")]
+    api, rec = await _client(server, tmp_path), Recorder()
+    rec.gate.clear()
+    reflector = _reflector(api, rec, recheck_s=3600.0)
+    task = asyncio.create_task(reflector.run())
+    try:
+        await wait_until_async(lambda: rec.sleeps == [3600.0], 5, "the re-check wait")
+        assert reflector.state is State.ABSENT
+        reflector.recheck()
+        await wait_until_async(lambda: reflector.state is State.WATCHING, 5, "re-listed")
+        assert server.lists == 2 and rec.changes == [("ADDED", "a", True)]
+        reflector.recheck()  # while watching: nothing to cut short, no extra list
+        server.events.put_nowait(None)  # the watch ends: resumed, not re-listed
+        await wait_until_async(lambda: len(server.watched_from) == 2, 5, "resumed watch")
+        assert server.lists == 2
+    finally:
+        task.cancel()
+        await api.close()
+
+
+async def test_listed_items_carry_their_kind(server: FakeApiServer, tmp_path: Path) -> None:
+    """The API server leaves ``kind`` and ``apiVersion`` off a list's items; subscribers
+    (the operator's store keys children by kind) get them from the resource."""
+    bare = cm("a", "v1")
+    del bare["kind"], bare["apiVersion"]
+    server.items = [bare]
+    api, rec = await _client(server, tmp_path), Recorder()
+    reflector = _reflector(api, rec)
+    seen: list[Change] = []
+    reflector.subscribe(seen.append)
+    task = asyncio.create_task(reflector.run())
+    try:
+        await wait_until_async(reflector.synced.is_set, 5, "first list")
+        (change,) = seen
+        assert (change.obj["kind"], change.obj["apiVersion"]) == ("ConfigMap", "v1")
+        assert reflector.objects[("ns", "a")]["kind"] == "ConfigMap"
+    finally:
+        task.cancel()
+        await api.close()
+
+
 async def test_rotated_token_file_is_read_again(server: FakeApiServer,
                                                 tmp_path: Path) -> None:
     api = await _client(server, tmp_path, "old")

@@ -17,7 +17,12 @@ failures, by their meaning (:mod:`tierserve.core.kube.errors`):
   is not installed, 400/422): no backoff loop. The reflector records the state
   (:attr:`state`, :attr:`problem`), logs it once, counts as synced (an empty or last-known
   view, so nobody waits forever) and re-checks at a slow fixed interval, since RBAC or a
-  CRD may be installed later.
+  CRD may be installed later; :meth:`Reflector.recheck` cuts that wait short (the
+  operator calls it when it sees the missing CRD established).
+
+Listed objects get the ``kind`` and ``apiVersion`` of the resource: the API server omits
+both on the items of a list (a watch event's object carries them), and subscribers key
+children by kind.
 """
 
 from __future__ import annotations
@@ -92,6 +97,9 @@ class State(StrEnum):
     REJECTED = "rejected"  # 401 after a credentials re-read, 400/422, other 4xx
 
 
+PERMANENT = (State.ABSENT, State.FORBIDDEN, State.REJECTED)  # waiting for a slow re-check
+
+
 Subscriber = Callable[[Change], None]
 
 
@@ -128,9 +136,16 @@ class Reflector:
         self._subscribers = list(subscribers)
         self._version = ""  # opaque: only passed back to the server
         self._timeout, self._sleep = watch_timeout_s, sleep
+        self._wake = asyncio.Event()  # set by recheck(): end the permanent-error wait
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
+
+    def recheck(self) -> None:
+        """List again now if a permanent error (a missing CRD, RBAC) is being waited out;
+        a no-op while watching or backing off."""
+        if self.state in PERMANENT:
+            self._wake.set()
 
     def record(self, obj: Obj) -> None:
         """Our own write's answer: shown by :attr:`objects` until the watch catches up."""
@@ -156,11 +171,23 @@ class Reflector:
             except ApiError as exc:  # permanent: no backoff loop, a slow re-check
                 self._version = ""
                 self._permanent(exc)
-                await self._sleep(self.backoff.recheck_s)
+                await self._recheck_wait()
                 continue
             failures = 0 if seen else failures + 1
             if failures > 1:  # watches that end at once (or 410 again): do not spin
                 await self._sleep(self.backoff.delay(failures - 1))
+
+    async def _recheck_wait(self) -> None:
+        """The slow fixed re-check interval, or less when :meth:`recheck` is called."""
+        if not self._wake.is_set():
+            waits = [asyncio.ensure_future(self._sleep(self.backoff.recheck_s)),
+                     asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        self._wake.clear()
 
     async def list_once(self) -> str:
         """List (diffed against the cache, changes to subscribers); returns the version
@@ -170,12 +197,14 @@ class Reflector:
             r.api_version, r.kind, r.namespace, r.label_selector, field_selector=r.field_selector)
         self._replace(items)
         self._set(State.WATCHING, None)
+        self._wake.clear()  # a recheck() asked for during this list is answered by it
         return version
 
     def _replace(self, items: Iterable[Obj]) -> None:
         """A fresh list: diff it against the cache and tell subscribers what changed."""
         self.lists += 1
-        fresh = {key_of(o): o for o in items}
+        r = self.resource
+        fresh = {key_of(o): {"apiVersion": r.api_version, "kind": r.kind, **o} for o in items}
         for key in [k for k in self.objects.base if k not in fresh]:
             gone = self.objects.base[key]
             self.objects.remove(key)
