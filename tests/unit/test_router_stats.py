@@ -7,7 +7,16 @@ import random
 
 import pytest
 
-from tierserve.routing.abtest import AbRecorder, mann_whitney_u, percentile
+from tierserve.routing.abtest import (
+    AbRecorder,
+    SampleWire,
+    VariantWire,
+    mann_whitney_u,
+    merge_samples,
+    merged,
+    percentile,
+    sample_shares,
+)
 from tierserve.routing.plugins.classifier import (
     HeuristicClassifier,
     ThresholdCalibrator,
@@ -103,3 +112,68 @@ def test_fixed_threshold_never_moves() -> None:
     for _ in range(500):
         cal.observe(0.99)
     assert cal.threshold == 0.4
+
+
+def _split_records(n: int, seed: int) -> tuple[AbRecorder, AbRecorder, AbRecorder]:
+    """The same traffic recorded by two replicas (split at random) and by one."""
+    rng = random.Random(seed)
+    one, a, b = AbRecorder(), AbRecorder(), AbRecorder()
+    for i in range(n):
+        variant = "control" if i % 2 else "candidate"
+        slow = 0.02 if variant == "candidate" else 0.0
+        sample = {"ok": rng.random() > 0.05, "e2e": round(rng.uniform(0.1, 0.3), 6),
+                  "ttft": round(rng.uniform(0.01, 0.05) + slow, 6),
+                  "tpot": round(rng.uniform(0.001, 0.01), 6)}
+        one.record(variant, **sample)
+        (a if rng.random() < 0.3 else b).record(variant, **sample)
+    return one, a, b
+
+
+def _wire(rec: AbRecorder) -> dict[str, VariantWire]:
+    return {n: VariantWire.model_validate(v) for n, v in rec.wire().items()}
+
+
+def test_merged_readout_of_two_replicas_equals_one_that_saw_everything() -> None:
+    one, a, b = _split_records(400, seed=3)
+    order = ["control", "candidate"]
+    both = merged([_wire(a), _wire(b)]).readout(order)
+    assert both == one.readout(order)
+    assert [v["requests"] for v in both["variants"]] == [
+        a.variants[n].requests + b.variants[n].requests for n in order]
+    assert both["comparisons"][0]["significant"] is True
+
+
+def test_merged_variant_seen_by_one_replica_only() -> None:
+    a, b = AbRecorder(), AbRecorder()
+    a.record("x", ok=False, e2e=0.1, ttft=None, tpot=None)
+    b.record("y", ok=True, e2e=0.2, ttft=0.05, tpot=0.01)
+    out = merged([_wire(a), _wire(b)]).readout(["x", "y"])
+    assert [(v["requests"], v["error_rate"]) for v in out["variants"]] == [(1, 1.0), (1, 0.0)]
+
+
+def test_sample_shares_follow_what_each_replica_saw() -> None:
+    assert sample_shares([300, 100], [300, 100], 2000) == [300, 100]  # fits: all of it
+    assert sample_shares([6000, 2000], [2000, 2000], 2000) == [1500, 500]
+    assert sum(sample_shares([1, 1, 1], [1, 1, 1], 2)) == 2
+    # a part that holds fewer than its share gives the rest to the others
+    assert sample_shares([9000, 3000], [1000, 2000], 2000) == [1000, 1000]
+
+
+def test_merge_samples_keeps_the_size_and_counts_every_value() -> None:
+    rng = random.Random(0)
+    big = SampleWire(seen=6000, values=[1.0] * 2000)
+    small = SampleWire(seen=2000, values=[2.0] * 2000)
+    out = merge_samples([big, small], 2000, rng)
+    assert out.seen == 8000 and len(out.values) == 2000
+    assert out.values.count(1.0) == 1500 and out.values.count(2.0) == 500
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    ({"seen": 1, "values": [0.1, 0.2]}, "2 values but seen is 1"),
+    ({"seen": 1, "values": [-0.1]}, "greater than or equal to 0"),
+    ({"seen": 1, "values": [float("nan")]}, "finite number"),
+    ({"seen": -1, "values": []}, "greater than or equal to 0"),
+])
+def test_peer_samples_are_validated(bad: dict[str, object], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        SampleWire.model_validate(bad)

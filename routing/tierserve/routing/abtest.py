@@ -7,17 +7,25 @@ end-to-end latency. Samples are kept in bounded reservoirs (uniform, Algorithm R
 memory is constant however long the experiment runs. Pure Python, no SciPy.
 
 :meth:`AbRecorder.readout` returns the dict the operator writes into ``LLMRoute`` status.
+Several router replicas each record their own share of the traffic: :meth:`AbRecorder.wire`
+is one replica's statistics as JSON (:class:`VariantWire` per variant) and
+:func:`merged` the recorder of their union (counts summed; each reservoir a uniform sample
+of all replicas' values, drawn from each in proportion to what it saw), so one writer can
+report the readout of every replica's traffic.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MIN_SAMPLES = 20
+RESERVOIR_SIZE = 2000
 
 
 class Reservoir:
@@ -44,9 +52,9 @@ class Reservoir:
 class VariantStats:
     requests: int = 0
     errors: int = 0
-    ttft: Reservoir = field(default_factory=lambda: Reservoir(2000, random.Random(1)))
-    tpot: Reservoir = field(default_factory=lambda: Reservoir(2000, random.Random(2)))
-    e2e: Reservoir = field(default_factory=lambda: Reservoir(2000, random.Random(3)))
+    ttft: Reservoir = field(default_factory=lambda: Reservoir(RESERVOIR_SIZE, random.Random(1)))
+    tpot: Reservoir = field(default_factory=lambda: Reservoir(RESERVOIR_SIZE, random.Random(2)))
+    e2e: Reservoir = field(default_factory=lambda: Reservoir(RESERVOIR_SIZE, random.Random(3)))
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -104,6 +112,13 @@ class AbRecorder:
         if tpot is not None:
             s.tpot.add(tpot)
 
+    def wire(self) -> dict[str, dict[str, Any]]:
+        """This recorder's statistics as JSON (per variant, :class:`VariantWire`)."""
+        return {name: {"requests": s.requests, "errors": s.errors,
+                       **{m: {"seen": r.seen, "values": [round(v, 6) for v in r.values]}
+                          for m, r in (("ttft", s.ttft), ("tpot", s.tpot), ("e2e", s.e2e))}}
+                for name, s in self.variants.items()}
+
     def readout(self, order: Sequence[str] | None = None) -> dict[str, Any]:
         names = list(order or self.variants)
         variants = [_variant_dict(n, self.variants.get(n, VariantStats())) for n in names]
@@ -145,3 +160,74 @@ def _variant_dict(name: str, s: VariantStats) -> dict[str, Any]:
         "e2e_p50_seconds": percentile(s.e2e.values, 50),
         "e2e_p95_seconds": percentile(s.e2e.values, 95),
     }
+
+
+class SampleWire(BaseModel):
+    """One reservoir: ``seen`` values went in, ``values`` is a uniform sample of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seen: Annotated[int, Field(ge=0)]
+    values: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
+                      Field(max_length=RESERVOIR_SIZE)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SampleWire:
+        if len(self.values) > self.seen:
+            raise ValueError(f"{len(self.values)} values but seen is {self.seen}")
+        return self
+
+
+class VariantWire(BaseModel):
+    """One variant's statistics on one replica (what :meth:`AbRecorder.wire` writes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    requests: Annotated[int, Field(ge=0)]
+    errors: Annotated[int, Field(ge=0)]
+    ttft: SampleWire
+    tpot: SampleWire
+    e2e: SampleWire
+
+
+def sample_shares(seen: Sequence[int], held: Sequence[int], size: int) -> list[int]:
+    """How many of each part's held values a merged sample of ``size`` takes.
+
+    In proportion to what each part saw (largest remainder), never more than it holds:
+    a uniform sample of the union takes a part's values at the rate the part saw them.
+    """
+    total = sum(seen)
+    if sum(held) <= size or total == 0:
+        return list(held)
+    raw = [size * s / total for s in seen]
+    shares = [min(h, math.floor(r)) for r, h in zip(raw, held, strict=True)]
+    by_remainder = sorted(range(len(raw)), key=lambda i: raw[i] - math.floor(raw[i]),
+                          reverse=True)
+    while sum(shares) < size:  # ends: together the parts hold more than size
+        room = [i for i in by_remainder if shares[i] < held[i]]
+        for i in room[:size - sum(shares)]:
+            shares[i] += 1
+    return shares
+
+
+def merge_samples(parts: Sequence[SampleWire], size: int, rng: random.Random) -> Reservoir:
+    """A reservoir of the union of ``parts``: all values while they fit, else a uniform
+    sample drawn from each part by :func:`sample_shares`."""
+    out = Reservoir(size, rng)
+    shares = sample_shares([p.seen for p in parts], [len(p.values) for p in parts], size)
+    for part, k in zip(parts, shares, strict=True):
+        out.values += part.values if k == len(part.values) else rng.sample(part.values, k)
+    out.seen = sum(p.seen for p in parts)
+    return out
+
+
+def merged(parts: Sequence[Mapping[str, VariantWire]], alpha: float = 0.05,
+           seed: int = 0) -> AbRecorder:
+    """The recorder of several replicas' statistics of one route (counts summed)."""
+    rec, rng = AbRecorder(alpha), random.Random(seed)
+    for name in dict.fromkeys(n for part in parts for n in part):
+        mine = [part[name] for part in parts if name in part]
+        rec.variants[name] = VariantStats(
+            requests=sum(v.requests for v in mine), errors=sum(v.errors for v in mine),
+            ttft=merge_samples([v.ttft for v in mine], RESERVOIR_SIZE, rng),
+            tpot=merge_samples([v.tpot for v in mine], RESERVOIR_SIZE, rng),
+            e2e=merge_samples([v.e2e for v in mine], RESERVOIR_SIZE, rng))
+    return rec
