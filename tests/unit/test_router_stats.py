@@ -121,11 +121,11 @@ def _split_records(n: int, seed: int) -> tuple[AbRecorder, AbRecorder, AbRecorde
     for i in range(n):
         variant = "control" if i % 2 else "candidate"
         slow = 0.02 if variant == "candidate" else 0.0
-        sample = {"ok": rng.random() > 0.05, "e2e": round(rng.uniform(0.1, 0.3), 6),
-                  "ttft": round(rng.uniform(0.01, 0.05) + slow, 6),
-                  "tpot": round(rng.uniform(0.001, 0.01), 6)}
-        one.record(variant, **sample)
-        (a if rng.random() < 0.3 else b).record(variant, **sample)
+        ok, e2e = rng.random() > 0.05, round(rng.uniform(0.1, 0.3), 6)
+        ttft = round(rng.uniform(0.01, 0.05) + slow, 6)
+        tpot = round(rng.uniform(0.001, 0.01), 6)
+        for rec in (one, a if rng.random() < 0.3 else b):
+            rec.record(variant, ok=ok, e2e=e2e, ttft=ttft, tpot=tpot)
     return one, a, b
 
 
