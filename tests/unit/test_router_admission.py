@@ -6,8 +6,10 @@ import asyncio
 import random
 
 import pytest
+from pydantic import SecretStr
 
 from tierserve.core.routerconfig import (
+    ApiKey,
     AuthConfig,
     ConfigError,
     DeploymentConfig,
@@ -16,7 +18,7 @@ from tierserve.core.routerconfig import (
 )
 from tierserve.dev.waiting import wait_until_async
 from tierserve.routing.admission import Gate, Hold
-from tierserve.routing.auth import KeyRing, TokenBucket, load_keys
+from tierserve.routing.auth import KeyRing, KeyState, TokenBucket, load_keys, replica_share
 from tierserve.routing.errors import RouterError
 from tierserve.routing.scraper import parse_queue_metrics
 from tierserve.routing.state import DeploymentRuntime, RetryBudget
@@ -204,3 +206,42 @@ def test_request_id_echo_is_sanitised() -> None:
     assert request_id("abc-123", "fresh") == "abc-123"
     assert request_id("bad\r\nheader", "fresh") == "fresh"
     assert request_id("x" * 500, "fresh") == "fresh"
+
+
+def _admitted(state: KeyState, tries: int) -> int:
+    ok = 0
+    for _ in range(tries):
+        try:
+            state.admit()
+            ok += 1
+        except RouterError as exc:
+            assert exc.status == 429
+    return ok
+
+
+def test_replica_share_divides_a_key_limit() -> None:
+    assert replica_share(600, 2) == 300
+    assert replica_share(None, 3) is None
+    with pytest.raises(ValueError, match="got 0"):
+        replica_share(600, 0)
+
+
+def test_keyring_enforces_this_replicas_share_and_resizes_without_a_fresh_burst() -> None:
+    clock = Clock()
+    keys = [ApiKey(name="team-a", key=SecretStr("sk-a"), requests_per_minute=4)]
+    ring = KeyRing(clock)
+    ring.apply(AuthConfig(keys=keys), keys)
+    state = ring.authenticate("Bearer sk-a")
+    assert state is not None
+    assert _admitted(state, 1) == 1  # 3 of 4 left
+    ring.apply(AuthConfig(keys=keys, replicas=2), keys)  # a second replica became ready
+    assert ring.authenticate("Bearer sk-a") is state
+    assert _admitted(state, 5) == 2  # this replica's share: 2, and no refill of it
+    ring.apply(AuthConfig(keys=keys, replicas=1), keys)  # back to one: the whole limit
+    assert _admitted(state, 1) == 0  # ... refilling at the whole rate, not granted at once
+    clock.t += 15  # 4 per minute: one request
+    assert _admitted(state, 2) == 1
+    fresh = [ApiKey(name="team-a", key=SecretStr("sk-a"), requests_per_minute=8)]
+    ring.apply(AuthConfig(keys=fresh, replicas=2), fresh)  # a new configured limit
+    renewed = ring.authenticate("Bearer sk-a")
+    assert renewed is not None and renewed is not state and _admitted(renewed, 9) == 4

@@ -247,6 +247,10 @@ class AuthConfig(_Model):
     default_requests_per_minute: Positive | None = None
     default_tokens_per_minute: Positive | None = None
     required: bool = False  # authenticate even with no key loaded (refuse everyone)
+    # Router replicas sharing each key's limits: each enforces limit / replicas (exact
+    # when the replicas get even shares of a key's traffic). Cluster mode sets it from
+    # the router Service's ready endpoints.
+    replicas: Annotated[int, Field(ge=1)] = 1
 
     @property
     def configured(self) -> bool:

@@ -5,6 +5,12 @@ Keys come from the config (the cluster watcher fills them from a Secret), a YAML
 variable (``name=key,name=key``). Only SHA-256 digests are kept for lookup; the key's
 ``name`` is the only thing logs may show. Token limits are charged after the answer
 (actual usage), so a key may overdraw once and is then refused until it refills.
+
+Several router replicas share each key's limits (``auth.replicas``, which cluster mode
+keeps at the router Service's ready endpoints): each replica enforces its share,
+:func:`replica_share`. That is exact when the replicas get even shares of a key's
+traffic, and too strict for a client whose connections all land on one replica
+(``docs/router.md``).
 """
 
 from __future__ import annotations
@@ -49,12 +55,27 @@ class TokenBucket:
         self._refill()
         self._level -= amount
 
+    def resize(self, per_minute: float) -> None:
+        """A new capacity and rate; the level carries over, capped (no fresh burst, so a
+        change of the replica count never lets the replicas together exceed the limit)."""
+        self._refill()
+        self.capacity, self._rate = per_minute, per_minute / 60.0
+        self._level = min(self._level, per_minute)
+
+
+def replica_share(limit: float | None, replicas: int) -> float | None:
+    """One replica's part of a per-key limit shared by ``replicas`` router replicas."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {replicas}")
+    return None if limit is None else limit / replicas
+
 
 @dataclass(slots=True)
 class KeyState:
     name: str
     requests: TokenBucket | None
     tokens: TokenBucket | None
+    limits: tuple[float | None, float | None] = (None, None)  # configured, not shared
 
     def admit(self) -> None:
         """Charge one request or raise 429 with Retry-After."""
@@ -103,17 +124,21 @@ class KeyRing:
         self.enabled = False
 
     def apply(self, cfg: AuthConfig, keys: Iterable[ApiKey]) -> None:
+        """New keys get full buckets of this replica's share; a key whose configured
+        limits stay keeps its buckets, resized when the replica count changed."""
         old, new = self._by_digest, {}
         for k in keys:
             d = _digest(k.key.get_secret_value())
-            rpm = k.requests_per_minute or cfg.default_requests_per_minute
-            tpm = k.tokens_per_minute or cfg.default_tokens_per_minute
+            limits = (k.requests_per_minute or cfg.default_requests_per_minute,
+                      k.tokens_per_minute or cfg.default_tokens_per_minute)
+            rpm, tpm = (replica_share(limit, cfg.replicas) for limit in limits)
             prev = old.get(d)
-            if prev is not None and _same_limits(prev, rpm, tpm):
+            if prev is not None and prev.limits == limits:
+                _resize(prev, rpm, tpm)
                 new[d] = prev
                 continue
             new[d] = KeyState(k.name, None if rpm is None else TokenBucket(rpm, self._clock),
-                              None if tpm is None else TokenBucket(tpm, self._clock))
+                              None if tpm is None else TokenBucket(tpm, self._clock), limits)
         self._by_digest = new
         self.enabled = cfg.configured
 
@@ -130,7 +155,8 @@ class KeyRing:
         return state
 
 
-def _same_limits(state: KeyState, rpm: float | None, tpm: float | None) -> bool:
-    def cap(b: TokenBucket | None) -> float | None:
-        return None if b is None else b.capacity
-    return cap(state.requests) == rpm and cap(state.tokens) == tpm
+def _resize(state: KeyState, rpm: float | None, tpm: float | None) -> None:
+    """Same configured limits: a bucket exists exactly when its limit does."""
+    for bucket, share in ((state.requests, rpm), (state.tokens, tpm)):
+        if bucket is not None and share is not None and bucket.capacity != share:
+            bucket.resize(share)
