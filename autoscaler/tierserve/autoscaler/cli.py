@@ -11,6 +11,10 @@ flags for a single deployment, or, with ``--kubeconfig``/``--in-cluster`` and no
 ``--targets``, from the cluster itself: every LLMDeployment with autoscaling enabled
 (:mod:`tierserve.autoscaler.discovery`, watched by
 :mod:`tierserve.autoscaler.watch`), in ``--namespace`` or all namespaces.
+
+Metrics come from Prometheus (``--prometheus-url``) or, without it, from the engines
+themselves: the ``--scrape`` URLs, the targets' ``endpoints``, or for discovered targets
+each deployment's engine pods (the chart's default, so that it runs without a Prometheus).
 """
 
 from __future__ import annotations
@@ -59,9 +63,12 @@ class AdvisoryWriter:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("autoscaler", help="run the SLO autoscaler (advisory by default)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prometheus-url", help="Prometheus base URL (HTTP API)")
-    src.add_argument("--scrape", nargs="+", metavar="URL", help="engine /metrics URLs")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--prometheus-url",
+                     help="Prometheus base URL (HTTP API); without it the engines' /metrics "
+                          "are scraped directly")
+    src.add_argument("--scrape", nargs="+", metavar="URL",
+                     help="engine /metrics URLs of the one flags-mode deployment")
     p.add_argument("--targets", type=Path, help="YAML/JSON list of ScaleTarget documents")
     p.add_argument("--namespace", default=None,
                    help="discovery: only this namespace (default: all); flags mode: the "
@@ -131,6 +138,17 @@ def discovery_options(args: argparse.Namespace) -> DiscoveryOptions:
                             default_cold_start_s=args.cold_start_s)
 
 
+def _check_source(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
+    """Without Prometheus every target needs engine URLs to scrape (discovered targets
+    get theirs from the cluster)."""
+    if args.prometheus_url or _discovers(args):
+        return
+    missing = [f"{t.namespace}/{t.name}" for t in targets if not t.endpoints]
+    if missing:
+        raise ValueError(f"no metrics source for {', '.join(missing)}: give "
+                         "--prometheus-url, --scrape URL..., or endpoints in --targets")
+
+
 def _discovers(args: argparse.Namespace) -> bool:
     """Targets from the cluster: a cluster to talk to and no targets file."""
     return bool(args.kubeconfig or args.in_cluster) and args.targets is None
@@ -175,7 +193,8 @@ async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
             if discovery is not None and _discovers(args):
                 from tierserve.autoscaler.watch import initial_targets
 
-                await initial_targets(api, args.namespace, discovery)
+                await initial_targets(api, args.namespace, discovery,
+                                      slices=not args.prometheus_url)
             await ctl.step()
             return
         loop = asyncio.get_running_loop()
@@ -185,8 +204,8 @@ async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
         if discovery is not None and _discovers(args):
             from tierserve.autoscaler.watch import watch_deployments
 
-            tasks.append(asyncio.create_task(
-                watch_deployments(api, args.namespace, discovery, stop)))
+            tasks.append(asyncio.create_task(watch_deployments(
+                api, args.namespace, discovery, stop, slices=not args.prometheus_url)))
         await stop.wait()
         for task in tasks:
             task.cancel()
@@ -199,6 +218,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         parse_knobs(args.knob)
         targets = [] if _discovers(args) else load_targets(args)
+        _check_source(args, targets)
     except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
         print(f"tierserve autoscaler: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,9 @@ A :class:`Runtime` says, for an ``LLMDeployment``:
 * ``router_endpoint(name, spec)``: the Service, port and wire protocol the router sends
   requests to, and the model name upstream;
 * ``metrics(spec)``: the container port and path its engine metrics are scraped on;
-* ``local_runner``: the key of the engine's runner for ``--target local``.
+* ``local_runner``: the key of the engine's runner for ``--target local``;
+* ``requires``: the CustomResourceDefinitions its children need that a plain cluster
+  does not have (KubeRay's RayService), and how to install them.
 
 The operator, router and engine never import each other; they meet here, in core.
 Implementations live one per module next to this one and are listed in the registry
@@ -45,10 +47,27 @@ class RouterEndpoint:
 
 @dataclass(frozen=True)
 class MetricsEndpoint:
-    """The container port and path a pod serves its engine metrics on."""
+    """The container port and path a pod serves its engine metrics on.
+
+    ``per_pod``: every replica's pod serves its own replica's metrics, so a direct scrape
+    reads every ready pod of the runtime's Service (its EndpointSlices). False: one
+    process aggregates all replicas (Ray Serve's ingress), so one scrape through the
+    Service (``status.endpoint``) reads the whole deployment and per-pod scrapes would
+    count it several times."""
 
     port: int
     path: str
+    per_pod: bool = True
+
+
+@dataclass(frozen=True)
+class RequiredCrd:
+    """A CustomResourceDefinition a runtime's children need, and how to install it."""
+
+    name: str  # e.g. rayservices.ray.io
+    api_version: str  # of the child kind, e.g. ray.io/v1
+    kind: str  # e.g. RayService
+    install: str  # what to do when it is missing (a command a platform team can run)
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,11 @@ class Runtime(Protocol):
     @property
     def local_runner(self) -> str:
         """Key of the engine's local runner (``tierserve.engine.local``)."""
+        ...
+
+    @property
+    def requires(self) -> tuple[RequiredCrd, ...]:
+        """The CRDs its children's kinds come from (none for built-in kinds)."""
         ...
 
     def children(self, ctx: BuildContext) -> list[Manifest]:

@@ -53,11 +53,18 @@ from tierserve.core.runtimes.base import (
     MetricsEndpoint,
     ObservedChildren,
     Readiness,
+    RequiredCrd,
     RouterEndpoint,
     replica_readiness,
 )
 
 SERVE_PORT = 8000
+KUBERAY_VERSION = "1.4.2"  # the KubeRay release whose CRDs the builders target (ray.io/v1)
+KUBERAY: Final = RequiredCrd(
+    name="rayservices.ray.io", api_version="ray.io/v1", kind="RayService",
+    install=("install KubeRay's operator and CRDs with its Helm chart: helm repo add kuberay "
+             "https://ray-project.github.io/kuberay-helm/ && helm install kuberay-operator "
+             f"kuberay/kuberay-operator --version {KUBERAY_VERSION}"))
 APP_NAME = "llm"
 ROUTE_PREFIX = "/"
 TIERSERVE_IMPORT_PATH = "tierserve.engine.serve_app:build_app"  # simulated and llamacpp
@@ -142,8 +149,8 @@ def metrics_path() -> str:
 
 def metrics(spec: LLMDeploymentSpec) -> MetricsEndpoint | None:
     """Tierserve's own apps serve ``vllm:*`` themselves (on the head's Serve port)."""
-    return (MetricsEndpoint(SERVE_PORT, metrics_path()) if spec.engine in TIERSERVE_ENGINES
-            else None)
+    return (MetricsEndpoint(SERVE_PORT, metrics_path(), per_pod=False)
+            if spec.engine in TIERSERVE_ENGINES else None)
 
 
 def _image(ctx: BuildContext) -> str:
@@ -257,6 +264,7 @@ class RayServe:
     name = "rayServe"
     protocol: Final = "openai"
     local_runner = "rayServe"
+    requires: tuple[RequiredCrd, ...] = (KUBERAY,)  # its child kind comes from KubeRay
 
     def children(self, ctx: BuildContext) -> list[Manifest]:
         return children(ctx)
