@@ -11,6 +11,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+
+from tierserve.core.cliflags import configure_logging
 
 # subcommand -> module exposing register(subparsers)
 SUBCOMMANDS: dict[str, str] = {
@@ -22,12 +25,28 @@ SUBCOMMANDS: dict[str, str] = {
     "router": "tierserve.routing.cli",
     "autoscaler": "tierserve.autoscaler.cli",
     "sim": "tierserve.autoscaler.sim_cli",
+    "dashboards": "tierserve.dashboards.cli",
 }
+
+
+def _plain(text: str) -> str:
+    """A docstring line for ``--help``: reStructuredText literals as plain words."""
+    return text.replace("``", "")
+
+
+def _version(prog: str) -> str:
+    dist = "tierserve-dev" if prog == "tierserve-dev" else "tierserve"
+    try:
+        return f"{prog} {metadata.version(dist)}"
+    except metadata.PackageNotFoundError:  # run from a checkout without installing
+        return f"{prog} (not installed)"
 
 
 def build_parser(argv: Sequence[str], prog: str = "tierserve", doc: str = __doc__ or "",
                  table: dict[str, str] = SUBCOMMANDS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=_plain(doc.splitlines()[0]))
+    parser.add_argument("--version", action="version", version=_version(prog),
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wanted = argv[0] if argv and not argv[0].startswith("-") else None
     for name, module in table.items():
@@ -48,6 +67,8 @@ def run(prog: str, doc: str, table: dict[str, str], argv: Sequence[str] | None) 
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list, prog, doc, table)
     args = parser.parse_args(args_list)
+    if getattr(args, "log_level", None):  # every subcommand has --log-level (cliflags)
+        configure_logging(args.log_level)
     result = args.func(args)
     return int(result or 0)
 
