@@ -113,8 +113,8 @@ def test_autoscaler_disabled_renders_nothing(helm: str) -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ([], "at '/autoscaler': missing property 'prometheusUrl'"),
-    (["--set", "autoscaler.prometheusUrl="], "at '/autoscaler/prometheusUrl'"),
+    (["--set", "autoscaler.prometheusUrl=http://"], "at '/autoscaler/prometheusUrl'"),
+    (["--set", "autoscaler.prometheusUrl=ftp://p:9090"], "at '/autoscaler/prometheusUrl'"),
     (["--set", "autoscaler.prometheusUrl=prometheus:9090"], "at '/autoscaler/prometheusUrl'"),
     (["--set", f"autoscaler.prometheusUrl={URL}", "--set", "autoscaler.intervalSeconds=0"],
      "at '/autoscaler/intervalSeconds'"),

@@ -175,9 +175,13 @@ class Discovery:
                 self.sink.remove(*key)
             return result
         self.skipped.pop(result.key, None)
-        if self.known.get(result.key) != result:
-            log.info("%s %s/%s", "updating" if result.key in self.known else "autoscaling",
+        before = self.known.get(result.key)
+        if before != result:
+            log.info("%s %s/%s", "updating" if before is not None else "autoscaling",
                      *result.key)
+            if before is None or before.endpoints != result.endpoints:
+                log.debug("scrape URLs of %s/%s: %s", *result.key,
+                          ", ".join(result.endpoints) or "none")
             self.known[result.key] = result
             self.sink.add(result)
         return result
