@@ -97,6 +97,11 @@ class Router:
         route = self.snapshot.routes[model]
         return route.ab.readout([v.name for v in route.variants])
 
+    def ab_statistics(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every served route's A/B statistics as JSON (``AbRecorder.wire``), by model: what
+        ``GET /internal/ab`` answers, for the replica that writes the merged readout."""
+        return {model: route.ab.wire() for model, route in self.snapshot.routes.items()}
+
     def _build(self, config: RouterConfig) -> Snapshot:
         for dcfg in config.deployments:
             dep = self._deployments.get(dcfg.name)

@@ -20,8 +20,10 @@ hot-swapped like any other change. Key values never reach logs.
 Every ``ab_interval_s`` the router's A/B statistics are written to each served route's
 ``status.ab`` (merge patch on the status subresource) in the ``ABReadout`` shape, only when
 the readout differs from what the status already shows, so an idle router writes nothing.
-Each router process writes its own statistics: run one router replica per set of routes,
-or accept that the readout reflects whichever replica wrote last.
+With ``replicas`` (the router's own Service, :mod:`tierserve.routing.replicas`) only the
+replica holding the writer Lease writes, and it writes the readout of every ready
+replica's statistics merged; the ready replicas' count divides each API key's limits
+(``auth.replicas``). Without it this process writes its own statistics (one replica).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from tierserve.core.kube.client import KubeApi
 from tierserve.core.kube.errors import ApiError, Conflict
 from tierserve.core.kube.reflector import Change, Reflector, Resource, run_all, wait_synced
 from tierserve.core.routerconfig import ApiKey, RouterConfig
+from tierserve.routing.abtest import merged
 from tierserve.routing.app import Router
 from tierserve.routing.kubeconfig import (
     SERVICE_NAME_LABEL,
@@ -47,6 +50,7 @@ from tierserve.routing.kubeconfig import (
     route_owners,
     router_config,
 )
+from tierserve.routing.replicas import RouterReplicas, Statistics, route_parts
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +145,8 @@ class ClusterSource:
     def __init__(self, api: KubeApi, router: Router, namespace: str | None = None, *,
                  base: RouterConfig | None = None, debounce_s: float = 0.1,
                  ab_interval_s: float = 10.0, now: Callable[[], str] = _now,
-                 api_keys_secret: Key | None = None) -> None:
+                 api_keys_secret: Key | None = None,
+                 replicas: RouterReplicas | None = None) -> None:
         self._api, self._router, self._base, self._now = api, router, base, now
         self._debounce, self._ab_interval = debounce_s, ab_interval_s
         self._dirty = asyncio.Event()
@@ -158,6 +163,9 @@ class ClusterSource:
             api, Resource("v1", "Secret", api_keys_secret[0],
                           field_selector=f"metadata.name={api_keys_secret[1]}"), mark))
         self._keys: list[ApiKey] = []
+        self.replicas = replicas
+        if replicas is not None:
+            replicas.slices.subscribe(mark)  # the replica count divides the key limits
 
     def _mark(self, _change: Change) -> None:
         self._dirty.set()
@@ -165,13 +173,16 @@ class ClusterSource:
     @property
     def _reflectors(self) -> list[Reflector]:
         found = [self.routes, self.deployments, self.slices]
-        return found if self.secrets is None else [*found, self.secrets]
+        found += [] if self.secrets is None else [self.secrets]
+        return found if self.replicas is None else [*found, self.replicas.slices]
 
     async def run(self) -> None:
         """Watch, rebuild and publish until cancelled."""
         tasks = [asyncio.create_task(run_all(self._reflectors)),
                  asyncio.create_task(self._rebuild_loop()),
                  asyncio.create_task(self._ab_loop())]
+        if self.replicas is not None:
+            tasks.append(asyncio.create_task(self.replicas.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -183,15 +194,17 @@ class ClusterSource:
         await wait_synced(self._reflectors)
 
     def _with_keys(self) -> RouterConfig | None:
-        """The base config, with the Secret's API keys when a Secret is the key source.
+        """The base config, with the Secret's API keys when a Secret is the key source,
+        and the key limits shared by the ready router replicas.
 
         With a Secret configured authentication is always on (``required``): a missing or
         empty Secret refuses every request rather than opening the router. A bad Secret
         keeps the keys loaded before (the error names the Secret, never a value).
         """
+        base = self._shared(self._base)
         if self.secrets is None or self._secret_key is None:
-            return self._base
-        base = self._base or RouterConfig()
+            return base
+        base = base or RouterConfig()
         try:
             self._keys = api_keys(self.secrets.objects.get(self._secret_key))
         except ValueError as exc:
@@ -199,6 +212,14 @@ class ClusterSource:
                       *self._secret_key, exc)
         auth = base.auth.model_copy(update={"keys": [*base.auth.keys, *self._keys],
                                             "required": True})
+        return base.model_copy(update={"auth": auth})
+
+    def _shared(self, base: RouterConfig | None) -> RouterConfig | None:
+        """``base`` with ``auth.replicas`` = the ready router replicas (with ``replicas``)."""
+        if self.replicas is None:
+            return base
+        base = base or RouterConfig()
+        auth = base.auth.model_copy(update={"replicas": self.replicas.count()})
         return base.model_copy(update={"auth": auth})
 
     def rebuild(self) -> bool:
@@ -246,16 +267,33 @@ class ClusterSource:
             await asyncio.sleep(self._ab_interval)
             await self.publish_ab()
 
+    async def _statistics(self) -> list[Statistics] | None:
+        """Every replica's statistics when this one writes; ``None``: write nothing."""
+        if self.replicas is None:
+            return []  # one replica: its own
+        if not self.replicas.leading:
+            return None  # another replica writes status.ab
+        return await self.replicas.statistics()
+
+    def _readout(self, model: str, statistics: list[Statistics]) -> dict[str, Any]:
+        if self.replicas is None:
+            return self._router.ab_readout(model)
+        order = [v.name for v in self._router.snapshot.routes[model].variants]
+        return merged(route_parts(statistics, model)).readout(order)
+
     async def publish_ab(self) -> int:
         """Write changed A/B readouts to LLMRoute status; returns how many were written."""
         written = 0
+        statistics = await self._statistics()
+        if statistics is None:
+            return 0
         snapshot = self._router.snapshot
         static = {r.model for r in self._base.routes} if self._base else set()
         for model, key in route_owners(self.routes.objects.values()).items():
             body = self.routes.objects.get(key)
             if body is None or model not in snapshot.routes or model in static:
                 continue
-            new = ab_status(self._router.ab_readout(model), self._now())
+            new = ab_status(self._readout(model, statistics), self._now())
             old = (body.get("status") or {}).get("ab")
             if _comparable(new) == _comparable(old or {}):
                 continue

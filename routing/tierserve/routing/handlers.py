@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _CHAT, _COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 _JSON = "application/json"
+AB_STATISTICS_PATH = "/internal/ab"  # one replica's A/B statistics (cluster.py merges them)
 
 
 class Handlers:
@@ -40,7 +41,8 @@ class Handlers:
         self._routes: dict[tuple[str, str], Callable[[Request], Coroutine[Any, Any, None]]] = {
             ("POST", _CHAT): self.chat, ("POST", _COMPLETIONS): self.completions,
             ("GET", "/v1/models"): self.models, ("GET", "/healthz"): self.healthz,
-            ("GET", "/readyz"): self.readyz, ("GET", "/metrics"): self.metrics}
+            ("GET", "/readyz"): self.readyz, ("GET", "/metrics"): self.metrics,
+            ("GET", AB_STATISTICS_PATH): self.ab_statistics}
 
     def attach(self, dispatcher: Dispatcher, responder: Responder) -> None:
         self._dispatcher, self._responder = dispatcher, responder
@@ -139,6 +141,10 @@ class Handlers:
     async def metrics(self, request: Request) -> None:
         request.respond(200, generate_latest(self._router.metrics.registry),
                         CONTENT_TYPE_LATEST)
+
+    async def ab_statistics(self, request: Request) -> None:
+        # Latency samples and counts only (no prompt, no key): /metrics shows as much.
+        request.respond(200, orjson.dumps(self._router.ab_statistics()), _JSON)
 
     async def not_found(self, request: Request) -> None:
         request.respond(404, error_body("unknown path", "invalid_request_error", "not_found",

@@ -113,7 +113,7 @@ def _slice_port(slice_: Obj, wanted: str, default: int) -> int:
     return int(chosen[0]["port"]) if chosen else default
 
 
-def _slice_endpoints(slices: Iterable[Obj], port_name: str,
+def slice_endpoints(slices: Iterable[Obj], port_name: str,
                      default_port: int) -> list[EndpointConfig]:
     """Every address of the Service's slices; ready (or unknown) ones in rotation."""
     ready: dict[str, bool] = {}
@@ -169,7 +169,7 @@ def _deployment(obj: Obj, slices: Mapping[Key, list[Obj]]) -> DeploymentConfig |
         return None
     target = runtime_for(spec.runtime).router_endpoint(name, spec)
     own = slices.get((namespace, target.service))
-    endpoints = (_slice_endpoints(own, target.port_name, target.port) if own is not None
+    endpoints = (slice_endpoints(own, target.port_name, target.port) if own is not None
                  else _status_endpoint(status, target.protocol))
     sizing = status.sizing
     gpu = spec.accelerator.type if spec.accelerator.type in CATALOG else None
