@@ -5,6 +5,10 @@ CRD (``x-kubernetes-validations``) so the API server enforces it at ``kubectl ap
 and its Python predicate runs in :func:`check_rules` so ``tierserve render`` and the
 operator report the very same message without a cluster. The shared bad-manifest table
 (``tests/data/bad_manifests.yaml``) checks both sides give the same message.
+
+A field that must not change once set carries a CEL *transition* rule (:func:`immutable`,
+``self == oldSelf``). Only the API server can check it, on an update: ``render`` sees one
+object, never its previous version (``tests/data/bad_changes.yaml`` holds their cases).
 """
 
 from __future__ import annotations
@@ -36,6 +40,16 @@ class Rule:
         if self.reason:
             out["reason"] = self.reason
         return out
+
+
+def immutable(message: str) -> dict[str, Any]:
+    """``json_schema_extra`` of a field the API server refuses to change once stored.
+
+    ``message`` says what to do instead (the update is refused with it). Inside a list,
+    the list must be a map (``x-kubernetes-list-type: map``) so the API server can pair
+    each item with its previous version by key.
+    """
+    return {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": message}]}
 
 
 class RuleViolation(ValueError):

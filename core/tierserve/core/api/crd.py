@@ -4,7 +4,9 @@ The pydantic models are the single definition of the API. This module turns thei
 schema into a Kubernetes *structural* OpenAPI v3 schema: references inlined, nullable
 unions collapsed, titles dropped, ``const`` turned into a one-value enum, numeric
 ``exclusiveMinimum`` turned into OpenAPI 3.0's boolean form. Cross-field rules arrive as
-``x-kubernetes-validations`` (see :mod:`tierserve.core.api.base`).
+``x-kubernetes-validations`` (see :mod:`tierserve.core.api.base`). Every field's
+description (``kubectl explain``) comes from its pydantic ``Field`` or its type's
+docstring; a unit test fails on a field without one.
 
 ``tierserve crds --out crds/`` writes the YAML; a unit test fails when the committed
 files differ from what this module generates.
@@ -55,6 +57,9 @@ def _normalise(node: Schema, defs: Schema) -> Schema:
         # Structural schemas forbid `additionalProperties: false`; pruning already drops
         # unknown fields and strict field validation reports them at apply time.
         del node["additionalProperties"]
+    if isinstance(node.get("description"), str):
+        # class docstrings become descriptions: one line, no reStructuredText literals
+        node["description"] = " ".join(node["description"].replace("``", "").split())
     return {k: v for k, v in node.items() if k != "title"}
 
 
@@ -71,14 +76,35 @@ def _list_map(schema: Schema, field: str, key: str) -> None:
     target["x-kubernetes-list-map-keys"] = [key]
 
 
-def _root(spec: Schema, status: Schema) -> Schema:
+# the API server's own texts for the fields every object has (ObjectMeta's are served
+# from the built-in schema whatever this one says)
+_API_VERSION = ("APIVersion defines the versioned schema of this representation of an "
+                "object: tierserve.io/v1alpha1.")
+_KIND = "Kind is a string value representing the REST resource this object represents."
+_METADATA = ("Standard object's metadata: name, namespace, labels, annotations. More "
+             "info: https://git.k8s.io/community/contributors/devel/sig-architecture/"
+             "api-conventions.md#metadata")
+
+
+_DESCRIPTIONS = {
+    "LLMDeployment": "One model served on one accelerator type (a GPU, or CPU cores) to one "
+    "set of latency SLOs, by KubeRay's Ray Serve or by Triton Inference Server; the "
+    "operator sizes the replicas and the autoscaler scales them to the SLOs.",
+    "LLMRoute": "The model name clients ask for (OpenAI API) and how its requests are "
+    "split: weighted variants (an A/B test) or a fast and a slow tier.",
+}
+
+
+def _root(kind: str, spec: Schema, status: Schema) -> Schema:
+    """The object's schema; ``spec`` and ``status`` keep their types' own descriptions."""
     return {
         "type": "object",
+        "description": _DESCRIPTIONS[kind],
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "apiVersion": {"type": "string", "description": _API_VERSION},
+            "kind": {"type": "string", "description": f"{_KIND} Here: {kind}."},
+            "metadata": {"type": "object", "description": _METADATA},
             "spec": spec,
             "status": status,
         },
@@ -108,27 +134,41 @@ def _crd(kind: str, plural: str, short: list[str], root: Schema,
     }
 
 
-_READY = '.status.conditions[?(@.type=="Ready")].status'
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_READY = {"name": "Ready", "type": "string",
+          "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+          "description": "status of the Ready condition"}
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
+        "description": "time since creation"}
+
+
+def _column(name: str, path: str, description: str, wide: bool = False) -> dict[str, Any]:
+    """A printer column; ``wide`` ones show only with ``kubectl get -o wide``."""
+    col: dict[str, Any] = {"name": name, "type": "string", "jsonPath": path,
+                           "description": description}
+    if wide:
+        col["priority"] = 1
+    return col
 
 
 def deployment_crd() -> Schema:
     status = structural_schema(LLMDeploymentStatus)
     _list_map(status, "conditions", "type")
     columns = [
-        {"name": "Runtime", "type": "string", "jsonPath": ".spec.runtime"},
-        {"name": "Accelerator", "type": "string", "jsonPath": ".spec.accelerator.type"},
-        {"name": "Replicas", "type": "string", "jsonPath": ".status.replicasSummary",
-         "description": "ready/desired replicas"},
-        {"name": "SLO", "type": "string", "jsonPath": ".status.sloSummary",
-         "description": "TTFT/TPOT p95 targets and observed attainment"},
-        {"name": "Ready", "type": "string", "jsonPath": _READY},
+        _column("Model", ".spec.model.name", "model name clients ask for"),
+        _column("Runtime", ".spec.runtime", "rayServe or triton", wide=True),
+        _column("Engine", ".spec.engine", "what serves the model", wide=True),
+        _column("Accelerator", ".spec.accelerator.type", "accelerator type of a replica"),
+        _column("Replicas", ".status.replicasSummary", "ready/desired replicas"),
+        _column("SLO", ".status.sloSummary", "TTFT/TPOT p95 targets and observed attainment"),
+        _READY,
+        _column("Endpoint", ".status.endpoint", "in-cluster URL of the runtime's Service",
+                wide=True),
         _AGE,
     ]
     scale = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
              "labelSelectorPath": ".status.selector"}
     return _crd("LLMDeployment", "llmdeployments", ["llmd"],
-                _root(structural_schema(LLMDeploymentSpec), status), columns,
+                _root("LLMDeployment", structural_schema(LLMDeploymentSpec), status), columns,
                 {"status": {}, "scale": scale})
 
 
@@ -137,14 +177,19 @@ def route_crd() -> Schema:
     _list_map(spec, "variants", "name")
     status = structural_schema(LLMRouteStatus)
     _list_map(status, "conditions", "type")
+    # an A/B route fills Variants, a tiered one Fast and Slow (a route is one or the other)
     columns = [
-        {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
-        {"name": "Fast", "type": "string", "jsonPath": ".spec.tiers.fast"},
-        {"name": "Slow", "type": "string", "jsonPath": ".spec.tiers.slow"},
-        {"name": "Ready", "type": "string", "jsonPath": _READY},
+        _column("Model", ".spec.model", "model name clients ask for"),
+        _column("Variants", ".spec.variants[*].deployment", "A/B: the variants' deployments"),
+        _column("Weights", ".spec.variants[*].weight", "A/B: the variants' weights (percent)",
+                wide=True),
+        _column("Fast", ".spec.tiers.fast", "tiered: the fast deployment"),
+        _column("Slow", ".spec.tiers.slow", "tiered: the slow deployment"),
+        _READY,
+        _column("Endpoint", ".status.endpoint", "how clients reach the route", wide=True),
         _AGE,
     ]
-    return _crd("LLMRoute", "llmroutes", ["llmr"], _root(spec, status), columns,
+    return _crd("LLMRoute", "llmroutes", ["llmr"], _root("LLMRoute", spec, status), columns,
                 {"status": {}})
 
 

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import Field, WithJsonSchema
 
 from tierserve.core.api.base import ApiModel, Rule
-from tierserve.core.api.model import DNS_SUBDOMAIN, GGUF_QUANTIZATIONS, ModelSource
+
+# the status types live in their own modules; re-exported here, where the rest of the
+# code base imports them from
+from tierserve.core.api.conditions import Condition as Condition
+from tierserve.core.api.conditions import StatusModel as StatusModel
+from tierserve.core.api.deployment_status import LLMDeploymentStatus as LLMDeploymentStatus
+from tierserve.core.api.deployment_status import SizingPlan as SizingPlan
+from tierserve.core.api.deployment_status import SLOStatus as SLOStatus
+from tierserve.core.api.model import GGUF_QUANTIZATIONS, ModelSource
+from tierserve.core.api.pod import EnvVar, Resources, Scheduling, Secrets
 from tierserve.core.catalog import ACCELERATOR_TYPES, CPU
 
 GROUP = "tierserve.io"
@@ -37,6 +45,8 @@ GpuCount = Annotated[
 
 
 class AcceleratorSpec(ApiModel):
+    """What one replica runs on: an accelerator type and how many of it."""
+
     RULES = (
         Rule(
             cel="!has(self.gpusPerReplica) || (type(self.gpusPerReplica) == string ? "
@@ -80,6 +90,8 @@ class AcceleratorSpec(ApiModel):
 
 
 class SLO(ApiModel):
+    """Latency targets (95th percentiles) that sizing and the autoscaler plan for."""
+
     RULES = (
         Rule(
             cel="!has(self.e2eP95Ms) || self.e2eP95Ms >= self.ttftP95Ms",
@@ -89,78 +101,68 @@ class SLO(ApiModel):
         ),
     )
 
-    ttft_p95_ms: int = Field(ge=1, le=600_000, description="Time to first token, p95, ms.")
-    tpot_p95_ms: int = Field(ge=1, le=10_000, description="Time per output token, p95, ms.")
-    e2e_p95_ms: int | None = Field(default=None, ge=1, le=3_600_000, alias="e2eP95Ms")
-    target_attainment: float = Field(default=0.99, ge=0.5, le=1.0)
+    ttft_p95_ms: int = Field(
+        ge=1, le=600_000,
+        description="Time to first token, 95th percentile, in milliseconds (1 to 600000), "
+        "e.g. 500: from the request's arrival to its first output token, queueing included.")
+    tpot_p95_ms: int = Field(
+        ge=1, le=10_000,
+        description="Time per output token after the first, 95th percentile, in "
+        "milliseconds (1 to 10000), e.g. 50. Sizing picks the largest batch per replica "
+        "that meets it.")
+    e2e_p95_ms: int | None = Field(
+        default=None, ge=1, le=3_600_000, alias="e2eP95Ms",
+        description="Whole-request latency, 95th percentile, in milliseconds, at least "
+        "ttftP95Ms, e.g. 20000. Optional and informational: sizing and the autoscaler plan "
+        "for ttftP95Ms and tpotP95Ms.")
+    target_attainment: float = Field(
+        default=0.99, ge=0.5, le=1.0,
+        description="Share of requests that must meet both targets, 0.5 to 1. Default "
+        "0.99 (99%); the autoscaler adds replicas while observed attainment is below it.")
 
 
 class Workload(ApiModel):
     """Typical request shape, used for sizing and cost estimates."""
 
-    input_tokens: int = Field(default=1024, ge=1, le=2_097_152)
-    output_tokens: int = Field(default=256, ge=1, le=131_072)
+    input_tokens: int = Field(
+        default=1024, ge=1, le=2_097_152,
+        description="Typical prompt length in tokens, for the KV cache per sequence, the "
+        "prefill time (TTFT) and requests per second. Default 1024.")
+    output_tokens: int = Field(
+        default=256, ge=1, le=131_072,
+        description="Typical answer length in tokens, for the KV cache per sequence and "
+        "requests per second. Default 256.")
 
 
 class Autoscaling(ApiModel):
-    enabled: bool = True
-    scale_up_stabilization_seconds: int = Field(default=0, ge=0, le=3600)
-    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
-    scale_to_zero_after_seconds: int | None = Field(default=None, ge=30, le=86_400)
-    cold_start_seconds: int | None = Field(default=None, ge=0, le=3600)
+    """How the SLO autoscaler (``tierserve autoscaler``) sets spec.replicas."""
 
-
-class SecretKeyRef(ApiModel):
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
-    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
-
-
-class SecretRef(ApiModel):
-    secret_key_ref: SecretKeyRef
-
-
-class SecretEnv(ApiModel):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
-    secret_key_ref: SecretKeyRef
-
-
-class EnvVar(ApiModel):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
-    value: str = Field(default="", max_length=32_768)
-
-
-class Secrets(ApiModel):
-    hf_token: SecretRef | None = None
-    env: list[SecretEnv] = Field(default_factory=list, max_length=32)
-
-
-class Toleration(ApiModel):
-    key: str | None = Field(default=None, max_length=316)
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = Field(default=None, max_length=63)
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
-
-
-Quantity = Annotated[
-    int | str,
-    WithJsonSchema({"x-kubernetes-int-or-string": True,
-                    "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"}),
-]
-
-
-class Resources(ApiModel):
-    requests: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
-    limits: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
-
-
-class Scheduling(ApiModel):
-    node_selector: dict[str, str] = Field(default_factory=dict, max_length=32)
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
-    priority_class_name: str | None = Field(default=None, max_length=253)
+    enabled: bool = Field(
+        default=True,
+        description="Whether the autoscaler manages spec.replicas. Default true; false "
+        "leaves the replica count to you (kubectl scale) or to an HPA/KEDA.")
+    scale_up_stabilization_seconds: int = Field(
+        default=0, ge=0, le=3600,
+        description="Window in seconds over which the lowest recommendation wins before "
+        "scaling up, 0 to 3600. Default 0 (scale up at once).")
+    scale_down_stabilization_seconds: int = Field(
+        default=300, ge=0, le=3600,
+        description="Window in seconds over which the highest recommendation wins before "
+        "scaling down, 0 to 3600. Default 300 (five minutes).")
+    scale_to_zero_after_seconds: int | None = Field(
+        default=None, ge=30, le=86_400,
+        description="Seconds without requests after which replicas go to 0, 30 to 86400; "
+        "needs minReplicas: 0. Unset: never scale to zero.")
+    cold_start_seconds: int | None = Field(
+        default=None, ge=0, le=3600,
+        description="Seconds from adding a replica to its serving (image pull, model "
+        "load), which the autoscaler plans ahead for, 0 to 3600, e.g. 120. Unset: the "
+        "autoscaler's default (60).")
 
 
 class LLMDeploymentSpec(ApiModel):
+    """What a model owner asks for: one model, one accelerator type, one set of SLOs."""
+
     RULES = (
         Rule(
             cel="self.minReplicas <= self.maxReplicas",
@@ -226,8 +228,12 @@ class LLMDeploymentSpec(ApiModel):
         ),
     )
 
-    model: ModelSource
-    runtime: Runtime
+    model: ModelSource = Field(
+        description="What to serve: the name clients use, where the weights come from, "
+        "their size and format.")
+    runtime: Runtime = Field(
+        description="What runs the replicas: rayServe (a KubeRay RayService; needs KubeRay "
+        "installed) or triton (a Deployment of Triton Inference Server pods).")
     engine: Engine = Field(
         description="What serves the model: vllm, tensorrtllm, python, llamacpp (GGUF "
         "models on CPU, llama-cpp-python) or simulated (a latency profile, no model); the "
@@ -236,74 +242,41 @@ class LLMDeploymentSpec(ApiModel):
         default=None, max_length=64, pattern=r"^[a-z0-9][a-z0-9.-]*$",
         description="Latency profile of the simulated engine (tierserve engine --list-profiles).",
     )
-    accelerator: AcceleratorSpec
-    replicas: int = Field(default=1, ge=0, le=1000)
-    min_replicas: int = Field(default=1, ge=0, le=1000)
-    max_replicas: int = Field(default=4, ge=1, le=1000)
-    slo: SLO
-    workload: Workload = Field(default_factory=Workload)
-    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
-    secrets: Secrets = Field(default_factory=Secrets)
-    scheduling: Scheduling = Field(default_factory=Scheduling)
-    env: list[EnvVar] = Field(default_factory=list, max_length=64)
-    args: list[str] = Field(default_factory=list, max_length=64)
-    resources: Resources = Field(default_factory=Resources)
-
-
-class StatusModel(ApiModel):
-    """Status types: mutable, and tolerant of fields written by newer versions."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class Condition(StatusModel):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
-class SizingPlan(StatusModel):
-    """The operator's sizing of one replica (docs/sizing.md). CPU replicas (accelerator
-    type cpu) have ``gpusPerReplica: 0`` and their cores in ``threadsPerReplica``."""
-
-    gpus_per_replica: int
-    threads_per_replica: int | None = None
-    weights_gib: float
-    kv_cache_gib: float
-    kv_bytes_per_token: int
-    max_batch_per_replica: int
-    est_tpot_ms: float
-    est_ttft_ms: float
-    tokens_per_second_per_replica: float
-    requests_per_second_per_replica: float
-    cost_per_million_tokens_usd: float
-
-
-class SLOStatus(StatusModel):
-    """Observed SLO attainment, written by the autoscaler over its last window."""
-
-    observed_ttft_p95_ms: float | None = None
-    observed_tpot_p95_ms: float | None = None
-    ttft_target_ms: int | None = None
-    tpot_target_ms: int | None = None
-    attainment: float | None = None
-    target_attainment: float | None = None
-    window_seconds: float | None = None
-    desired_replicas: int | None = None
-    updated: str | None = None
-
-
-class LLMDeploymentStatus(StatusModel):
-    observed_generation: int | None = None
-    replicas: int = 0
-    ready_replicas: int = 0
-    replicas_summary: str | None = None
-    slo_summary: str | None = None
-    selector: str | None = None
-    endpoint: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    sizing: SizingPlan | None = None
-    slo: SLOStatus | None = None
+    accelerator: AcceleratorSpec = Field(
+        description="What one replica runs on: a GPU type and count, or CPU cores.")
+    replicas: int = Field(
+        default=1, ge=0, le=1000,
+        description="Desired replica count, from minReplicas to maxReplicas. Default 1. "
+        "The scale subresource's spec.replicas: the autoscaler (or kubectl scale, an HPA, "
+        "KEDA) sets it.")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000,
+        description="Fewest replicas the autoscaler keeps. Default 1; 0 allows scaling to "
+        "zero (with autoscaling.scaleToZeroAfterSeconds).")
+    max_replicas: int = Field(default=4, ge=1, le=1000,
+                              description="Most replicas the autoscaler runs. Default 4.")
+    slo: SLO = Field(description="Latency targets that sizing and the autoscaler plan for.")
+    workload: Workload = Field(
+        default_factory=Workload,
+        description="Typical request shape, for sizing and cost estimates.")
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling,
+        description="How the SLO autoscaler sets spec.replicas (on by default).")
+    secrets: Secrets = Field(
+        default_factory=Secrets,
+        description="Secrets the engine gets by reference (Hugging Face token, "
+        "credentials).")
+    scheduling: Scheduling = Field(
+        default_factory=Scheduling,
+        description="Node selector, tolerations and priority class of the engine pods.")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=64,
+        description="Extra plain environment variables of the engine container (up to 64); "
+        "secret values go in secrets.env.")
+    args: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="Extra arguments appended to the engine container's arguments (up to "
+        "64), e.g. [\"--log-verbose=1\"] for tritonserver.")
+    resources: Resources = Field(
+        default_factory=Resources,
+        description="Extra or overriding requests and limits of the engine container.")

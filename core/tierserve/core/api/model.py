@@ -55,12 +55,19 @@ def _scheme_rule(prefix: str, pattern: str, message: str) -> Rule:
 class Architecture(ApiModel):
     """Optional architecture facts for exact KV-cache sizing (else estimated from size)."""
 
-    num_layers: int = Field(ge=1, le=1024)
-    num_kv_heads: int = Field(ge=1, le=1024)
-    head_dim: int = Field(ge=1, le=4096)
+    num_layers: int = Field(ge=1, le=1024,
+                            description="Transformer layers (num_hidden_layers), e.g. 32.")
+    num_kv_heads: int = Field(
+        ge=1, le=1024,
+        description="Key/value attention heads (num_key_value_heads; fewer than the query "
+        "heads with grouped-query attention), e.g. 8.")
+    head_dim: int = Field(ge=1, le=4096,
+                          description="Dimension of one attention head, e.g. 128.")
 
 
 class ModelSource(ApiModel):
+    """What to serve: the name clients use, where the weights come from, their format."""
+
     RULES = (
         Rule(
             cel=f"self.uri.matches('{URI_PATTERN}')",
@@ -111,7 +118,10 @@ class ModelSource(ApiModel):
         default=8192, ge=128, le=2_097_152,
         description="Longest sequence (prompt + output) in tokens; llama.cpp's n_ctx. "
         "Default 8192.")
-    architecture: Architecture | None = None
+    architecture: Architecture | None = Field(
+        default=None,
+        description="Layer and head counts from the model's config.json, for exact "
+        "KV-cache sizing. Unset: estimated from parametersBillions.")
     chat_template: str | None = Field(
         default=None, min_length=1, max_length=65_536,
         description="Jinja chat template (as vLLM's and llama.cpp's --chat-template) that "
