@@ -55,6 +55,26 @@ def test_build_children_is_the_plugins_desired_state(runtime: str, engine: str) 
     assert build_children(c) == runtime_for(runtime).children(c)
 
 
+BUILT_IN = ("v1", "apps/v1")  # API groups every cluster serves
+
+
+@pytest.mark.parametrize(("runtime", "engine"), COMBOS)
+def test_requires_names_every_crd_the_children_need(runtime: str, engine: str) -> None:
+    """A child kind outside the built-in groups is a CRD the runtime declares (so a
+    cluster without it reports RuntimeNotInstalled), and the operator watches it."""
+    from tierserve.operator.handlers import CHILD_RESOURCES
+
+    plugin = runtime_for(runtime)
+    needed = {(c["apiVersion"], c["kind"]) for c in plugin.children(ctx(runtime, engine))
+              if c["apiVersion"] not in BUILT_IN}
+    assert needed == {(r.api_version, r.kind) for r in plugin.requires}
+    for crd in plugin.requires:
+        plural, group = crd.name.split(".", 1)
+        assert crd.api_version.split("/")[0] == group and plural == f"{crd.kind.lower()}s"
+        assert (crd.api_version, crd.kind) in CHILD_RESOURCES
+        assert "helm install" in crd.install
+
+
 # --- the router endpoint names what the children serve
 
 

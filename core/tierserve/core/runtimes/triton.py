@@ -33,6 +33,7 @@ from tierserve.core.runtimes.base import (
     MetricsEndpoint,
     ObservedChildren,
     Readiness,
+    RequiredCrd,
     RouterEndpoint,
     replica_readiness,
 )
@@ -150,6 +151,7 @@ class Triton:
     name = "triton"
     protocol: Final = "triton"
     local_runner = "triton"
+    requires: tuple[RequiredCrd, ...] = ()  # Deployment, Service, ConfigMap: built in
 
     def children(self, ctx: BuildContext) -> list[Manifest]:
         return children(ctx)
