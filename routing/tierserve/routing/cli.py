@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reload-interval", type=float, default=1.0,
                    help="seconds between config file checks (SIGHUP reloads at once)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--drain-s", type=float, default=30.0,
+                   help="after SIGTERM the router stops accepting and lets requests in "
+                   "flight (streams) run this long before it exits (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         router = Router(config)
         source = FileWatcher(args.config, router, args.reload_interval).run
-    return asyncio.run(_serve(source=source, router=router, host=args.host, port=args.port))
+    return asyncio.run(_serve(source=source, router=router, host=args.host, port=args.port,
+                              drain_s=args.drain_s))
 
 
 def _secret_ref(value: str | None) -> tuple[str, str] | None:
@@ -104,8 +108,8 @@ def _cluster_source(router: Router, wake: KubeScaleSignal, kubeconfig: str | Non
     return run
 
 
-async def _serve(*, source: Source, router: Router, host: str,
-                 port: int) -> int:
+async def _serve(*, source: Source, router: Router, host: str, port: int,
+                 drain_s: float = 30.0) -> int:
     """Serve until SIGTERM/SIGINT, or until the config source fails (exit status 1)."""
     app = create_app(router)
     await app.start(host, port, backlog=4096)
@@ -122,7 +126,7 @@ async def _serve(*, source: Source, router: Router, host: str,
     finally:
         watcher.cancel()
         (failure,) = await asyncio.gather(watcher, return_exceptions=True)
-        await app.stop(timeout_s=30)
+        await app.stop(timeout_s=drain_s)
     if isinstance(failure, Exception):
         logging.getLogger(__name__).error("config source failed: %r", failure)
         return 1
