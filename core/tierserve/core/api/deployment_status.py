@@ -46,6 +46,16 @@ class SizingPlan(StatusModel):
         "from the catalog's hourly price of the accelerators of one replica.")
 
 
+class SizingStatus(SizingPlan):
+    """``status.sizing``: the plan, and the spec generation it was made for."""
+
+    observed_generation: Generation | None = Field(
+        default=None,
+        description="metadata.generation this plan was made for. Below the conditions' "
+        "observedGeneration, that later generation could not be planned (the Ready "
+        "condition says why) and this plan is what the running children still serve.")
+
+
 class SLOStatus(StatusModel):
     """Observed SLO attainment, written by the autoscaler over its last window."""
 
@@ -103,7 +113,7 @@ class LLMDeploymentStatus(StatusModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready, Progressing and Degraded, each with a reason (docs/api.md).")
-    sizing: SizingPlan | None = Field(
+    sizing: SizingStatus | None = Field(
         default=None,
         description="The sizing plan of one replica: GPUs or threads, memory, batch, "
         "estimated latency, throughput and cost.")

@@ -312,5 +312,9 @@ class LLMRouteStatus(StatusModel):
         default=None,
         description="How clients reach this route: the router Service's URL and the model "
         "name to send (spec.model).")
+    model: str | None = Field(
+        default=None,
+        description="The model name clients send in OpenAI requests to the endpoint "
+        "(spec.model), e.g. chat.")
     ab: ABReadout | None = Field(
         default=None, description="The A/B readout of a variants route, written by the router.")
