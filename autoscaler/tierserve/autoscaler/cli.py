@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 import time
@@ -37,6 +36,7 @@ from tierserve.autoscaler.discovery import Discovery, DiscoveryOptions
 from tierserve.autoscaler.policy import parse_knobs
 from tierserve.autoscaler.types import Limits, Slo
 from tierserve.core.capacity import ReplicaCapacity
+from tierserve.core.cliflags import add_cluster_access, add_log_level, uses_cluster_access
 
 
 class AdvisoryWriter:
@@ -73,32 +73,47 @@ def register(subparsers: Any) -> None:
     p.add_argument("--namespace", default=None,
                    help="discovery: only this namespace (default: all); flags mode: the "
                         "deployment's namespace (default: default)")
-    p.add_argument("--name", default="llm")
-    p.add_argument("--slo-ttft-ms", type=float, default=2500.0)
-    p.add_argument("--slo-tpot-ms", type=float, default=100.0)
-    p.add_argument("--max-concurrency", type=float, default=32.0)
-    p.add_argument("--decode-tokens-per-s", type=float, default=1000.0)
-    p.add_argument("--prefill-tokens-per-s", type=float, default=5000.0)
-    p.add_argument("--usable-fraction", type=float, default=1.0)
-    p.add_argument("--min-replicas", type=int, default=1)
-    p.add_argument("--max-replicas", type=int, default=16)
-    p.add_argument("--cold-start-s", type=float, default=60.0)
+    p.add_argument("--name", default="llm",
+                   help="flags mode: the LLMDeployment's name (default: %(default)s)")
+    p.add_argument("--slo-ttft-ms", type=float, default=2500.0,
+                   help="flags mode: p95 time-to-first-token target (default: %(default)s)")
+    p.add_argument("--slo-tpot-ms", type=float, default=100.0,
+                   help="flags mode: p95 time-per-output-token target (default: %(default)s)")
+    p.add_argument("--max-concurrency", type=float, default=32.0,
+                   help="flags mode: requests one replica runs at once within the TPOT "
+                   "target (default: %(default)s)")
+    p.add_argument("--decode-tokens-per-s", type=float, default=1000.0,
+                   help="flags mode: one replica's decode throughput (default: %(default)s)")
+    p.add_argument("--prefill-tokens-per-s", type=float, default=5000.0,
+                   help="flags mode: one replica's prefill throughput (default: %(default)s)")
+    p.add_argument("--usable-fraction", type=float, default=1.0,
+                   help="flags mode: share of a replica's capacity to plan with "
+                   "(default: %(default)s)")
+    p.add_argument("--min-replicas", type=int, default=1,
+                   help="flags mode: never fewer replicas (default: %(default)s)")
+    p.add_argument("--max-replicas", type=int, default=16,
+                   help="flags mode: never more replicas (default: %(default)s)")
+    p.add_argument("--cold-start-s", type=float, default=60.0,
+                   help="how long a new replica takes to serve; discovered deployments "
+                   "without one use this (default: %(default)s)")
     p.add_argument("--replicas", type=int, default=1, help="advisory mode: starting count")
-    p.add_argument("--interval-s", type=float, default=10.0)
+    p.add_argument("--interval-s", type=float, default=10.0,
+                   help="seconds between decision rounds (default: %(default)s)")
     p.add_argument("--once", action="store_true", help="one round, then exit")
-    p.add_argument("--kubeconfig", help="write decisions to this cluster (else advisory)")
-    p.add_argument("--in-cluster", action="store_true",
-                   help="write decisions with the pod's ServiceAccount")
+    add_cluster_access(p, "decisions go to the cluster (scale subresource, Events, "
+                       "status.slo) with either flag; with neither, advisory: decisions "
+                       "are printed and nothing is written")
     p.add_argument("--policy", default="slo", help="policy for discovered deployments")
     p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="policy knob for discovered deployments (repeatable)")
     p.add_argument("--stale-after-s", type=float, default=60.0,
                    help="hold when the newest metrics are older than this")
-    p.add_argument("--log-level", default="INFO")
+    add_log_level(p)
     p.add_argument("--metrics-port", type=int,
                    help="serve the autoscaler's own metrics (desired/current/ready replicas, "
                         "inputs, predicted vs observed attainment) on this port")
-    p.add_argument("--metrics-host", default="127.0.0.1")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address the metrics port binds to (default: %(default)s)")
     p.set_defaults(func=main)
 
 
@@ -151,17 +166,19 @@ def _check_source(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
 
 def _discovers(args: argparse.Namespace) -> bool:
     """Targets from the cluster: a cluster to talk to and no targets file."""
-    return bool(args.kubeconfig or args.in_cluster) and args.targets is None
+    return uses_cluster_access(args) and args.targets is None
 
 
 async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
     writer: ScaleWriter = AdvisoryWriter(args.replicas)
     api = None
-    if args.kubeconfig or args.in_cluster:
+    if uses_cluster_access(args):
         from tierserve.core.kube.client import KubeApi
+        from tierserve.core.kube.credentials import Credentials
         from tierserve.core.kube.scale import KubeScaleWriter
 
-        api = await KubeApi.connect(args.kubeconfig)
+        credentials = await Credentials.load(args.kubeconfig, args.in_cluster)
+        api = await KubeApi.connect(credentials=credentials)
         writer = KubeScaleWriter(api)
     try:
         await _loop(args, targets, writer, api)
@@ -213,8 +230,6 @@ async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         parse_knobs(args.knob)
         targets = [] if _discovers(args) else load_targets(args)

@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -24,15 +25,21 @@ from tierserve.autoscaler.sim.frontier import Frontier, bound_table, cost_table
 from tierserve.autoscaler.sim.runner import Run, Runner, Scenario
 from tierserve.autoscaler.sim.trace import TraceError, load_trace, replicate_rate, scale_rate
 from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.cliflags import add_log_level
+
+PLOT_EXTRA = "pip install 'tierserve[plot]'"
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sim", help="simulate autoscaling policies on a request trace")
     p.add_argument("--trace", required=True, help="CSV (Azure format) or JSONL trace")
     p.add_argument("--profile", default="llama-3.1-70b-a100x2-est", help="engine profile")
-    p.add_argument("--slo-ttft-ms", type=float, default=2500.0)
-    p.add_argument("--slo-tpot-ms", type=float, default=100.0)
-    p.add_argument("--target-attainment", type=float, default=0.99)
+    p.add_argument("--slo-ttft-ms", type=float, default=2500.0,
+                   help="p95 time-to-first-token target (default: %(default)s)")
+    p.add_argument("--slo-tpot-ms", type=float, default=100.0,
+                   help="p95 time-per-output-token target (default: %(default)s)")
+    p.add_argument("--target-attainment", type=float, default=0.99,
+                   help="share of requests that must meet both targets (default: %(default)s)")
     p.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
     p.add_argument(
         "--rate-mode", choices=("replicate", "compress"), default="replicate",
@@ -43,31 +50,40 @@ def register(subparsers: Any) -> None:
         "--seed", type=int, default=0,
         help="seed of the replicated copies' placement (replicate mode)",
     )  # fmt: skip
-    p.add_argument("--cold-start-s", type=float, default=60.0)
-    p.add_argument("--min-replicas", type=int, default=1)
-    p.add_argument("--max-replicas", type=int, default=32)
+    p.add_argument("--cold-start-s", type=float, default=60.0,
+                   help="how long a new replica takes to serve (default: %(default)s)")
+    p.add_argument("--min-replicas", type=int, default=1,
+                   help="never fewer replicas (default: %(default)s)")
+    p.add_argument("--max-replicas", type=int, default=32,
+                   help="never more replicas (default: %(default)s)")
     p.add_argument(
         "--scale-down-window-s", type=float, default=60.0,
         help="deployment's scale-down stabilization (ours; HPA/KPA use their own rules)",
     )  # fmt: skip
-    p.add_argument("--policy", choices=sorted(POLICIES), default="slo")
+    p.add_argument("--policy", choices=sorted(POLICIES), default="slo",
+                   help="scaling policy to run (default: %(default)s)")
     p.add_argument(
         "--set", action="append", default=[], metavar="KNOB=VALUE",
         help="policy knob, e.g. --set target=12 (repeatable)",
     )  # fmt: skip
     p.add_argument("--compare", action="store_true", help="run all policies, print a table")
     p.add_argument(
-        "--no-tune", action="store_true",
-        help="with --compare: no sweep; baselines use --hpa/--kpa knobs (or their defaults)",
+        "--tune", action=argparse.BooleanOptionalAction, default=True,
+        help="with --compare: sweep the baselines' knobs; --no-tune uses the --hpa/--kpa "
+        "knobs (or their defaults)",
     )  # fmt: skip
-    p.add_argument("--hpa", action="append", default=[], metavar="KNOB=VALUE")
-    p.add_argument("--kpa", action="append", default=[], metavar="KNOB=VALUE")
+    p.add_argument("--hpa", action="append", default=[], metavar="KNOB=VALUE",
+                   help="with --compare --no-tune: an HPA baseline knob (repeatable)")
+    p.add_argument("--kpa", action="append", default=[], metavar="KNOB=VALUE",
+                   help="with --compare --no-tune: a KPA baseline knob (repeatable)")
     p.add_argument(
         "--frontier", action="store_true",
         help="with --compare: also sweep ours and print GPU-hours at equal attainment",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--plot", type=Path, help="write a PNG (load, replicas, TTFT p95)")
+    p.add_argument("--plot", type=Path, help="write a PNG (load, replicas, TTFT p95); needs "
+                   f"the plot extra ({PLOT_EXTRA})")
+    add_log_level(p)
     p.set_defaults(func=main)
 
 
@@ -96,13 +112,18 @@ def build_runner(args: argparse.Namespace) -> Runner:
 
 def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        # before the simulation, which can run for minutes
+        print(f"tierserve sim: --plot needs matplotlib, from the plot extra: {PLOT_EXTRA}",
+              file=sys.stderr)
+        return 2
     try:
         runner = build_runner(args)
         fronts: dict[str, Frontier] = {}
         knobs = parse_knobs(args.set, "--set")
         if args.compare:
             fixed = {n: [parse_knobs(getattr(args, n), f"--{n}")] for n in ("hpa", "kpa")}
-            sweeps = fixed if args.no_tune else DEFAULT_SWEEPS
+            sweeps = DEFAULT_SWEEPS if args.tune else fixed
             runs, swept = compare(runner, slo_knobs=knobs, sweeps=sweeps)
             if args.frontier:
                 fronts = frontiers(runner, swept, [{**knobs, **k} for k in SLO_SWEEP])
@@ -147,12 +168,12 @@ def _report(
 ) -> None:
     if args.json:
         out: Any = [r.summary for r in runs] if args.compare else runs[0].summary
-        if swept and not args.no_tune:
+        if swept and args.tune:
             out = {"table": out, "sweeps": {k: [r.summary for r in v] for k, v in swept.items()}}
         print(json.dumps(out, indent=2))
     else:
         print(table(runs))
-        for name, sweep_runs in swept.items() if not args.no_tune else ():
+        for name, sweep_runs in swept.items() if args.tune else ():
             print(f"\n{name} sweep (tuning):\n{table(sweep_runs)}")
     if args.plot is not None:
         from tierserve.autoscaler.sim.plot import plot_runs

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from tierserve.core.api.crd import all_crds, to_yaml
+from tierserve.core.cliflags import add_log_level
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="directory to write (repeatable); stdout when omitted")
     p.add_argument("--check", action="store_true",
                    help="exit 1 when the files in --out differ from the generated ones")
+    add_log_level(p)
     p.set_defaults(func=run)
 
 

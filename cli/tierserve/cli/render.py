@@ -19,6 +19,7 @@ from tierserve.core.api.errors import InvalidObject, validate
 from tierserve.core.api.route import LLMRouteSpec
 from tierserve.core.builders import BuildSettings, build_children
 from tierserve.core.builders.context import from_object
+from tierserve.core.cliflags import add_log_level
 from tierserve.core.sizing import SizingError
 
 
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("render", help="print the child manifests for LLMDeployment manifests")
     p.add_argument("-f", "--filename", action="append", required=True, type=Path,
                    help="manifest file or directory (repeatable); '-' reads stdin")
+    add_log_level(p)
     p.set_defaults(func=run)
 
 

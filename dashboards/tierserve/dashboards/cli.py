@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from tierserve.core.cliflags import add_log_level
+
 EXTRA = "pip install 'tierserve[dashboards]'"
 
 
@@ -25,6 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "charts/tierserve/dashboards)")
     g.add_argument("--check", action="store_true",
                    help="exit 1 when the files in the output directories are stale")
+    add_log_level(g)
     g.set_defaults(func=_generate)
     s = cmds.add_parser("snapshot", help="draw each dashboard from Prometheus into a PNG")
     s.add_argument("--prometheus", required=True, help="Prometheus base URL (HTTP API)")
@@ -35,10 +38,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--out", type=Path, required=True, help="directory for <uid>.png")
     s.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="template variable value (repeatable; default: All)")
-    s.add_argument("--step", type=float, default=0.0,
+    s.add_argument("--step-s", type=float, default=0.0,
                    help="query_range step in seconds (default: range / 240)")
     s.add_argument("--rate-interval", default="1m",
                    help="what $__rate_interval stands for (default: 1m)")
+    add_log_level(s)
     s.set_defaults(func=_snapshot)
 
 
@@ -96,7 +100,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         return _missing(exc)
     if args.end <= args.start:
         raise SystemExit(f"--to ({args.end}) must be after --from ({args.start})")
-    window = snapshot.Window(args.start, args.end, args.step or (args.end - args.start) / 240)
+    window = snapshot.Window(args.start, args.end, args.step_s or (args.end - args.start) / 240)
     source = snapshot.PrometheusRange(args.prometheus)
     for dash in generate.as_dicts():
         path = snapshot.render(dash, source, window, args.out, parse_vars(args.var),

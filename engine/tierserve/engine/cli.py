@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from tierserve.core.cliflags import add_log_level
 from tierserve.core.profiles import PROFILES, UnknownProfile
 
 if TYPE_CHECKING:
@@ -22,19 +23,24 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("engine", help="run an LLM engine (simulated or llama.cpp)")
-    p.add_argument("--engine", choices=("simulated", "llamacpp"), default="simulated")
+    p.add_argument("--engine", choices=("simulated", "llamacpp"), default="simulated",
+                   help="simulated: paced filler tokens; llamacpp: a GGUF model (default: "
+                   "%(default)s)")
     p.add_argument("--profile", help="simulated: latency profile (see --list-profiles)")
     p.add_argument("--model", help="llamacpp: model URI (pypi://, file://) or GGUF path")
     p.add_argument("--threads", type=int, help="llamacpp: CPU threads (default: half the CPUs)")
     p.add_argument("--context", type=int, default=2048, help="llamacpp: context tokens")
     p.add_argument("--chat-template", help="llamacpp: Jinja chat template, or a file with one")
     p.add_argument("--stop", action="append", default=[], help="llamacpp: a default stop string")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (default: "
+                   "%(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
+                   "%(default)s)")
     p.add_argument("--served-name", help="model name clients use (default: from the model)")
     p.add_argument("--cold-start-s", type=float, default=0.0,
                    help="simulated: not ready for this long")
     p.add_argument("--list-profiles", action="store_true", help="print the profiles and exit")
+    add_log_level(p)
     p.set_defaults(func=run)
 
 

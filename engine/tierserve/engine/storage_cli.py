@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tierserve.core.cliflags import add_log_level
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("storage-init", help="fetch a model file into a directory")
@@ -20,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    "pvc://CLAIM/PATH (hf://, s3://, gs:// are refused with a reason)")
     p.add_argument("--dest", required=True, type=Path, help="directory to put the file in")
     p.add_argument("--pvc-root", type=Path, help="where a pvc:// claim is mounted")
+    add_log_level(p)
     p.set_defaults(func=run)
 
 

@@ -1,5 +1,5 @@
-"""``tierserve router (--config FILE | --kubernetes [--kubeconfig F] [--namespace NS]
-[--api-keys-secret NS/NAME]) --port PORT [--host 127.0.0.1]``.
+"""``tierserve router (--config FILE | --kubernetes [--kubeconfig F | --in-cluster]
+[--namespace NS] [--api-keys-secret NS/NAME]) --port PORT [--host 127.0.0.1]``.
 
 ``--config`` reads a YAML file and reloads it when it changes; ``--kubernetes`` takes
 routes from LLMRoute/LLMDeployment objects and EndpointSlices (:mod:`tierserve.routing.
@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tierserve.core.cliflags import add_cluster_access, add_log_level, uses_cluster_access
 from tierserve.core.routerconfig import ConfigError, RouterConfig, load_config
 from tierserve.routing.app import Router, create_app, tune_gc
 from tierserve.routing.reload import FileWatcher
@@ -28,22 +29,27 @@ Source = Callable[[], Coroutine[Any, Any, None]]  # what keeps the config curren
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("router", help="run the OpenAI-compatible router")
+    p = sub.add_parser("router", help="run the OpenAI-compatible router",
+                       description="Run the OpenAI-compatible router, configured from a "
+                       "file or from the cluster's LLMRoute and LLMDeployment objects.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="router YAML (docs/router.md)")
     source.add_argument("--kubernetes", action="store_true",
                         help="routes from LLMRoute/LLMDeployment objects (watched)")
-    p.add_argument("--kubeconfig", help="with --kubernetes (default: in-cluster, then "
-                   "$KUBECONFIG / ~/.kube/config)")
+    add_cluster_access(p, "with --kubernetes only; with neither flag: the pod's "
+                       "ServiceAccount when running in a pod, else $KUBECONFIG, else "
+                       "~/.kube/config")
     p.add_argument("--namespace", help="with --kubernetes: watch one namespace (default: all)")
     p.add_argument("--api-keys-secret", metavar="NAMESPACE/NAME",
                    help="with --kubernetes: API keys from this Secret (watched; each data "
                    "entry is one key, the entry name its name; docs/router.md)")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--reload-interval", type=float, default=1.0,
-                   help="seconds between config file checks (SIGHUP reloads at once)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--port", type=int, default=8080, help="port to serve on (default: "
+                   "%(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
+                   "%(default)s)")
+    p.add_argument("--reload-interval-s", type=float, default=1.0,
+                   help="with --config: seconds between file checks (SIGHUP reloads at once)")
+    add_log_level(p)
     p.add_argument("--drain-s", type=float, default=30.0,
                    help="after SIGTERM the router stops accepting and lets requests in "
                    "flight (streams) run this long before it exits (default: %(default)s)")
@@ -51,11 +57,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.kubernetes and (args.kubeconfig or args.namespace or args.api_keys_secret):
-        print("error: --kubeconfig, --namespace and --api-keys-secret need --kubernetes",
-              file=sys.stderr)
+    if not args.kubernetes and (uses_cluster_access(args) or args.namespace
+                                or args.api_keys_secret):
+        print("error: --kubeconfig, --in-cluster, --namespace and --api-keys-secret need "
+              "--kubernetes", file=sys.stderr)
         return 2
     secret = _secret_ref(args.api_keys_secret)
     if args.api_keys_secret and secret is None:
@@ -76,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
         wake = KubeScaleSignal()
         router = Router(config, scale_signal=wake)
-        source = _cluster_source(router, wake, args.kubeconfig, args.namespace, secret)
+        source = _cluster_source(router, wake, args, secret)
     else:
         router = Router(config)
-        source = FileWatcher(args.config, router, args.reload_interval).run
+        source = FileWatcher(args.config, router, args.reload_interval_s).run
     return asyncio.run(_serve(source=source, router=router, host=args.host, port=args.port,
                               drain_s=args.drain_s))
 
@@ -92,17 +97,19 @@ def _secret_ref(value: str | None) -> tuple[str, str] | None:
     return namespace, name
 
 
-def _cluster_source(router: Router, wake: KubeScaleSignal, kubeconfig: str | None,
-                    namespace: str | None, secret: tuple[str, str] | None) -> Source:
+def _cluster_source(router: Router, wake: KubeScaleSignal, args: argparse.Namespace,
+                    secret: tuple[str, str] | None) -> Source:
     """The cluster watcher, connected inside the event loop it runs on."""
     async def run() -> None:
         from tierserve.core.kube.client import KubeApi
+        from tierserve.core.kube.credentials import Credentials
         from tierserve.routing.cluster import ClusterSource
 
-        api = await KubeApi.connect(kubeconfig)
+        credentials = await Credentials.load(args.kubeconfig, args.in_cluster)
+        api = await KubeApi.connect(credentials=credentials)
         wake.api = api
         try:
-            await ClusterSource(api, router, namespace, api_keys_secret=secret).run()
+            await ClusterSource(api, router, args.namespace, api_keys_secret=secret).run()
         finally:
             await api.close()
     return run

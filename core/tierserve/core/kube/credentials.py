@@ -47,11 +47,15 @@ class Credentials:
     _file_stamp: tuple[int, int] | None = field(default=None, repr=False)
 
     @classmethod
-    async def load(cls, kubeconfig: str | None = None) -> Credentials:
-        """``kubeconfig`` when given; else the pod's service account, else the default
-        kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``)."""
+    async def load(cls, kubeconfig: str | None = None, in_cluster: bool = False) -> Credentials:
+        """``kubeconfig`` when given; the pod's service account only with ``in_cluster``;
+        else the pod's service account, else the default kubeconfig (``$KUBECONFIG`` or
+        ``~/.kube/config``). The ``--kubeconfig``/``--in-cluster`` flags
+        (:mod:`tierserve.core.cliflags`) map to the two arguments."""
         if kubeconfig is not None:
             return await cls.from_kubeconfig(kubeconfig)
+        if in_cluster:
+            return cls.in_cluster()
         try:
             return cls.in_cluster()
         except CredentialsError:
