@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -31,7 +31,6 @@ from tierserve.routing.handlers import Handlers
 from tierserve.routing.metrics import RouterMetrics
 from tierserve.routing.plugins.base import TierClassifier
 from tierserve.routing.plugins.classifier import HeuristicClassifier, ThresholdCalibrator
-from tierserve.routing.plugins.embedding import EmbeddingClassifier, from_package
 from tierserve.routing.respond import Responder
 from tierserve.routing.routes import RouteRuntime, TierRuntime, VariantRuntime
 from tierserve.routing.scraper import Scraper
@@ -40,6 +39,9 @@ from tierserve.routing.state import Clock, DeploymentRuntime
 from tierserve.routing.tierdata import labelled_set
 from tierserve.routing.triton import TritonBackend
 from tierserve.routing.upstream import Backend, OpenAIBackend, UpstreamClient
+
+if TYPE_CHECKING:  # imported when first used: numpy and the model are the embeddings extra
+    from tierserve.routing.plugins.embedding import EmbeddingClassifier
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +144,10 @@ class Router:
         """Built once, on first use: loading the model takes seconds."""
         if self._embedding is None and not self._embedding_failed:
             try:
+                from tierserve.routing.plugins.embedding import from_package
+
                 self._embedding = from_package(labelled_set())
-            except ImportError:
+            except ImportError:  # numpy or the model package (the embeddings extra)
                 self._embedding_failed = True
         return self._embedding
 
