@@ -166,6 +166,8 @@ class ClusterSource:
         self.replicas = replicas
         if replicas is not None:
             replicas.slices.subscribe(mark)  # the replica count divides the key limits
+        router.metrics.ab_writer.set_function(
+            lambda: float(replicas is None or replicas.leading))
 
     def _mark(self, _change: Change) -> None:
         self._dirty.set()
@@ -307,5 +309,6 @@ class ClusterSource:
                 continue
             if key in self.routes.objects:  # not deleted meanwhile
                 self.routes.record(updated)  # until the watch shows our write
+            self._router.metrics.ab_writes.inc()
             written += 1
         return written

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
@@ -74,6 +74,10 @@ class RouterMetrics:
                                 ("reason",), registry=r)
         self.stream_errors = Counter(p + "stream_errors", "Streams ended by an SSE error event",
                                      ("deployment",), registry=r)
+        self.ab_writer = Gauge(p + "ab_writer", "1 while this replica writes status.ab "
+                               "(holds the writer Lease, or is the only replica)", registry=r)
+        self.ab_writes = Counter(p + "ab_status_writes", "A/B readouts written to LLMRoute "
+                                 "status by this replica", registry=r)
         self._series: dict[tuple[str, str, str, str], RequestSeries] = {}
         self._counts: dict[tuple[str, ...], MetricWrapperBase] = {}
 

@@ -123,9 +123,18 @@ class RouterReplicas:
             while True:
                 await self._term()
         finally:
-            # on shutdown: hand the Lease over at once instead of after its duration
-            await self.elector.release()
-            await self.close()
+            # On shutdown hand the Lease over at once instead of after its duration, also
+            # when whoever cancelled us cancels again (release is bounded by its deadline).
+            stopping = asyncio.ensure_future(self._stop())
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                await stopping
+                raise
+
+    async def _stop(self) -> None:
+        await self.elector.release()
+        await self.close()
 
     async def close(self) -> None:
         """Close the connections to the other replicas (:meth:`run` does on its way out)."""
