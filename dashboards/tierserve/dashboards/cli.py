@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--out", type=Path, required=True, help="directory for <uid>.png")
     s.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="template variable value (repeatable; default: All)")
+    s.add_argument("--dashboard", action="append", default=[], metavar="UID",
+                   help="only this dashboard (repeatable; default: all five)")
     s.add_argument("--step-s", type=float, default=0.0,
                    help="query_range step in seconds (default: range / 240)")
     s.add_argument("--rate-interval", default="1m",
@@ -102,7 +104,14 @@ def _snapshot(args: argparse.Namespace) -> int:
         raise SystemExit(f"--to ({args.end}) must be after --from ({args.start})")
     window = snapshot.Window(args.start, args.end, args.step_s or (args.end - args.start) / 240)
     source = snapshot.PrometheusRange(args.prometheus)
-    for dash in generate.as_dicts():
+    dashboards = generate.as_dicts()
+    unknown = set(args.dashboard) - {d["uid"] for d in dashboards}
+    if unknown:
+        raise SystemExit(f"--dashboard {', '.join(sorted(unknown))}: no such dashboard; have "
+                         + ", ".join(d["uid"] for d in dashboards))
+    for dash in dashboards:
+        if args.dashboard and dash["uid"] not in args.dashboard:
+            continue
         path = snapshot.render(dash, source, window, args.out, parse_vars(args.var),
                                args.rate_interval)
         print(path)

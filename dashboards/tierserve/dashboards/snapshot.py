@@ -13,6 +13,8 @@ import datetime as dt
 import itertools
 import json
 import math
+import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -24,7 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from tierserve.dashboards.queries import PanelQuery, defaults, panel_queries
+from tierserve.dashboards.queries import PanelQuery, annotation_queries, defaults, panel_queries
 from tierserve.dashboards.units import format_value
 
 Series = tuple[dict[str, str], list[float], list[float]]  # labels, times, values
@@ -58,6 +60,8 @@ class PrometheusRange:
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
                 body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # a bad query: 400 with the error in JSON
+            body = _error_body(exc)
         except OSError as exc:
             raise RuntimeError(f"query_range {expr!r} at {self.url}: {exc}") from exc
         if body.get("status") != "success":
@@ -66,12 +70,18 @@ class PrometheusRange:
                  [float(v) for _, v in r["values"]]) for r in body["data"]["result"]]
 
 
+def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = json.loads(exc.read())
+    except ValueError:
+        body = {"error": f"HTTP {exc.code}"}
+    return body
+
+
 def legend(fmt: str, labels: Mapping[str, str]) -> str:
-    """Grafana's ``{{label}}`` legend format."""
-    out = fmt
-    for name, value in labels.items():
-        out = out.replace("{{" + name + "}}", value)
-    return " ".join(out.replace("{{", "").replace("}}", "").split()) or "value"
+    """Grafana's ``{{label}}`` legend format (a label the series lacks prints empty)."""
+    out = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt)
+    return " ".join(out.split()) or "value"
 
 
 def _times(ts: Sequence[float]) -> list[dt.datetime]:
@@ -91,7 +101,9 @@ def _lines(panel: Mapping[str, Any]) -> list[float]:
 
 
 def _timeseries(ax: Axes, panel: Mapping[str, Any], data: list[tuple[PanelQuery, Series]],
-                unit: str) -> None:
+                unit: str, events: Sequence[float]) -> None:
+    for t in events:
+        ax.axvline(t / DAY, color="orange", linewidth=0.8, alpha=0.7)
     for q, (labels, ts, vs) in data:
         ax.plot([t / DAY for t in ts], vs, linestyle="--" if q.target else "-",
                 linewidth=1.8 if q.target else 1.2, label=legend(q.legend, labels))
@@ -122,7 +134,11 @@ def _stat(ax: Axes, data: list[tuple[PanelQuery, Series]], unit: str) -> None:
 
 
 def _le(labels: Mapping[str, str]) -> float:
-    return float(labels.get("le", "inf").replace("+Inf", "inf"))
+    return float(labels.get("le", "+Inf"))
+
+
+def _bound(le: float, unit: str) -> str:
+    return "+Inf" if math.isinf(le) else format_value(le, unit)
 
 
 def _heatmap(ax: Axes, data: list[tuple[PanelQuery, Series]], unit: str) -> None:
@@ -137,13 +153,14 @@ def _heatmap(ax: Axes, data: list[tuple[PanelQuery, Series]], unit: str) -> None
     ax.imshow(rows, aspect="auto", origin="lower", cmap="Oranges", interpolation="nearest")
     step = max(len(buckets) // 8, 1)
     ax.set_yticks(range(0, len(buckets), step),
-                  [format_value(_le(b[0]), unit) for b in buckets][::step], fontsize=6)
+                  [_bound(_le(b[0]), unit) for b in buckets][::step], fontsize=6)
     ticks = range(0, len(times), max(len(times) // 5, 1))
     ax.set_xticks(list(ticks), [_clock(times[i]) for i in ticks],
                   fontsize=6)
 
 
-def _draw(ax: Axes, panel: Mapping[str, Any], data: list[tuple[PanelQuery, Series]]) -> None:
+def _draw(ax: Axes, panel: Mapping[str, Any], data: list[tuple[PanelQuery, Series]],
+          events: Sequence[float]) -> None:
     unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit") or ""
     ax.set_title(panel["title"], fontsize=9, loc="left")
     if not data:
@@ -157,7 +174,7 @@ def _draw(ax: Axes, panel: Mapping[str, Any], data: list[tuple[PanelQuery, Serie
     elif kind == "heatmap":
         _heatmap(ax, data, unit)
     else:
-        _timeseries(ax, panel, data, unit)
+        _timeseries(ax, panel, data, unit, events)
 
 
 def fetch(dash: Mapping[str, Any], source: RangeSource, window: Window,
@@ -171,10 +188,22 @@ def fetch(dash: Mapping[str, Any], source: RangeSource, window: Window,
     return got
 
 
+def annotation_times(dash: Mapping[str, Any], source: RangeSource, window: Window,
+                values: Mapping[str, str], rate_interval: str) -> list[float]:
+    """Times where an annotation query (scale events) has a non-zero sample; drawn as
+    vertical lines, as Grafana draws them."""
+    times: set[float] = set()
+    for expr in annotation_queries(dash, defaults(dash, values), rate_interval).values():
+        for _, ts, vs in source.query_range(expr, window.start, window.end, window.step):
+            times.update(t for t, v in zip(ts, vs, strict=True) if v > 0)
+    return sorted(times)
+
+
 def _axes(fig: Figure, grid: Mapping[str, float], rows: float) -> Axes:
-    pad_x, pad_y = 0.012, 0.5 / rows
-    left = grid["x"] / 24 + pad_x
-    width = grid["w"] / 24 - 2 * pad_x
+    # room on the left for the y tick labels, which matplotlib draws outside the axes
+    pad_left, pad_right, pad_y = 0.035, 0.008, 0.5 / rows
+    left = grid["x"] / 24 + pad_left
+    width = grid["w"] / 24 - pad_left - pad_right
     top = 1 - grid["y"] / rows
     height = grid["h"] / rows - 2.2 * pad_y
     return fig.add_axes((left, top - grid["h"] / rows + 1.2 * pad_y, width, height))
@@ -185,6 +214,7 @@ def render(dash: Mapping[str, Any], source: RangeSource, window: Window, out: Pa
     """Draw ``dash`` into ``out/<uid>.png``; returns the path."""
     values = dict(values or {})
     data = fetch(dash, source, window, values, rate_interval)
+    events = annotation_times(dash, source, window, values, rate_interval)
     rows = 2 + max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in dash["panels"])
     fig = Figure(figsize=(24 * COL_IN, rows * ROW_IN), dpi=80)
     chosen = {k: v for k, v in defaults(dash, values).items() if k != "datasource"}
@@ -197,7 +227,7 @@ def render(dash: Mapping[str, Any], source: RangeSource, window: Window, out: Pa
         if p["type"] == "row":
             fig.text(0.01, 1 - (grid["y"] + 0.7) / rows, p["title"], fontsize=11, weight="bold")
             continue
-        _draw(_axes(fig, grid, rows), p, data.get(p["title"], []))
+        _draw(_axes(fig, grid, rows), p, data.get(p["title"], []), events)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{dash['uid']}.png"
     fig.savefig(path)
