@@ -116,6 +116,7 @@ class LocalPrometheus:
     targets: list[ScrapeTarget]
     interval_s: float = 2.0
     port: int = field(default_factory=free_port)
+    rule_files: list[Path] = field(default_factory=list)  # recording and alerting rules
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -125,7 +126,10 @@ class LocalPrometheus:
     def start(self, timeout: float = 60.0) -> LocalPrometheus:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(scrape_config(self.targets, self.interval_s)))
+        cfg = scrape_config(self.targets, self.interval_s)
+        if self.rule_files:
+            cfg["rule_files"] = [str(f.resolve()) for f in self.rule_files]
+        config.write_text(yaml.safe_dump(cfg))
         cmd = [str(binary()), f"--config.file={config}",
                f"--storage.tsdb.path={self.workdir / 'data'}",
                f"--web.listen-address=127.0.0.1:{self.port}"]
@@ -153,6 +157,15 @@ class LocalPrometheus:
             raise RuntimeError(f"query {promql!r} failed: {body}")
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
+
+    def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """``GET /api/v1/<path>`` (series, labels, rules, alerts...); its ``data``."""
+        url = f"{self.url}/api/v1/{path}?" + urllib.parse.urlencode(params or {})
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.loads(resp.read())
+        if body.get("status") != "success":
+            raise RuntimeError(f"GET {path} {params} failed: {body}")
+        return body["data"]
 
     def log_tail(self, chars: int = 3000) -> str:
         log = self.workdir / "prometheus.log"
