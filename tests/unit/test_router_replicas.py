@@ -3,6 +3,7 @@ divides the key limits), and the writer reading every replica's A/B statistics o
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, cast
@@ -12,6 +13,7 @@ import pytest
 from tierserve.core.kube.client import KubeApi
 from tierserve.core.routerconfig import parse_config
 from tierserve.dev.testing import serve_router, simple_config, stub
+from tierserve.routing import cli as router_cli
 from tierserve.routing.abtest import VariantWire, merged
 from tierserve.routing.app import Router
 from tierserve.routing.replicas import (
@@ -109,3 +111,15 @@ async def test_the_writer_writes_nothing_when_a_replica_does_not_answer() -> Non
         finally:
             await replicas.close()
     assert await replicas_at([]).statistics() is None  # no ready replica at all
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--kubernetes", "--router-service", "tierserve-router"], "got 'tierserve-router'"),
+    (["--config", "router.yaml", "--router-service", "ns/router"], "need --kubernetes"),
+])
+def test_cli_refuses_a_bad_router_service(argv: list[str], says: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    router_cli.register(parser.add_subparsers())
+    assert router_cli.run(parser.parse_args(["router", *argv])) == 2
+    assert says in capsys.readouterr().err

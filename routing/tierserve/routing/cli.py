@@ -24,6 +24,7 @@ from tierserve.routing.reload import FileWatcher
 
 if TYPE_CHECKING:
     from tierserve.routing.cluster import KubeScaleSignal
+    from tierserve.routing.replicas import RouterService
 
 Source = Callable[[], Coroutine[Any, Any, None]]  # what keeps the config current
 
@@ -43,6 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--api-keys-secret", metavar="NAMESPACE/NAME",
                    help="with --kubernetes: API keys from this Secret (watched; each data "
                    "entry is one key, the entry name its name; docs/router.md)")
+    p.add_argument("--router-service", metavar="NAMESPACE/NAME",
+                   help="with --kubernetes: this router's own Service, whose ready endpoints "
+                   "are its replicas: one of them, elected with the Lease NAME-ab-writer, "
+                   "writes status.ab from all replicas' statistics, and each enforces its "
+                   "share of every API key's limits (docs/router.md)")
     p.add_argument("--port", type=int, default=8080, help="port to serve on (default: "
                    "%(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: "
@@ -58,9 +64,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.kubernetes and (uses_cluster_access(args) or args.namespace
-                                or args.api_keys_secret):
-        print("error: --kubeconfig, --in-cluster, --namespace and --api-keys-secret need "
-              "--kubernetes", file=sys.stderr)
+                                or args.api_keys_secret or args.router_service):
+        print("error: --kubeconfig, --in-cluster, --namespace, --api-keys-secret and "
+              "--router-service need --kubernetes", file=sys.stderr)
+        return 2
+    try:
+        service = _router_service(args.router_service)
+    except ValueError as exc:
+        print(f"error: --router-service: {exc}", file=sys.stderr)
         return 2
     secret = _secret_ref(args.api_keys_secret)
     if args.api_keys_secret and secret is None:
@@ -81,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
         wake = KubeScaleSignal()
         router = Router(config, scale_signal=wake)
-        source = _cluster_source(router, wake, args, secret)
+        source = _cluster_source(router, wake, args, secret, service)
     else:
         router = Router(config)
         source = FileWatcher(args.config, router, args.reload_interval_s).run
@@ -97,19 +108,30 @@ def _secret_ref(value: str | None) -> tuple[str, str] | None:
     return namespace, name
 
 
+def _router_service(value: str | None) -> RouterService | None:
+    if value is None:
+        return None
+    from tierserve.routing.replicas import RouterService
+
+    return RouterService.parse(value)
+
+
 def _cluster_source(router: Router, wake: KubeScaleSignal, args: argparse.Namespace,
-                    secret: tuple[str, str] | None) -> Source:
+                    secret: tuple[str, str] | None, service: RouterService | None) -> Source:
     """The cluster watcher, connected inside the event loop it runs on."""
     async def run() -> None:
         from tierserve.core.kube.client import KubeApi
         from tierserve.core.kube.credentials import Credentials
         from tierserve.routing.cluster import ClusterSource
+        from tierserve.routing.replicas import RouterReplicas
 
         credentials = await Credentials.load(args.kubeconfig, args.in_cluster)
         api = await KubeApi.connect(credentials=credentials)
         wake.api = api
+        replicas = None if service is None else RouterReplicas(api, service)
         try:
-            await ClusterSource(api, router, args.namespace, api_keys_secret=secret).run()
+            await ClusterSource(api, router, args.namespace, api_keys_secret=secret,
+                                replicas=replicas).run()
         finally:
             await api.close()
     return run
