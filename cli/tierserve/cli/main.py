@@ -19,6 +19,7 @@ from tierserve.core.cliflags import configure_logging
 SUBCOMMANDS: dict[str, str] = {
     "render": "tierserve.cli.render",
     "crds": "tierserve.cli.crds",
+    "check": "tierserve.cli.check",
     "operator": "tierserve.cli.operator",
     "engine": "tierserve.engine.cli",
     "storage-init": "tierserve.engine.storage_cli",
