@@ -156,7 +156,7 @@ def test_helm_test_hooks(helm: str) -> None:
     assert router["automountServiceAccountToken"] is False
     lease = LeaderElection().lease_name  # the operator's default, which the chart keeps
     assert leader["containers"][0]["args"] == [
-        "check", "leader", "--namespace", "team-infra", "--lease", lease]
+        "check", "leader", "--in-cluster", "--namespace", "team-infra", "--lease", lease]
     role = next(d for d in hooks if d["kind"] == "Role")
     assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                               "resourceNames": [lease], "verbs": ["get"]}]

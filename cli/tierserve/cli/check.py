@@ -23,6 +23,8 @@ from typing import Any
 
 import aiohttp
 
+from tierserve.core.cliflags import add_cluster_access
+
 Lease = dict[str, Any]
 
 
@@ -80,12 +82,24 @@ async def check_leader(read: Callable[[], Awaitable[Lease | None]], where: str, 
 
 async def _leader(args: argparse.Namespace) -> str:
     from tierserve.core.kube.client import KubeApi
+    from tierserve.core.kube.credentials import Credentials, CredentialsError
+    from tierserve.core.kube.errors import ApiError
 
-    api = await KubeApi.connect(args.kubeconfig)
+    where = f"{args.namespace}/{args.lease}"
     try:
-        return await check_leader(
-            lambda: api.get("coordination.k8s.io/v1", "Lease", args.namespace, args.lease),
-            f"{args.namespace}/{args.lease}")
+        credentials = await Credentials.load(args.kubeconfig, args.in_cluster)
+    except CredentialsError as exc:
+        raise CheckFailed(str(exc)) from exc
+    api = await KubeApi.connect(credentials=credentials)
+
+    async def read() -> Lease | None:
+        try:
+            return await api.get("coordination.k8s.io/v1", "Lease", args.namespace, args.lease)
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            raise CheckFailed(f"reading Lease {where}: {exc}") from exc
+
+    try:
+        return await check_leader(read, where)
     finally:
         await api.close()
 
@@ -115,6 +129,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     leader.add_argument("--namespace", required=True, help="the Lease's namespace")
     leader.add_argument("--lease", default="tierserve-operator",
                         help="the Lease's name (default: %(default)s)")
-    leader.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's "
-                        "ServiceAccount in a pod, else $KUBECONFIG, else ~/.kube/config)")
+    add_cluster_access(leader)
     p.set_defaults(func=run)
