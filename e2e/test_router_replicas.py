@@ -80,12 +80,15 @@ def _objects(ns: str) -> list[dict[str, Any]]:
 
 
 def _router_access(ns: str) -> list[dict[str, Any]]:
-    """What the chart grants the router in its own namespace (the writer Lease) and with
-    ``router.apiKeysSecret`` (one Secret), here in the test's namespace."""
+    """What the chart grants the router in its own namespace (the writer Lease:
+    ``router-replicas.yaml``) and with ``router.apiKeysSecret`` (one Secret), here in the
+    test's namespace."""
     meta = {"name": "router-e2e", "namespace": ns}
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
             "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                       "verbs": ["get", "create", "update"]},
+                       "verbs": ["create"]},
+                      {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                       "resourceNames": ["router-ab-writer"], "verbs": ["get", "update"]},
                       {"apiGroups": [""], "resources": ["secrets"],
                        "resourceNames": ["router-keys"], "verbs": ["get", "list", "watch"]}]}
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",

@@ -293,3 +293,22 @@ def test_podmonitor_named_port_override(helm: str) -> None:
     assert endpoint["port"] == "metrics"
     # the Prometheus Operator keeps the named port; no annotation-port filter on top
     assert "keepequal" not in {r.get("action") for r in endpoint["relabelings"]}
+
+
+def test_router_replicas_elect_the_ab_writer_with_their_own_lease(helm: str) -> None:
+    docs = _render(helm, "--set", f"autoscaler.prometheusUrl={URL}")
+    [dep] = [d for d in docs if d["kind"] == "Deployment"
+             and d["metadata"]["name"] == "tierserve-router"]
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--router-service=mp-system/tierserve-router" in args
+    [role] = [d for d in docs if d["kind"] == "Role"
+              and d["metadata"]["name"] == "tierserve-router-ab-writer"]
+    assert role["metadata"]["namespace"] == "mp-system"
+    assert role["rules"] == [  # create cannot name its object; the rest is this Lease only
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["tierserve-router-ab-writer"], "verbs": ["get", "update"]}]
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding"
+                 and d["metadata"]["name"] == "tierserve-router-ab-writer"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tierserve-router",
+                                    "namespace": "mp-system"}]
