@@ -76,14 +76,11 @@ def _list_map(schema: Schema, field: str, key: str) -> None:
     target["x-kubernetes-list-map-keys"] = [key]
 
 
-# the API server's own texts for the fields every object has (ObjectMeta's are served
-# from the built-in schema whatever this one says)
+# the API server's own texts for the fields every object has; metadata takes nothing but
+# its type (the API server refuses a CRD that says more, and explains ObjectMeta itself)
 _API_VERSION = ("APIVersion defines the versioned schema of this representation of an "
                 "object: tierserve.io/v1alpha1.")
 _KIND = "Kind is a string value representing the REST resource this object represents."
-_METADATA = ("Standard object's metadata: name, namespace, labels, annotations. More "
-             "info: https://git.k8s.io/community/contributors/devel/sig-architecture/"
-             "api-conventions.md#metadata")
 
 
 _DESCRIPTIONS = {
@@ -104,7 +101,7 @@ def _root(kind: str, spec: Schema, status: Schema) -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": _API_VERSION},
             "kind": {"type": "string", "description": f"{_KIND} Here: {kind}."},
-            "metadata": {"type": "object", "description": _METADATA},
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },
@@ -177,12 +174,16 @@ def route_crd() -> Schema:
     _list_map(spec, "variants", "name")
     status = structural_schema(LLMRouteStatus)
     _list_map(status, "conditions", "type")
-    # an A/B route fills Variants, a tiered one Fast and Slow (a route is one or the other)
+    # An A/B route fills Control and Candidate, a tiered one Fast and Slow. The API server
+    # prints only the first match of a column's path ("[*]" shows one variant), so each
+    # shown variant has its own column: the first two, the control and the one the
+    # readout compares with it (kubectl get -o yaml lists more).
     columns = [
         _column("Model", ".spec.model", "model name clients ask for"),
-        _column("Variants", ".spec.variants[*].deployment", "A/B: the variants' deployments"),
-        _column("Weights", ".spec.variants[*].weight", "A/B: the variants' weights (percent)",
-                wide=True),
+        _column("Control", ".spec.variants[0].deployment",
+                "A/B: the first variant's deployment (the readout's control)"),
+        _column("Candidate", ".spec.variants[1].deployment",
+                "A/B: the second variant's deployment"),
         _column("Fast", ".spec.tiers.fast", "tiered: the fast deployment"),
         _column("Slow", ".spec.tiers.slow", "tiered: the slow deployment"),
         _READY,
