@@ -99,13 +99,14 @@ class OperatorProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def metrics(self) -> dict[str, float]:
+        """The operator's ``tierserve_operator_*`` samples, each summed over its labels."""
         import urllib.request
+
+        from tierserve.dev.testing import sum_samples
 
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
-        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines() if line.startswith("tierserve_operator_")}
+            return sum_samples(resp.read().decode(), "tierserve_operator_")
 
 
 @contextlib.contextmanager

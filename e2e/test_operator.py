@@ -170,14 +170,16 @@ def test_events_only_on_transitions_and_no_writes_when_steady(
     op = operator_factory("steady", "-n", namespace).start()
     cluster.apply(_deployment("steady", "L4", namespace))
     wait_until(lambda: ready(cluster, "steady", namespace).get("status") == "True", 120, "ready")
-    wait_until(lambda: op.metrics().get("tierserve_operator_queue_depth") == 0, 30, "idle")
+    wait_until(lambda: op.metrics().get("tierserve_operator_workqueue_depth") == 0, 30, "idle")
     before = op.metrics()
-    reconciles = before["tierserve_operator_reconciles"]
+    reconciles = before["tierserve_operator_reconciles_total"]
     # resync runs every 3 s: wait for at least two full passes over the object
-    wait_until(lambda: op.metrics()["tierserve_operator_reconciles"] >= reconciles + 2, 30,
-             "two resync passes")
+    wait_until(lambda: op.metrics()["tierserve_operator_reconciles_total"] >= reconciles + 2,
+             30, "two resync passes")
     after = op.metrics()
-    assert after["tierserve_operator_api_writes"] == before["tierserve_operator_api_writes"]
+    assert (after["tierserve_operator_api_writes_total"]
+            == before["tierserve_operator_api_writes_total"])
+    assert after["tierserve_operator_leader"] == 1
     events = get(cluster, "events", "-n", namespace,
                  "--field-selector", "involvedObject.name=steady")["items"]
     ready_events = [e for e in events if e["reason"] == "ReplicasReady"]

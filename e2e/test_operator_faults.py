@@ -73,8 +73,9 @@ def test_two_replicas_only_the_leader_acts_and_the_other_takes_over(
     wait_until(lambda: _reconciled(cluster, namespace) == 10, 120, "10 reconciled by the leader")
     assert "became leader" not in b.logs()
     follower = b.metrics()
-    assert follower["tierserve_operator_api_writes"] == 0
-    assert follower["tierserve_operator_reconciles"] == 0
+    assert follower["tierserve_operator_api_writes_total"] == 0
+    assert follower["tierserve_operator_reconciles_total"] == 0
+    assert follower["tierserve_operator_leader"] == 0
     a.kill(signal.SIGKILL)
     wait_until(lambda: "became leader" in b.logs(), 60, "replica-b takes over after expiry")
     cluster.apply(_objects(namespace, 12, "pair"))

@@ -94,13 +94,18 @@ def simple_config(deployments: dict[str, list[str]], routes: dict[str, dict[str,
     }
 
 
-async def vllm_totals(base: str) -> dict[str, float]:
-    """Every ``vllm:*`` sample at ``{base}/metrics``, summed over its label sets."""
-    async with aiohttp.ClientSession() as s, s.get(f"{base}/metrics") as r:
-        text = await r.text()
+def sum_samples(text: str, prefix: str) -> dict[str, float]:
+    """The samples of exposition ``text`` named ``prefix...``, summed over their label sets
+    (by sample name: a histogram's ``_count`` and ``_sum`` stay apart)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("vllm:"):
+        if line.startswith(prefix):
             name = line.split("{", 1)[0].split(" ", 1)[0]
             out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+async def vllm_totals(base: str) -> dict[str, float]:
+    """Every ``vllm:*`` sample at ``{base}/metrics``, summed over its label sets."""
+    async with aiohttp.ClientSession() as s, s.get(f"{base}/metrics") as r:
+        return sum_samples(await r.text(), "vllm:")

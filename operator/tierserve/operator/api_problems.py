@@ -5,6 +5,10 @@ else (403, 401 after a credentials re-read, 404 of a kind that is not served, 40
 would fail the same way on every retry, so it becomes ``Ready=False`` with one of these
 reasons and a Warning Event, and the key is not retried until something changes (a new
 generation, a child event, the periodic resync).
+
+:func:`error_reason` names any reconcile failure for the operator's metrics
+(``tierserve_operator_reconcile_errors_total{reason}``): the problem's reason where there
+is one, else the typed error's class, so the label set stays small and fixed.
 """
 
 from __future__ import annotations
@@ -30,3 +34,15 @@ def problem_of(exc: ApiError) -> Problem | None:
     if isinstance(exc, Invalid):
         return Problem("Rejected", f"the API server rejected a request: {message}")
     return Problem("RequestFailed", f"the API server answered {exc.status}: {message}")
+
+
+def error_reason(exc: BaseException) -> str:
+    """A short, bounded name for why a reconcile failed (a metrics label)."""
+    if isinstance(exc, ApiError):
+        problem = problem_of(exc) if not exc.retryable else None
+        return problem.reason if problem is not None else type(exc).__name__
+    if isinstance(exc, TimeoutError):  # before OSError: asyncio's TimeoutError is one
+        return "Timeout"
+    if isinstance(exc, OSError):
+        return "NetworkError"
+    return "UnexpectedError"

@@ -16,20 +16,23 @@ import signal
 from typing import Any
 
 import kopf
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from aiohttp import web
 
 from tierserve.core.kube.client import KubeApi
 from tierserve.core.kube.credentials import Credentials, CredentialsError
 from tierserve.core.kube.leader import LeaderElector
 from tierserve.core.kube.reflector import Reflector, run_all, wait_synced
 from tierserve.core.local import LocalRuntimeFactory
+from tierserve.core.metrics_registry import component_registry
 from tierserve.operator import handlers
 from tierserve.operator.local import LocalRealizer
+from tierserve.operator.metrics import OperatorMetrics, serve
 from tierserve.operator.realizers import KubernetesRealizer, Realizer
 from tierserve.operator.reconciler import Reconciler
 from tierserve.operator.routes import RouteReconciler
 from tierserve.operator.routes import now as route_now
 from tierserve.operator.settings import OperatorSettings
+from tierserve.operator.state_metrics import StateCollector
 from tierserve.operator.store import Key, Store
 from tierserve.operator.workqueue import WorkQueue
 
@@ -44,18 +47,15 @@ def kopf_settings(opts: OperatorSettings) -> kopf.OperatorSettings:
     return s
 
 
-def _metrics(opts: OperatorSettings, api: KubeApi, queue: WorkQueue[Key],
-             reconciler: Reconciler) -> None:
+async def _metrics(opts: OperatorSettings, api: KubeApi, store: Store,
+                   metrics: OperatorMetrics) -> web.AppRunner | None:
+    """The operator's metrics and the deployment-state collector, served in this loop.
+    Followers list nothing before they lead, so only the leader exports deployment state."""
+    metrics.count_writes(api.writes)
+    metrics.registry.register(StateCollector(store))
     if opts.metrics_port is None:
-        return
-    reg = CollectorRegistry()
-    Gauge("tierserve_operator_api_writes", "write calls made", registry=reg).set_function(
-        lambda: api.writes.total)
-    Gauge("tierserve_operator_queue_depth", "keys waiting", registry=reg).set_function(
-        lambda: len(queue))
-    Gauge("tierserve_operator_reconciles", "reconciles run", registry=reg).set_function(
-        lambda: reconciler.reconciles)
-    start_http_server(opts.metrics_port, addr=opts.metrics_host, registry=reg)
+        return None
+    return await serve(metrics.registry, opts.metrics_host, opts.metrics_port)
 
 
 async def _resync(store: Store, queue: WorkQueue[Key], routes: WorkQueue[Key],
@@ -68,15 +68,18 @@ async def _resync(store: Store, queue: WorkQueue[Key], routes: WorkQueue[Key],
             routes.add(key)
 
 
-async def _elect(opts: OperatorSettings, api: KubeApi) -> LeaderElector | None:
+async def _elect(opts: OperatorSettings, api: KubeApi,
+                 metrics: OperatorMetrics) -> LeaderElector | None:
     le = opts.leader_election
     if not le.enabled:
+        metrics.leader.set(1)  # the only replica acts: it leads
         return None
     elector = LeaderElector(api.view(), le.namespace, le.lease_name, le.identity,
                             le.lease_seconds, le.renew_seconds)
     log.info("waiting for leadership of Lease %s/%s as %s", le.namespace, le.lease_name,
              le.identity)
     await elector.acquire()
+    metrics.leader.set(1)
     log.info("became leader as %s", le.identity)
     return elector
 
@@ -117,13 +120,15 @@ async def run(opts: OperatorSettings, local_runtimes: LocalRuntimeFactory | None
         log.error("cannot reach a cluster: %s", exc)
         return 2
     api = await KubeApi.connect(credentials=credentials)
-    store, queue = Store(), WorkQueue[Key]()
+    store, queue, route_queue = Store(), WorkQueue[Key](), WorkQueue[Key]()
+    metrics = OperatorMetrics(component_registry())
+    metrics.bind_queue("deployment", queue)
+    metrics.bind_queue("route", route_queue)
     realizer = _realizer(opts, api, store, queue, local_runtimes)
-    reconciler = Reconciler(api, store, realizer, queue, opts.build)
-    _metrics(opts, api, queue, reconciler)  # followers too: they show zero writes
-    elector = await _elect(opts, api)
-    route_queue = WorkQueue[Key]()
-    routes = RouteReconciler(api, store, route_queue, route_now)
+    reconciler = Reconciler(api, store, realizer, queue, opts.build, metrics=metrics)
+    server = await _metrics(opts, api, store, metrics)  # followers too: zero writes, leader 0
+    elector = await _elect(opts, api, metrics)
+    routes = RouteReconciler(api, store, route_queue, route_now, metrics=metrics)
     reflectors = handlers.reflectors(api, store, queue, route_queue, opts.namespaces)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, credentials, reflectors, queue)
@@ -147,7 +152,7 @@ async def run(opts: OperatorSettings, local_runtimes: LocalRuntimeFactory | None
     code = _exit_code(done, stopped=stop.is_set(), lost=elector is not None and tasks[-1] in done)
     stop.set()
     await _shutdown(tasks)
-    for closer in (realizer.close, api.close):
+    for closer in (realizer.close, api.close, *([server.cleanup] if server else [])):
         await closer()
     return code
 

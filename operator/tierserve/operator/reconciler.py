@@ -6,15 +6,19 @@ Event only if something changed. Errors are sorted by what they mean for retryin
 invalid specs and impossible sizing become conditions and are not retried (a new
 generation re-queues them); so do permanent API errors (403, 404 of a kind, 422:
 :mod:`.api_problems`); a conflict re-reads without backoff; transient API and network
-errors back off per key.
+errors back off per key. Each reconcile is counted, timed (on the injected monotonic
+``timer``) and, when it fails, its reason recorded (:mod:`.metrics`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from tierserve.core.api.deployment import API_VERSION
 from tierserve.core.api.errors import InvalidObject
@@ -25,7 +29,8 @@ from tierserve.core.kube.client import KubeApi
 from tierserve.core.kube.errors import ApiError, Conflict, Transient
 from tierserve.core.kube.events import post_event
 from tierserve.core.sizing import SizingError
-from tierserve.operator.api_problems import problem_of
+from tierserve.operator.api_problems import error_reason, problem_of
+from tierserve.operator.metrics import OperatorMetrics
 from tierserve.operator.realizers import Realizer
 from tierserve.operator.status import Problem, compute, compute_problem, differs
 from tierserve.operator.store import Key, Store
@@ -46,13 +51,22 @@ def _ready(status: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _problem(error: InvalidObject | SizingError) -> Problem:
+    """Why the spec cannot be realized at all (invalid, or impossible to size)."""
+    if isinstance(error, InvalidObject):
+        return Problem("InvalidSpec", str(error))
+    return Problem(error.reason, str(error))
+
+
 class Reconciler:
     def __init__(self, api: KubeApi, store: Store, realizer: Realizer,
                  queue: WorkQueue[Key], settings: BuildSettings,
-                 clock: Callable[[], str] = _now) -> None:
+                 clock: Callable[[], str] = _now, metrics: OperatorMetrics | None = None,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.api, self.store, self.realizer, self.queue = api, store, realizer, queue
-        self.settings, self.clock = settings, clock
-        self.reconciles = 0
+        self.settings, self.clock, self.timer = settings, clock, timer
+        # without the caller's registry the counts go to a private one nobody scrapes
+        self.metrics = metrics if metrics is not None else OperatorMetrics(CollectorRegistry())
         # key -> ((uid, generation), context or the error it raised). Validation, sizing
         # and building depend only on the spec, which only changes with the generation, so
         # a reconcile triggered by a child or status event skips all three.
@@ -67,22 +81,34 @@ class Reconciler:
             return
         if body["metadata"].get("deletionTimestamp"):
             return
+        start = self.timer()
+        error = await self._attempt(key, body)
+        self.metrics.reconciled("deployment", self.timer() - start, error)
+
+    async def _attempt(self, key: Key, body: dict[str, Any]) -> str | None:
+        """Reconcile once and sort the failure; returns why it failed (a metrics label:
+        the problem's or the typed error's reason), None when it succeeded."""
         try:
-            await self.reconcile(key, body)
+            problem = await self.reconcile(key, body)
             self.queue.forget(key)
+            return None if problem is None else problem.reason
         except Conflict as exc:  # re-read: the watch brings the newer object; no backoff
             self.queue.forget(key)
             self.queue.add_after(key, self.queue.base_delay)
             log.info("reconcile %s/%s: conflict (%s); re-reading", *key, exc)
+            return error_reason(exc)
         except (Transient, OSError, TimeoutError) as exc:
             delay = self.queue.retry(key)
             log.warning("reconcile %s/%s failed (%s); retry in %.1fs", *key, exc, delay)
+            return error_reason(exc)
         except ApiError as exc:  # permanent: a condition and an Event, not a backoff loop
             self.queue.forget(key)
             await self._report(key, body, exc)
-        except Exception:
+            return error_reason(exc)
+        except Exception as exc:
             delay = self.queue.retry(key)
             log.exception("reconcile %s/%s crashed; retry in %.1fs", *key, delay)
+            return error_reason(exc)
 
     async def _report(self, key: Key, body: dict[str, Any], exc: ApiError) -> None:
         problem = problem_of(exc)
@@ -100,22 +126,24 @@ class Reconciler:
             log.error("reconcile %s/%s: could not report %s: %s", *key, problem.reason,
                       write_exc)
 
-    async def reconcile(self, key: Key, body: dict[str, Any]) -> None:
-        self.reconciles += 1
+    async def reconcile(self, key: Key, body: dict[str, Any]) -> Problem | None:
+        """Bring the runtime to the spec and write the status; returns the problem that
+        keeps the deployment from being realized (invalid spec, impossible sizing)."""
         old = body.get("status") or {}
         generation = body["metadata"].get("generation")
         now = self.clock()
         ctx = self._context(key, body)
-        if isinstance(ctx, InvalidObject):
-            new = compute_problem(Problem("InvalidSpec", str(ctx)), generation, old, now)
-        elif isinstance(ctx, SizingError):
-            new = compute_problem(Problem(ctx.reason, str(ctx)), generation, old, now)
-        else:
+        problem = None
+        if isinstance(ctx, BuildContext):
             observed = await self.realizer.realize(key, ctx)
             selector = f"{DEPLOYMENT_LABEL}={ctx.name},app.kubernetes.io/managed-by={MANAGED_BY}"
             new = compute(ctx.spec, ctx.plan, observed, selector, generation, old, now)
+        else:
+            problem = _problem(ctx)
+            new = compute_problem(problem, generation, old, now)
         if differs(new, old):
             await self._write_status(key, body, old, new)
+        return problem
 
     def _context(self, key: Key, body: dict[str, Any]) -> Desired:
         meta = body["metadata"]

@@ -9,9 +9,12 @@ writes the A/B readout into ``status.ab``; this module leaves that field alone.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from tierserve.core.api.deployment import API_VERSION, Condition
 from tierserve.core.api.errors import InvalidObject, validate
@@ -19,11 +22,14 @@ from tierserve.core.api.route import LLMRouteSpec
 from tierserve.core.kube.client import KubeApi
 from tierserve.core.kube.errors import ApiError, Conflict, Transient
 from tierserve.core.kube.events import post_event
+from tierserve.operator.api_problems import error_reason
+from tierserve.operator.metrics import OperatorMetrics
 from tierserve.operator.status import Problem, cond, differs
 from tierserve.operator.store import Key, Store
 from tierserve.operator.workqueue import WorkQueue
 
 log = logging.getLogger("tierserve.operator")
+WAITING = ("DeploymentsNotReady",)  # not-ready reasons that are a wait, not an error
 
 
 def referenced(spec: LLMRouteSpec) -> list[str]:
@@ -33,7 +39,8 @@ def referenced(spec: LLMRouteSpec) -> list[str]:
     return list(dict.fromkeys([*names, *spec.fallback]))
 
 
-def _ready_of(body: dict[str, Any] | None) -> bool:
+def is_ready(body: dict[str, Any] | None) -> bool:
+    """The object's (an LLMDeployment's or an LLMRoute's) Ready condition is True."""
     conditions = ((body or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
@@ -45,7 +52,7 @@ def route_problem(spec: LLMRouteSpec, namespace: str, store: Store) -> Problem |
         quoted = ", ".join(f'"{n}"' for n in missing)
         return Problem("DeploymentNotFound",
                        f"LLMDeployment {quoted} not found in namespace {namespace}")
-    waiting = [n for n in names if not _ready_of(store.deployments.get((namespace, n)))]
+    waiting = [n for n in names if not is_ready(store.deployments.get((namespace, n)))]
     if waiting:
         return Problem("DeploymentsNotReady", f"waiting for LLMDeployment {', '.join(waiting)}")
     return None
@@ -67,20 +74,38 @@ def route_status(body: dict[str, Any], store: Store, now: str) -> dict[str, Any]
     return {"observedGeneration": generation, "conditions": [ready.wire()]}
 
 
+def route_error(status: dict[str, Any]) -> str | None:
+    """The Ready condition's reason when the route is wrong (a metrics label); waiting for
+    deployments to become ready is not an error."""
+    ready = status["conditions"][0]
+    if ready["status"] == "True" or ready["reason"] in WAITING:
+        return None
+    return str(ready["reason"])
+
+
 class RouteReconciler:
     def __init__(self, api: KubeApi, store: Store, queue: WorkQueue[Key],
-                 clock: Callable[[], str]) -> None:
+                 clock: Callable[[], str], metrics: OperatorMetrics | None = None,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.api, self.store, self.queue, self.clock = api, store, queue, clock
+        self.metrics = metrics if metrics is not None else OperatorMetrics(CollectorRegistry())
+        self.timer = timer
 
     async def handle(self, key: Key) -> None:
         body = self.store.routes.get(key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.queue.drop(key)
             return
+        start = self.timer()
+        error = await self._attempt(key, body)
+        self.metrics.reconciled("route", self.timer() - start, error)
+
+    async def _attempt(self, key: Key, body: dict[str, Any]) -> str | None:
+        """Write the route's status if it changed; returns why the reconcile failed."""
         new = route_status(body, self.store, self.clock())
         if not differs(new, body.get("status") or {}):
             self.queue.forget(key)
-            return
+            return route_error(new)
         try:
             updated = await self.api.patch_status(API_VERSION, "LLMRoute", key[0], key[1], new)
             self.store.put_route(updated, deleted=False)
@@ -88,16 +113,20 @@ class RouteReconciler:
             await post_event(self.api, body, ready["reason"], ready["message"],
                              warning=ready["status"] != "True")
             self.queue.forget(key)
-        except Conflict:  # re-read, no backoff
+            return route_error(new)
+        except Conflict as exc:  # re-read, no backoff
             self.queue.forget(key)
             self.queue.add_after(key, self.queue.base_delay)
+            return error_reason(exc)
         except (Transient, OSError, TimeoutError) as exc:
             log.warning("route %s/%s status failed (%s); retry in %.1fs", *key, exc,
                         self.queue.retry(key))
+            return error_reason(exc)
         except ApiError as exc:  # permanent (RBAC, gone, rejected): the same write fails again
             self.queue.forget(key)
             log.error("route %s/%s status not written (%s); not retrying until it changes",
                       *key, exc)
+            return error_reason(exc)
 
 
 def now() -> str:

@@ -7,6 +7,9 @@ Properties that make the operator reliable:
 * a key is never processed by two workers at once; events during processing re-queue it;
 * a failing key backs off exponentially (``base * 2**n`` capped) without blocking others;
 * ``forget`` resets the backoff after a success.
+
+Each key's wait (queued -> taken by a worker, from its first ``add`` while queued) goes
+to ``on_wait``, on the injected monotonic clock: the operator's metrics bind it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -22,21 +26,24 @@ log = logging.getLogger("tierserve.operator")
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+    def __init__(self, base_delay: float = 0.5, max_delay: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._queue: asyncio.Queue[K] = asyncio.Queue()
-        self._queued: set[K] = set()
+        self._queued: dict[K, float] = {}  # key -> when it was queued
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._failures: dict[K, int] = {}
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self.base_delay, self.max_delay = base_delay, max_delay
+        self._clock = clock
+        self.on_wait: Callable[[float], None] = lambda _seconds: None
 
     def add(self, key: K) -> None:
         if key in self._active:
             self._dirty.add(key)  # re-run after the current pass
             return
         if key not in self._queued:
-            self._queued.add(key)
+            self._queued[key] = self._clock()
             self._queue.put_nowait(key)
 
     def add_after(self, key: K, delay: float) -> None:
@@ -77,8 +84,9 @@ class WorkQueue(Generic[K]):
 
     async def _next(self) -> K:
         key = await self._queue.get()
-        self._queued.discard(key)
+        since = self._queued.pop(key)
         self._active.add(key)
+        self.on_wait(self._clock() - since)
         return key
 
     def _done(self, key: K) -> None:

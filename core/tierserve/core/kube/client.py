@@ -7,7 +7,7 @@ in-cluster service account, loaded once); requests go over one shared aiohttp se
 The bearer token is taken from the credentials on every request (a rotated
 service-account token is picked up), and a 401 re-reads the credentials and retries once.
 Failures raise the typed errors of :mod:`tierserve.core.kube.errors`. Every write is
-counted, so the operator benchmark can prove zero writes in steady state.
+counted by verb, so the operator benchmark can prove zero writes in steady state.
 
 Contracts: ``apply`` is server-side apply with ``force`` (idempotent create-or-update with
 deterministic names); ``get`` returns ``None`` for 404; ``delete`` treats 404 as done.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -69,9 +69,31 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> dict[s
     return params
 
 
+# HTTP method -> the API server's verb (server-side apply is its own verb, ``apply``, as
+# in the API server's own ``apiserver_request_total{verb="APPLY"}``)
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def verb_of(method: str, content_type: str) -> str:
+    """The write verb of a request (``create``, ``update``, ``patch``, ``apply``, ``delete``)."""
+    if method == "PATCH" and content_type == APPLY_PATCH:
+        return "apply"
+    return _VERBS.get(method, method.lower())
+
+
 @dataclass
 class WriteCounter:
-    total: int = 0
+    """Write calls by verb (``tierserve_operator_api_writes_total{verb}``)."""
+
+    by_verb: dict[str, int] = field(default_factory=dict)
+
+    def count(self, verb: str) -> None:
+        self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_verb.values())
 
 
 class KubeApi:
@@ -136,7 +158,7 @@ class KubeApi:
                       content_type: str = "application/json",
                       params: dict[str, str] | None = None) -> Any:
         if method != "GET":
-            self.writes.total += 1
+            self.writes.count(verb_of(method, content_type))
         data = json.dumps(body) if body is not None else None
         async with self._send(method, path, data, content_type, params) as resp:
             text = await resp.text()
@@ -207,7 +229,7 @@ class KubeApi:
         path = resource_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"),
                              meta["name"])
         result: dict[str, Any] = await self.request(
-            "PATCH", path, manifest, "application/apply-patch+yaml",
+            "PATCH", path, manifest, APPLY_PATCH,
             {"fieldManager": FIELD_MANAGER, "force": "true"})
         return result
 

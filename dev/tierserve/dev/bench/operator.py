@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from tierserve.core.kube.client import KubeApi
+from tierserve.dev.testing import sum_samples
 
 ROOT = Path(__file__).resolve().parents[4]
 API = "tierserve.io/v1alpha1"
@@ -110,13 +111,7 @@ async def _bulk(api: KubeApi, ns: str, n: int) -> float:
 
 async def _operator_metrics(port: int) -> dict[str, float]:
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
-        text = await r.text()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("tierserve_operator_"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+        return sum_samples(await r.text(), "tierserve_operator_")
 
 
 async def _apiserver_writes(api: KubeApi) -> float:
@@ -134,14 +129,16 @@ async def _steady(api: KubeApi, port: int, window: float) -> dict[str, float]:
         a = await _operator_metrics(port)
         await asyncio.sleep(2.0)
         b = await _operator_metrics(port)
-        return a == b and b["tierserve_operator_queue_depth"] == 0
+        return a == b and b["tierserve_operator_workqueue_depth"] == 0
 
     await _until(quiet, 300, "the operator to go quiet", every=0.1)
     m0, s0 = await _operator_metrics(port), await _apiserver_writes(api)
-    await asyncio.sleep(window)  # covers two full resyncs (--resync-seconds 10)
+    await asyncio.sleep(window)  # covers two full resyncs (--resync-s 10)
     m1, s1 = await _operator_metrics(port), await _apiserver_writes(api)
-    writes = m1["tierserve_operator_api_writes"] - m0["tierserve_operator_api_writes"]
-    reconciles = m1["tierserve_operator_reconciles"] - m0["tierserve_operator_reconciles"]
+    writes = (m1["tierserve_operator_api_writes_total"]
+              - m0["tierserve_operator_api_writes_total"])
+    reconciles = (m1["tierserve_operator_reconciles_total"]
+                  - m0["tierserve_operator_reconciles_total"])
     return {"writes": writes, "reconciles": reconciles, "apiserver_writes": s1 - s0}
 
 
@@ -161,7 +158,7 @@ def _cpu_s(pid: int) -> float:
 def _start_operator(kubeconfig: str, ns: str, port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "tierserve.cli.main", "operator", "--kubeconfig", kubeconfig,
            "-n", ns, "--no-leader-elect", "--metrics-port", str(port),
-           "--resync-seconds", "10"]
+           "--resync-s", "10"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
