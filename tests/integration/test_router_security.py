@@ -42,6 +42,11 @@ async def test_keys_required_and_request_rate_limited(tmp_path: Path) -> None:
         status, headers, body = await _post(url, SENTINEL_KEY)
         assert status == 429 and int(headers["Retry-After"]) >= 1
         assert orjson.loads(body)["error"]["type"] == "rate_limit_error"
+        # refusals before routing are counted by reason (the key's name is never a label)
+        async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
+            text = await r.text()
+        assert 'tierserve_router_rejected_total{reason="invalid_api_key"} 2.0' in text
+        assert 'tierserve_router_rejected_total{reason="rate_limit_exceeded"} 2.0' in text
 
 
 async def test_token_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:

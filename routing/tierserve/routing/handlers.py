@@ -116,7 +116,7 @@ class Handlers:
         if exc.status >= 500:
             log.warning("request %s: %d %s", rid, exc.status, exc.code)
         if self._responder is not None:
-            self._responder.record_error(call, exc.status)
+            self._responder.record_error(call, exc.status, exc.code)
         if request.started:  # a stream under way: it ends with an SSE error event
             if not request.finished:
                 request.write(request.frame(sse_error(rid)))

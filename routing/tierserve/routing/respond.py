@@ -153,9 +153,11 @@ class Responder:
             if saved > 0:
                 m.count(m.cost_saved, route, variant).inc(saved)
 
-    def record_error(self, call: Call | None, status: int) -> None:
+    def record_error(self, call: Call | None, status: int, reason: str | None = None) -> None:
         route = call.route.model if call is not None else ""
         self._metrics.count(self._metrics.requests, route, "", "", "", str(status)).inc()
+        if call is None:  # refused before routing: a bad or missing key, a key's limit...
+            self._metrics.count(self._metrics.rejected, reason or str(status)).inc()
 
 
 class _Sink:
