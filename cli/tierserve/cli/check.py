@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from tierserve.core.cliflags import add_cluster_access
+from tierserve.core.cliflags import add_cluster_access, add_log_level
 
 Lease = dict[str, Any]
 
@@ -119,15 +119,18 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="check that the router answers or the operator leads",
-                       description=(__doc__ or "").splitlines()[0])
+                       description="Is an installation serving? The chart's helm test "
+                       "hooks run these checks; exit status 0 when it is, 1 with the reason.")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     router = what.add_parser("router", help="GET URL/v1/models answers a model list")
     router.add_argument("url", help="the router's base URL, e.g. http://tierserve-router.ns.svc")
     router.add_argument("--timeout-s", type=float, default=10.0,
                         help="give up on the request after this long (default: %(default)s)")
+    add_log_level(router)
     leader = what.add_parser("leader", help="the operator's Lease has a holder renewing it")
     leader.add_argument("--namespace", required=True, help="the Lease's namespace")
     leader.add_argument("--lease", default="tierserve-operator",
                         help="the Lease's name (default: %(default)s)")
     add_cluster_access(leader)
+    add_log_level(leader)
     p.set_defaults(func=run)

@@ -19,7 +19,7 @@ from tierserve.core.api.errors import InvalidObject, validate
 from tierserve.core.api.route import LLMRouteSpec
 from tierserve.core.builders import BuildSettings, build_children
 from tierserve.core.builders.context import from_object
-from tierserve.core.cliflags import add_log_level
+from tierserve.core.cliflags import add_build_settings, add_log_level, build_settings
 from tierserve.core.sizing import SizingError
 
 
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("render", help="print the child manifests for LLMDeployment manifests")
     p.add_argument("-f", "--filename", action="append", required=True, type=Path,
                    help="manifest file or directory (repeatable); '-' reads stdin")
+    add_build_settings(p)
     add_log_level(p)
     p.set_defaults(func=run)
 
@@ -59,7 +60,12 @@ def render_object(doc: dict[str, Any], settings: BuildSettings) -> list[dict[str
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, failed, out = BuildSettings(), False, []
+    try:
+        settings = build_settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed, out = False, []
     for source, doc in _documents(args.filename):
         name = (doc.get("metadata") or {}).get("name", "?")
         try:

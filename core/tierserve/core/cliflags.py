@@ -22,6 +22,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when used: every command imports this module
+    from tierserve.core.builders.common import BuildSettings
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -52,3 +57,26 @@ def add_cluster_access(parser: argparse.ArgumentParser, note: str = AUTO_ACCESS)
 
 def uses_cluster_access(args: argparse.Namespace) -> bool:
     return bool(args.kubeconfig or args.in_cluster)
+
+
+def add_build_settings(parser: argparse.ArgumentParser) -> None:
+    """``--build-settings FILE``: images, node labels and prices for the children."""
+    parser.add_argument("--build-settings", type=Path, metavar="FILE",
+                        help="YAML/JSON with the images, node labels per accelerator type and "
+                        "prices the children are built with (the chart's engines values; "
+                        "docs/values.md); default: the built-in ones")
+
+
+def build_settings(args: argparse.Namespace) -> BuildSettings:
+    """The ``--build-settings`` file's settings; ValueError naming the file and the bad
+    value."""
+    from tierserve.core.builders.common import BuildSettings
+
+    path: Path | None = args.build_settings
+    if path is None:
+        return BuildSettings()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"--build-settings {path}: {exc.strerror or exc}") from exc
+    return BuildSettings.from_yaml(text, str(path))

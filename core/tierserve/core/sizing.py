@@ -32,7 +32,7 @@ The model (documented in docs/sizing.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tierserve.core.api.deployment import LLMDeploymentSpec, SizingPlan
 from tierserve.core.capacity import batch_meeting_tpot
@@ -193,10 +193,13 @@ def _choices(spec: LLMDeploymentSpec, gpu: Accelerator) -> tuple[int, ...]:
     return UNIT_CHOICES if requested == "auto" else (int(requested),)
 
 
-def plan(spec: LLMDeploymentSpec) -> SizingPlan:
+def plan(spec: LLMDeploymentSpec, price_per_hour_usd: float | None = None) -> SizingPlan:
     """Pick GPUs or threads per replica (smallest that fits and meets the SLOs) and size
-    the batch."""
+    the batch. ``price_per_hour_usd`` replaces the catalog's price of one unit (the
+    platform's own, from the chart's ``engines.gpuPrices``) in the cost estimate."""
     gpu = get(spec.accelerator.type)
+    if price_per_hour_usd is not None:
+        gpu = replace(gpu, cost_per_hour_usd=price_per_hour_usd)
     if spec.model.dtype == "bfloat16" and not gpu.supports_bf16 and not spec.model.quantization:
         raise SizingError("UnsupportedDtype",
                           f"{gpu.name} does not support bfloat16; set model.dtype: float16")

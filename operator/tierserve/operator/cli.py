@@ -8,9 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from tierserve.core.cliflags import add_cluster_access, add_log_level
+from tierserve.core.cliflags import (
+    add_build_settings,
+    add_cluster_access,
+    add_log_level,
+    build_settings,
+)
 from tierserve.core.local import LocalRuntimeFactory
 from tierserve.operator.settings import LeaderElection, LocalTarget, OperatorSettings
 
@@ -41,6 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--local-workdir", type=Path, help="--target local: state directory")
     p.add_argument("--local-ray-port", type=int, default=8000,
                    help="--target local: Ray Serve HTTP port")
+    add_build_settings(p)
     add_log_level(p)
     p.set_defaults(func=run, local_runtimes=local_runtimes)
 
@@ -85,6 +89,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         metrics_host=args.metrics_host, health_port=args.health_port,
         resync_seconds=args.resync_s,
         leader_election=LeaderElection.model_validate(le),
+        build=build_settings(args),
     )
 
 
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-    except ValidationError as exc:
+    except ValueError as exc:  # pydantic's ValidationError is one
         print(f"tierserve operator: {exc}", file=sys.stderr)
         return 2
     try:

@@ -10,20 +10,36 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 
 from tierserve.core.api.deployment import API_VERSION, LLMDeploymentSpec, SizingPlan
-from tierserve.core.catalog import Accelerator
+from tierserve.core.catalog import CATALOG, Accelerator, get
 
 Manifest = dict[str, Any]
 DEPLOYMENT_LABEL = "tierserve.io/deployment"
 MANAGED_BY = "tierserve"
 
 
-class Images(BaseModel):
-    """Container images per runtime/engine; platform teams override them in the chart."""
+# camelCase in files and the chart's values (``engines`` there is this object), snake_case
+# in Python; both spellings validate
+_SETTINGS_CONFIG = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel,
+                              populate_by_name=True)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def _known_types(value: dict[str, Any], what: str) -> dict[str, Any]:
+    unknown = sorted(set(value) - set(CATALOG))
+    if unknown:
+        raise ValueError(f"{what}: unknown accelerator type(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(CATALOG)}")
+    return value
+
+
+class Images(BaseModel):
+    """Container images per runtime/engine (chart values ``engines.images``)."""
+
+    model_config = _SETTINGS_CONFIG
 
     ray_vllm: str = "rayproject/ray-llm:2.49.0-py311-cu128"
     ray_version: str = "2.49.0"
@@ -37,17 +53,55 @@ class Images(BaseModel):
 
 
 class BuildSettings(BaseModel):
-    """Operator-wide settings the builders read (from the chart's values)."""
+    """Operator-wide settings the builders read: the chart's ``engines`` values, which the
+    chart hands the operator as a file (``tierserve operator --build-settings``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _SETTINGS_CONFIG
 
     images: Images = Field(default_factory=Images)
     node_label_overrides: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="accelerator type -> node labels that select it, replacing the catalog's",
     )
+    gpu_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="accelerator type -> USD per unit-hour (GPU-hour; core-hour for cpu), "
+                    "replacing the catalog's price in cost estimates",
+    )
     gpu_toleration: bool = Field(default=True,
                                  description="tolerate the usual `<vendor>/gpu` NoSchedule taint")
+
+    @field_validator("node_label_overrides")
+    @classmethod
+    def _labels_of_known_types(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return _known_types(v, "nodeLabelOverrides")
+
+    @field_validator("gpu_prices")
+    @classmethod
+    def _prices(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: p for k, p in v.items() if not p > 0}
+        if bad:
+            raise ValueError(f"gpuPrices: prices must be above 0, got {bad}")
+        return _known_types(v, "gpuPrices")
+
+    def price_per_hour_usd(self, accelerator: str) -> float:
+        """The price cost estimates use for one unit of ``accelerator`` for an hour."""
+        return self.gpu_prices.get(accelerator, get(accelerator).cost_per_hour_usd)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "build settings") -> BuildSettings:
+        """Parse a YAML/JSON document (pure: the caller reads the file); a clear error
+        naming ``source`` and the bad value otherwise."""
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{source}: not YAML: {exc}") from exc
+        if doc is not None and not isinstance(doc, dict):
+            raise ValueError(f"{source}: expected a mapping, got {type(doc).__name__}")
+        try:
+            return cls.model_validate(doc or {})
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def from_object(body: Mapping[str, Any], settings: BuildSettings) -> BuildContex
         namespace=meta.get("namespace") or "default",
         uid=meta.get("uid") or "00000000-0000-0000-0000-000000000000",
         spec=spec,
-        plan=plan(spec),
+        plan=plan(spec, settings.price_per_hour_usd(spec.accelerator.type)),
         accelerator=get(spec.accelerator.type),
         settings=settings,
         generation=int(meta.get("generation") or 0),
