@@ -30,7 +30,7 @@ from tierserve.dashboards.kit import (
 UID = "tierserve-router"
 REQ = "tierserve_router_requests_total"
 P = "tierserve_router_"
-ROUTE_429 = ROUTE + ', status="429"'
+NS_429 = NS + ', status="429"'  # a key's 429 comes before the route is known
 
 
 def _share(by: str, of: str) -> str:
@@ -101,7 +101,10 @@ def _health() -> Row:
                    Q(f"sum by (route, deployment, reason) ({rate(P + 'fallbacks_total', ROUTE)})",
                      "{{route}} → {{deployment}} {{reason}}"), span=8),
         timeseries("429 responses", "reqps",
-                   Q(f"sum by (route) ({rate(REQ, ROUTE_429)})", "{{route}}"), span=8),
+                   Q(f'label_replace(sum by (route) ({rate(REQ, NS_429)}), "route", '
+                     f'"(before routing)", "route", "")', "{{route}}"), span=8,
+                   description="A deployment's queue full (by route), or a key over its "
+                               "limit (before routing, when no route is known yet)."),
         timeseries("Held requests (scale from zero)", "short",
                    Q(f"sum by (deployment) ({P}held_requests{{{ROUTER_DEP}}})",
                      "{{deployment}}"), span=8),
