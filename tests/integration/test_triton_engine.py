@@ -18,6 +18,7 @@ import pytest
 
 from tierserve.core.profiles import get_profile
 from tierserve.dev.cluster.procs import free_ports
+from tierserve.dev.testing import vllm_totals
 from tierserve.dev.waiting import wait_until_async
 from tierserve.engine.triton import TritonServer, TritonSpec
 
@@ -99,11 +100,36 @@ def test_tritonclient_grpc_stream(triton: TritonServer) -> None:
 
 
 async def test_triton_metrics(triton: TritonServer) -> None:
-    async with aiohttp.ClientSession() as s, s.get(triton.spec.metrics_url) as r:
-        text = await r.text()
+    """Triton's own series, and the engine's vLLM families on the same port (Triton
+    custom metrics), observed per request and per token as on the HTTP server."""
+    base = triton.spec.metrics_url.removesuffix("/metrics")
+    before = await vllm_totals(base)
+    gen = f"{triton.spec.http_url}/v2/models/{triton.spec.model_name}/generate_stream"
+    # a bound on a hang (a request that never gets its final response), not a timing
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+        async with s.post(gen, json={"text_input": "x" * 40, "max_tokens": 6,
+                                     "stream": True}) as r:
+            assert r.status == 200
+            await r.read()
+        async with s.get(triton.spec.metrics_url) as r:
+            text = await r.text()
     name = triton.spec.model_name
     assert f'nv_inference_request_success{{model="{name}",version="1"}}' in text
     assert "nv_inference_count" in text and "nv_inference_request_duration_us" in text
+    after = await vllm_totals(base)
+
+    def grew(sample: str) -> float:
+        return after.get(sample, 0.0) - before.get(sample, 0.0)
+    assert grew("vllm:generation_tokens_total") == 6
+    assert grew("vllm:prompt_tokens_total") == 10
+    assert grew("vllm:request_success_total") == 1
+    assert grew("vllm:time_to_first_token_seconds_count") == 1
+    assert grew("vllm:inter_token_latency_seconds_count") == 5  # per token after the first
+    assert grew("vllm:time_per_output_token_seconds_count") == 1
+    assert grew("vllm:e2e_request_latency_seconds_count") == 1
+    for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting",
+                  "vllm:kv_cache_usage_perc"):
+        assert gauge in after, gauge
 
 
 async def test_killed_server_is_not_ready(tmp_path: Path) -> None:

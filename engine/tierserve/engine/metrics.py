@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -102,10 +103,37 @@ class EngineMetrics:
         return generate_latest(self.registry)
 
 
+class _Observes(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _Counts(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class RequestMetrics(Protocol):
+    """What :class:`RequestTimer` records into: :class:`EngineMetrics`, or the same
+    families on another registry (Triton's custom metrics, ``triton_metrics``)."""
+
+    @property
+    def ttft(self) -> _Observes: ...
+    @property
+    def itl(self) -> _Observes: ...
+    @property
+    def tpot(self) -> _Observes: ...
+    @property
+    def e2e(self) -> _Observes: ...
+    @property
+    def prompt_tokens(self) -> _Counts: ...
+    @property
+    def generation_tokens(self) -> _Counts: ...
+    def request_succeeded(self, reason: str) -> None: ...
+
+
 class RequestTimer:
     """Latency of one request as its tokens arrive (``clock``: seconds, monotonic)."""
 
-    def __init__(self, metrics: EngineMetrics | None,
+    def __init__(self, metrics: RequestMetrics | None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.metrics = metrics
         self.clock = clock

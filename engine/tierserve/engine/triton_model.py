@@ -44,11 +44,14 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from tierserve.engine.backend import Chunk, Prepared, merge
+from tierserve.engine.backend import Chunk, Prepared, finish_reason, merge
 from tierserve.engine.engines import engine_args, make_backend
+from tierserve.engine.metrics import RequestTimer
 from tierserve.engine.openai_api import HINT_FIELD, ApiError, GenRequest, parse_request
 from tierserve.engine.openai_responses import logprobs
+from tierserve.engine.triton_metrics import TritonEngineMetrics
 
+STATE_PERIOD_S = 1.0  # how often the queue and KV gauges are refreshed
 SAMPLING_PARAMETERS = ("temperature", "top_p", "seed", "stop", "ignore_eos", "logprobs",
                        "top_logprobs")
 
@@ -113,6 +116,32 @@ def request_body(request: Any, served_name: str) -> tuple[str, dict[str, Any], b
     return kind, body, bool(stream) if stream is not None else False
 
 
+class _Reply:
+    """A request's response sender that remembers whether the final response went out."""
+
+    def __init__(self, sender: Any) -> None:
+        self.sender, self.done = sender, False
+
+    def send(self, response: Any, *, final: bool) -> None:
+        flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
+        self.sender.send(response, flags)
+        self.done = self.done or final
+
+    def close(self) -> None:
+        """End the response stream if nothing final went out (a stream whose last chunk
+        carried no finish reason, or a request cancelled by its client)."""
+        if not self.done:
+            self.done = True
+            # a cancelled request may refuse even the final flag; nothing waits for it then
+            with contextlib.suppress(pb_utils.TritonModelException):
+                self.sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def error(self, message: str) -> None:
+        if not self.done:
+            self.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)),
+                      final=True)
+
+
 class TritonPythonModel:
     """Triton's Python-backend entry point (the class name is Triton's contract)."""
 
@@ -123,11 +152,25 @@ class TritonPythonModel:
         eargs = engine_args(raw)
         self.served_name = str(raw.get("served_name") or eargs.default_served_name())
         self.backend = make_backend(eargs)
+        self.metrics = TritonEngineMetrics(pb_utils, self.served_name,
+                                           args.get("model_instance_name", "0"))
         self.backend.load()  # Triton reports the model not ready until this returns
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.backend.start(), self.loop).result()
+        self._state_task = asyncio.run_coroutine_threadsafe(self._publish_state(), self.loop)
+
+    async def _publish_state(self) -> None:
+        """Triton's gauges are set, not read at scrape time: refresh them periodically
+        (and around every request, in :meth:`_serve`)."""
+        while True:
+            self._set_state()
+            await asyncio.sleep(STATE_PERIOD_S)
+
+    def _set_state(self) -> None:
+        st = self.backend.state()
+        self.metrics.set_state(st.running, st.waiting, st.kv_usage)
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
@@ -140,34 +183,50 @@ class TritonPythonModel:
         return self.backend.prepare(req), stream
 
     async def _serve(self, request: Any) -> None:
-        sender = request.get_response_sender()
-        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        reply = _Reply(request.get_response_sender())
         try:
             prep, stream = self._prepare(request)
         except (ApiError, ValueError, TypeError) as exc:
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), final)
+            reply.error(str(exc))
             return
-        generated, offset, done_chunks = 0, 0, []
         try:
-            async with contextlib.aclosing(self.backend.generate(prep)) as chunks:
-                async for chunk in chunks:
-                    if sender.is_cancelled():
-                        return
-                    generated += len(chunk.tokens)
-                    done_chunks.append(chunk)
-                    if stream:
-                        done = chunk.finish_reason is not None
-                        resp = _response(prep.req, chunk, generated, prep.prompt_tokens,
-                                         offset)
-                        sender.send(resp, final if done else 0)
-                        offset += len(chunk.text)
-            if not stream:
-                sender.send(_response(prep.req, merge(done_chunks), generated,
-                                      prep.prompt_tokens), final)
+            await self._generate(reply, prep, stream)
         except RuntimeError as exc:  # not ready, or engine stopped
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), final)
+            reply.error(str(exc))
+        except Exception as exc:
+            # Whatever failed, the request must still get its final response: without
+            # one the client waits forever (this coroutine's future is never read).
+            pb_utils.Logger.log_error(f"tierserve engine: request failed: {exc!r}")
+            reply.error(f"engine error: {exc}")
+        finally:
+            reply.close()
+
+    async def _generate(self, reply: _Reply, prep: Prepared, stream: bool) -> None:
+        generated, offset, done_chunks = 0, 0, []
+        timer = RequestTimer(self.metrics)
+        async with contextlib.aclosing(self.backend.generate(prep)) as chunks:
+            self._set_state()
+            async for chunk in chunks:
+                if reply.sender.is_cancelled():
+                    return
+                generated += len(chunk.tokens)
+                timer.tokens(len(chunk.tokens))
+                done_chunks.append(chunk)
+                last = chunk.finish_reason is not None
+                if last:  # recorded before the client can see the end (and scrape)
+                    timer.finished(chunk.finish_reason or "stop", prep.prompt_tokens)
+                if stream:
+                    resp = _response(prep.req, chunk, generated, prep.prompt_tokens, offset)
+                    reply.send(resp, final=last)
+                    offset += len(chunk.text)
+        if not (done_chunks and done_chunks[-1].finish_reason):
+            timer.finished(finish_reason(done_chunks), prep.prompt_tokens)
+        if not stream:
+            reply.send(_response(prep.req, merge(done_chunks), generated, prep.prompt_tokens),
+                       final=True)
 
     def finalize(self) -> None:
+        self._state_task.cancel()
         asyncio.run_coroutine_threadsafe(self.backend.stop(), self.loop).result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
