@@ -229,7 +229,7 @@ class AutoscalerProcess:
         """How many rounds ended in ``action`` ("hold", "up", ...) for the deployment."""
         return sum(v for k, v in self.metrics().items()
                    if k.startswith("tierserve_autoscaler_decisions_total{")
-                   and f'action="{action}"' in k and f'name="{NAME}"' in k)
+                   and f'action="{action}"' in k and f'deployment="{NAME}"' in k)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -323,8 +323,10 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
                        "predicted_attainment", "observed_attainment"):
             assert any(k.startswith(f"tierserve_autoscaler_{series}{{") and NAME in k
                        for k in own), (series, own)
-        assert any(k.startswith("tierserve_autoscaler_input{") and "demand_replicas" in k
-                   for k in own), own
+        for series in ("input_demand_replicas", "input_arrival_rate_rps",
+                       "input_tpot_p95_seconds"):
+            assert any(k.startswith(f"tierserve_autoscaler_{series}{{") and NAME in k
+                       for k in own), (series, own)
         figures["autoscaler_metrics"] = {k: v for k, v in own.items()
                                          if "replicas{" in k or "attainment{" in k}
     finally:
@@ -377,6 +379,11 @@ def test_scales_up_under_a_load_step_and_down_after_the_window(
         holds = autoscaler.decisions("hold")
         wait_until(lambda: autoscaler.decisions("hold") >= holds + 5, 60,
                    "five more rounds deciding to hold under load")
+        holding = {k: v for k, v in autoscaler.metrics().items()
+                   if k.startswith("tierserve_autoscaler_holding{") and NAME in k}
+        assert sum(holding.values()) == 1 and any(
+            v == 1 and ('reason="stale_metrics"' in k or 'reason="no_metrics"' in k)
+            for k, v in holding.items()), holding
     finally:
         load.stop()
     assert all(s == 1 for t, s, _, _ in tl.points if t >= t_kill), "wrote while holding"

@@ -74,8 +74,8 @@ async def test_scales_up_and_explains() -> None:
     assert writer.sets and writer.sets[0][0] >= 8
     assert "demand" in writer.sets[0][1]
     text = generate_latest(ctl.registry).decode()
-    assert 'tierserve_autoscaler_desired_replicas{name="llm",namespace="ns"}' in text
-    assert 'input="demand_replicas"' in text
+    assert 'tierserve_autoscaler_desired_replicas{deployment="llm",namespace="ns"}' in text
+    assert 'tierserve_autoscaler_input_demand_replicas{deployment="llm",namespace="ns"}' in text
     assert "tierserve_autoscaler_predicted_attainment" in text
 
 

@@ -135,7 +135,7 @@ def test_decision_explains_inputs_and_predicts_attainment() -> None:
     d = POLICY(ctx(window(now, lambda t: 4.0), ScalerState(5, 5), now))
     assert "demand" in d.reason and "predicted attainment" in d.reason
     assert d.predicted_attainment is not None and 0 <= d.predicted_attainment <= 1
-    assert {"demand_replicas", "forecast_replicas", "gain"} <= set(d.inputs)
+    assert {"demand_replicas", "forecast_replicas", "feedback_gain"} <= set(d.inputs)
 
 
 def _tpot(s: MetricSample) -> Histogram:
@@ -220,7 +220,7 @@ def test_feedback_is_not_fooled_by_a_target_inside_a_bucket() -> None:
     straddling = _tpot_in_bucket(TPOT_BUCKETS_S.index(0.05), now)
     d = POLICY(PolicyContext(straddling, slo, CAPACITY, LIMITS, ScalerState(5, 5), now))
     assert d.state.memo["gain"] == 1.0
-    assert d.inputs["observed_attainment"] == pytest.approx(0.6)
+    assert d.inputs["feedback_attainment"] == pytest.approx(0.6)
     # all of them in (50, 75] ms: surely missed, so the gain rises
     missed = _tpot_in_bucket(TPOT_BUCKETS_S.index(0.075), now)
     d = POLICY(PolicyContext(missed, slo, CAPACITY, LIMITS, ScalerState(5, 5), now))

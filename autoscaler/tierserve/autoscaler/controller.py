@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierserve.autoscaler.metrics import ControllerMetrics, window_inputs
 from tierserve.autoscaler.policy import Policy, make_policy, signals
 from tierserve.autoscaler.types import (
     Decision,
@@ -34,6 +35,7 @@ from tierserve.autoscaler.types import (
     Slo,
 )
 from tierserve.core.capacity import ReplicaCapacity
+from tierserve.core.metrics_registry import component_registry
 
 log = logging.getLogger(__name__)
 
@@ -78,59 +80,6 @@ class ScaleWriter(Protocol):
         ...
 
 
-class ControllerMetrics:
-    """Prometheus metrics on a registry the caller owns (no global registry)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ["namespace", "name"]
-        p = "tierserve_autoscaler_"
-        self.desired = Gauge(
-            p + "desired_replicas", "Policy's desired count.", labels, registry=registry
-        )
-        self.current = Gauge(
-            p + "current_replicas", "spec.replicas seen.", labels, registry=registry
-        )
-        self.ready = Gauge(p + "ready_replicas", "Ready replicas seen.", labels, registry=registry)
-        self.predicted = Gauge(
-            p + "predicted_attainment", "Policy's predicted attainment.", labels, registry=registry
-        )
-        self.observed = Gauge(
-            p + "observed_attainment", "Attainment over the window.", labels, registry=registry
-        )
-        self.inputs = Gauge(
-            p + "input", "Inputs the policy used.", [*labels, "input"], registry=registry
-        )
-        self.decisions = Counter(
-            p + "decisions", "Decisions by outcome.", [*labels, "action"], registry=registry
-        )
-
-    def record(
-        self, t: ScaleTarget, d: Decision, spec: int, ready: int, observed: float | None
-    ) -> None:
-        key = t.key
-        self.desired.labels(*key).set(d.desired_replicas)
-        self.current.labels(*key).set(spec)
-        self.ready.labels(*key).set(ready)
-        if d.predicted_attainment is not None:
-            self.predicted.labels(*key).set(d.predicted_attainment)
-        if observed is not None:
-            self.observed.labels(*key).set(observed)
-        for name, value in d.inputs.items():
-            self.inputs.labels(*key, name).set(value)
-        action = (
-            "hold"
-            if d.held
-            else (
-                "up"
-                if d.desired_replicas > spec
-                else "down"
-                if d.desired_replicas < spec
-                else "none"
-            )
-        )
-        self.decisions.labels(*key, action).inc()
-
-
 @dataclass
 class _Tracked:
     target: ScaleTarget
@@ -156,7 +105,7 @@ class Controller:
     ) -> None:
         self.source, self.writer, self.clock, self.sleep = source, writer, clock, sleep
         self.interval_s, self.window_s = interval_s, window_s
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else component_registry()
         self.metrics = ControllerMetrics(self.registry)
         self.tracked: dict[tuple[str, str], _Tracked] = {}
         for t in targets:
@@ -176,7 +125,8 @@ class Controller:
         self.tracked[target.key] = tracked
 
     def remove(self, ns: str, name: str) -> None:
-        self.tracked.pop((ns, name), None)
+        if self.tracked.pop((ns, name), None) is not None:
+            self.metrics.forget((ns, name))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -222,7 +172,8 @@ class Controller:
                 t.namespace, t.name, decision.desired_replicas, decision.reason
             )
         observed = self._observed(tr, decision)
-        self.metrics.record(t, decision, spec, ready, observed.get("attainment"))
+        self.metrics.record(t.key, decision, spec, ready, observed.get("attainment"),
+                            window_inputs(tuple(tr.window), now))
         if observed != tr.last_status:  # steady state writes nothing
             await self.writer.record_status(t.namespace, t.name, observed)
             tr.last_status = observed

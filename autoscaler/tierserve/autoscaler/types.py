@@ -206,5 +206,10 @@ class Decision:
     reason: str
     state: ScalerState
     predicted_attainment: float | None = None
+    # what the policy computed its count from, in base units (names: tierserve.autoscaler.
+    # metrics.INPUTS, one gauge each); a value it did not know is left out, never a sentinel
     inputs: Mapping[str, float] = field(default_factory=dict)
     held: bool = False  # True when the policy refused to act (stale or missing metrics)
+    # why, as one of a small fixed set (a metrics label; ``reason`` is the sentence):
+    # common.HOLD_CAUSES when held, else e.g. demand, stabilization, max_replicas
+    cause: str = "policy"

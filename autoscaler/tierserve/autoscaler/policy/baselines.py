@@ -50,7 +50,8 @@ class HpaPolicy(_Policy):
         total = mean([float(s.running) for s in recent])
         current = max(ctx.state.current_replicas, 1)
         ratio = total / (current * self.target)
-        if abs(ratio - 1) <= self.tolerance:
+        within = abs(ratio - 1) <= self.tolerance
+        if within:
             raw, why = current, f"ratio {ratio:.2f} within tolerance"
         else:
             raw, why = math.ceil(round(total / self.target, 6)), f"ratio {ratio:.2f}"
@@ -63,7 +64,8 @@ class HpaPolicy(_Policy):
             reason,
             up_window_s=self.scale_up_stabilization_s,
             down_window_s=self.scale_down_stabilization_s,
-            inputs={"running": total, "ratio": ratio},
+            inputs={"running_requests": total, "utilization_ratio": ratio},
+            cause="tolerance" if within else "utilization",
         )
 
 
@@ -106,6 +108,7 @@ class KpaPolicy(_Policy):
             down_window_s=self.scale_down_delay_s,
             inputs={"stable_concurrency": stable, "panic_concurrency": panic},
             memo={**state.memo, "panic_until": panic_until},
+            cause="panic" if in_panic else "concurrency",
         )
 
     @staticmethod
@@ -119,7 +122,8 @@ class FixedPolicy(_Policy):
 
     def __call__(self, ctx: PolicyContext) -> Decision:
         n = clamp(self.replicas, ctx)
-        return Decision(n, f"fixed at {n}", replace(ctx.state, current_replicas=n))
+        return Decision(n, f"fixed at {n}", replace(ctx.state, current_replicas=n),
+                        cause="fixed")
 
 
 class OraclePolicy(_Policy):
@@ -144,4 +148,4 @@ class OraclePolicy(_Policy):
             last_scale_up_at=ctx.now if n > state.current_replicas else state.last_scale_up_at,
             last_scale_down_at=ctx.now if n < state.current_replicas else state.last_scale_down_at,
         )
-        return Decision(n, f"oracle schedule: {n} replicas", new_state)
+        return Decision(n, f"oracle schedule: {n} replicas", new_state, cause="schedule")

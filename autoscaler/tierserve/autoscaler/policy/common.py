@@ -8,27 +8,41 @@ what makes the baselines comparable to ours: they differ only in the recommendat
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from tierserve.autoscaler.types import Decision, PolicyContext, ScalerState
 
+HOLD_CAUSES = ("no_metrics", "stale_metrics", "clock_skew")
 
-def missing_or_stale(ctx: PolicyContext) -> str | None:
+
+@dataclass(frozen=True)
+class Untrusted:
+    """Why a window cannot be trusted: ``cause`` one of :data:`HOLD_CAUSES`."""
+
+    cause: str
+    message: str
+
+
+def missing_or_stale(ctx: PolicyContext) -> Untrusted | None:
     """Why the window cannot be trusted, or None. Scaling on no data is how autoscalers
     scale a healthy deployment to its floor when Prometheus hiccups, so we hold instead."""
     samples = ctx.window.samples
     if not samples:
-        return "no metrics in the window"
+        return Untrusted("no_metrics", "no metrics in the window")
     age = ctx.now - samples[-1].t
     if age > ctx.limits.stale_after_s:
-        return f"newest metrics are {age:.0f}s old (> {ctx.limits.stale_after_s:.0f}s)"
+        return Untrusted("stale_metrics", f"newest metrics are {age:.0f}s old "
+                         f"(> {ctx.limits.stale_after_s:.0f}s)")
     if age < -1.0:
-        return f"newest metrics are {-age:.0f}s in the future (clock skew)"
+        return Untrusted("clock_skew", f"newest metrics are {-age:.0f}s in the future "
+                         "(clock skew)")
     return None
 
 
-def hold(ctx: PolicyContext, why: str) -> Decision:
+def hold(ctx: PolicyContext, why: Untrusted) -> Decision:
     state = ctx.state
-    return Decision(state.current_replicas, f"hold: {why}", state, held=True)
+    return Decision(state.current_replicas, f"hold: {why.message}", state, held=True,
+                    cause=why.cause)
 
 
 def clamp(n: int, ctx: PolicyContext) -> int:
@@ -68,11 +82,15 @@ def stabilize(
     return current, hist
 
 
-def _zero_rules(ctx: PolicyContext, desired: int, idle_since: float | None) -> tuple[int, str]:
+def _zero_rules(ctx: PolicyContext, desired: int, idle_since: float | None
+                ) -> tuple[int, str, str]:
+    """(count, reason, cause) of the scale-to-zero rules; an empty reason: they do not apply."""
     current, limits = ctx.state.current_replicas, ctx.limits
     if current == 0:
         # activation: the router holds the first request; waking must not wait for windows
-        return (0, "idle at zero") if idle_since is not None else (1, "activate from zero")
+        if idle_since is not None:
+            return 0, "idle at zero", "idle_at_zero"
+        return 1, "activate from zero", "activate_from_zero"
     idle_for = ctx.now - idle_since if idle_since is not None else 0.0
     after = limits.scale_to_zero_after_s
     # a replica still starting was asked for (a wake for a held request): never zero it
@@ -80,8 +98,8 @@ def _zero_rules(ctx: PolicyContext, desired: int, idle_since: float | None) -> t
     zero_ok = (after is not None and limits.min_replicas == 0 and idle_since is not None
                and not starting)
     if zero_ok and after is not None and idle_for >= after and current == 1:
-        return 0, f"idle for {idle_for:.0f}s >= {after:.0f}s: scale to zero"
-    return desired, ""
+        return 0, f"idle for {idle_for:.0f}s >= {after:.0f}s: scale to zero", "scale_to_zero"
+    return desired, "", ""
 
 
 def finalize(
@@ -94,23 +112,27 @@ def finalize(
     predicted: float | None = None,
     inputs: Mapping[str, float] | None = None,
     memo: Mapping[str, float] | None = None,
+    cause: str = "policy",
 ) -> Decision:
-    """Clamp, stabilize, apply scale-to-zero (only ever from one) and record the change."""
+    """Clamp, stabilize, apply scale-to-zero (only ever from one) and record the change;
+    ``cause`` is the policy's (a bound, stabilization or a zero rule overrides it)."""
     state, limits, now = ctx.state, ctx.limits, ctx.now
     up_w = limits.scale_up_stabilization_s if up_window_s is None else up_window_s
     down_w = limits.scale_down_stabilization_s if down_window_s is None else down_window_s
     bounded = clamp(raw, ctx)
+    if bounded != raw:
+        cause = "max_replicas" if bounded < raw else "min_replicas"
     desired, history = stabilize(
         state.history, now, bounded, max(state.current_replicas, 1), up_w, down_w
     )
     idle_since = None
     if is_idle(ctx):
         idle_since = state.idle_since if state.idle_since is not None else now
-    desired, zero_reason = _zero_rules(ctx, clamp(desired, ctx), idle_since)
+    desired, zero_reason, zero_cause = _zero_rules(ctx, clamp(desired, ctx), idle_since)
     if zero_reason:
-        reason = f"{zero_reason}; {reason}"
+        reason, cause = f"{zero_reason}; {reason}", zero_cause
     elif desired != bounded:
-        reason = f"{reason}; stabilized {bounded} -> {desired}"
+        reason, cause = f"{reason}; stabilized {bounded} -> {desired}", "stabilization"
     new_state = ScalerState(
         current_replicas=desired,
         ready_replicas=state.ready_replicas,
@@ -120,4 +142,4 @@ def finalize(
         history=history,
         memo=dict(memo if memo is not None else state.memo),
     )
-    return Decision(desired, reason, new_state, predicted, dict(inputs or {}))
+    return Decision(desired, reason, new_state, predicted, dict(inputs or {}), cause=cause)

@@ -104,11 +104,14 @@ class SloPolicy(BaseModel):
         raw, why_not = self._down_guard(ctx, raw)
         inputs = {
             "demand_replicas": level, "forecast_replicas": forecast, "spread_replicas": spread,
-            "trend_per_min": trend * 60, "gain": gain, "output_tokens_per_request": ratio,
-            "observed_attainment": -1.0 if observed is None else observed,
+            "trend_replicas_per_second": trend, "feedback_gain": gain,
+            "output_tokens_per_request": ratio,
         }  # fmt: skip
+        if observed is not None:  # too few requests: unknown, so absent
+            inputs["feedback_attainment"] = observed
         memo = {**ctx.state.memo, "gain": gain}
-        decision = finalize(ctx, raw, reason + why_not, inputs=inputs, memo=memo)
+        decision = finalize(ctx, raw, reason + why_not, inputs=inputs, memo=memo,
+                            cause="scale_down_guard" if why_not else "demand")
         predicted = self.predict(ctx, base, decision.desired_replicas)
         return replace(
             decision,
