@@ -43,7 +43,9 @@ MODEL = "chat"
 API = "tierserve.io/v1alpha1"
 PODS = ("10.244.250.1", "10.244.250.2")  # the router Service's endpoints
 LIMITED, OPEN = "sk-e2e-limited-7d1c", "sk-e2e-open-52ab"
-TIMING = LeaseTiming(lease_duration_s=6, renew_deadline_s=4, retry_period_s=1)
+# client-go's defaults: a loaded machine's stalls do not cost the writer its Lease, and
+# the handover needs no expiry (the stopping writer releases it)
+TIMING = LeaseTiming(lease_duration_s=15, renew_deadline_s=10, retry_period_s=2)
 
 
 def _objects(ns: str) -> list[dict[str, Any]]:
