@@ -93,9 +93,14 @@ ALLOWED = [
     ("patch", "deployments.apps"), ("create", "services"), ("patch", "configmaps"),
     ("create", "rayservices.ray.io"), ("watch", "pods"), ("create", "events"),
     ("create", "leases.coordination.k8s.io", "-n", "tierserve-system"),
+    # pruning: the child kinds it creates, nothing else (e2e/test_operator_changes.py)
+    ("delete", "deployments.apps"), ("delete", "services"), ("delete", "configmaps"),
+    ("delete", "rayservices.ray.io"),
 ]
 DENIED = [
-    ("get", "secrets"), ("list", "secrets"), ("delete", "deployments.apps"),
+    ("get", "secrets"), ("list", "secrets"), ("delete", "secrets"), ("delete", "pods"),
+    ("deletecollection", "deployments.apps"), ("delete", "llmroutes.tierserve.io"),
+    ("delete", "rayclusters.ray.io"), ("delete", "customresourcedefinitions"),
     ("update", "llmdeployments.tierserve.io"), ("delete", "llmdeployments.tierserve.io"),
     ("create", "pods"), ("delete", "nodes"), ("create", "clusterrolebindings"),
     ("*", "*"), ("create", "leases.coordination.k8s.io", "-n", "default"),

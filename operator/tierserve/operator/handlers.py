@@ -18,6 +18,9 @@ from tierserve.core.builders.common import MANAGED_BY
 from tierserve.core.kube.client import KubeApi
 from tierserve.core.kube.credentials import Credentials
 from tierserve.core.kube.reflector import Change, Reflector, Resource
+from tierserve.core.runtimes import RUNTIMES
+from tierserve.core.runtimes.base import RequiredCrd
+from tierserve.operator.crds import RuntimeCrds
 from tierserve.operator.store import Key, Store
 from tierserve.operator.workqueue import WorkQueue
 
@@ -32,9 +35,10 @@ CHILD_RESOURCES = (  # (apiVersion, kind) of everything the builders create, and
 
 
 def reflectors(api: KubeApi, store: Store, queue: WorkQueue[Key], routes: WorkQueue[Key],
-               namespaces: list[str]) -> list[Reflector]:
+               namespaces: list[str], crds: RuntimeCrds | None = None) -> list[Reflector]:
     """Reflectors for LLMDeployments, LLMRoutes and managed children, per namespace (or
-    cluster-wide), each feeding the store and the queues."""
+    cluster-wide), each feeding the store and the queues; plus the runtimes' CRDs
+    (``crds``), whose changes re-queue the deployments that wait for them."""
     def deployment(change: Change) -> None:
         key = store.on_deployment(change)
         queue.add(key)
@@ -56,7 +60,25 @@ def reflectors(api: KubeApi, store: Store, queue: WorkQueue[Key], routes: WorkQu
         out.append(Reflector(api, Resource(API_VERSION, "LLMRoute", ns), route))
         out += [Reflector(api, Resource(version, kind, ns, label_selector=MANAGED_SELECTOR),
                           child) for version, kind in CHILD_RESOURCES]
+    if crds is not None:
+        children = list(out)
+        crds.listen(lambda crd: crd_changed(crd, store, queue, children))
+        out += crds.reflectors.values()
     return out
+
+
+def crd_changed(crd: RequiredCrd, store: Store, queue: WorkQueue[Key],
+                watched: list[Reflector]) -> None:
+    """A runtime's CRD was created, established or deleted: the reflectors of its kind
+    list at once (not after their slow re-check), and the deployments whose runtime
+    needs it are reconciled again (RuntimeNotInstalled is not retried on its own)."""
+    for r in watched:
+        if (r.resource.api_version, r.resource.kind) == (crd.api_version, crd.kind):
+            r.recheck()
+    for key, body in store.deployments.items():
+        runtime = RUNTIMES.get(str((body.get("spec") or {}).get("runtime")))
+        if runtime is not None and crd in runtime.requires:
+            queue.add(key)
 
 
 def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:

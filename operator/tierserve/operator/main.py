@@ -25,6 +25,7 @@ from tierserve.core.kube.reflector import Reflector, run_all, wait_synced
 from tierserve.core.local import LocalRuntimeFactory
 from tierserve.core.metrics_registry import component_registry
 from tierserve.operator import handlers
+from tierserve.operator.crds import RuntimeCrds
 from tierserve.operator.local import LocalRealizer
 from tierserve.operator.metrics import OperatorMetrics, serve
 from tierserve.operator.realizers import KubernetesRealizer, Realizer
@@ -85,7 +86,7 @@ async def _elect(opts: OperatorSettings, api: KubeApi,
 
 
 def _realizer(opts: OperatorSettings, api: KubeApi, store: Store, queue: WorkQueue[Key],
-              local_runtimes: LocalRuntimeFactory | None) -> Realizer:
+              local_runtimes: LocalRuntimeFactory | None, crds: RuntimeCrds | None) -> Realizer:
     if opts.target == "local":
         if local_runtimes is None:
             raise ValueError("--target local needs a local runtime (run it as "
@@ -93,7 +94,7 @@ def _realizer(opts: OperatorSettings, api: KubeApi, store: Store, queue: WorkQue
         loc = opts.local
         return LocalRealizer.create(local_runtimes, loc.workdir, loc.ray_http_port,
                                     loc.ray_num_cpus, queue)
-    return KubernetesRealizer(api, store)
+    return KubernetesRealizer(api, store, crds)
 
 
 async def _work(reflectors: list[Reflector], queue: WorkQueue[Key], routes: WorkQueue[Key],
@@ -124,12 +125,14 @@ async def run(opts: OperatorSettings, local_runtimes: LocalRuntimeFactory | None
     metrics = OperatorMetrics(component_registry())
     metrics.bind_queue("deployment", queue)
     metrics.bind_queue("route", route_queue)
-    realizer = _realizer(opts, api, store, queue, local_runtimes)
+    # the runtimes' CRDs matter only where children are Kubernetes objects
+    crds = RuntimeCrds(api) if opts.target == "kubernetes" else None
+    realizer = _realizer(opts, api, store, queue, local_runtimes, crds)
     reconciler = Reconciler(api, store, realizer, queue, opts.build, metrics=metrics)
     server = await _metrics(opts, api, store, metrics)  # followers too: zero writes, leader 0
     elector = await _elect(opts, api, metrics)
     routes = RouteReconciler(api, store, route_queue, route_now, metrics=metrics)
-    reflectors = handlers.reflectors(api, store, queue, route_queue, opts.namespaces)
+    reflectors = handlers.reflectors(api, store, queue, route_queue, opts.namespaces, crds)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, credentials, reflectors, queue)
     stop = asyncio.Event()

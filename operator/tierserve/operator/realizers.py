@@ -1,23 +1,32 @@
 """Realizers turn a BuildContext into running replicas and report what they observe.
 
 :class:`KubernetesRealizer` applies child manifests (server-side apply) only where the
-cached child differs from the desired one, then reads replicas and scheduling problems
-from the cached children and pods. A local realizer (``--target local``) implements the
-same protocol with local processes.
+cached child differs from the desired one, deletes the owned children the desired state
+no longer has (:mod:`.prune`, after the desired ones are applied, one Event each), then
+reads replicas and scheduling problems from the cached children and pods. A runtime
+whose CRD the cluster lacks raises :class:`~.crds.RuntimeNotInstalled` before anything
+is written (or when the apply meets the 404 of the kind), so the old children stay. A
+local realizer (``--target local``) implements the same protocol with local processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+from tierserve.core.api.deployment import API_VERSION
 from tierserve.core.builders import BuildContext
 from tierserve.core.kube.client import KubeApi
+from tierserve.core.kube.errors import NotFound
+from tierserve.core.kube.events import post_event
 from tierserve.core.runtimes import runtime_for
 from tierserve.core.runtimes.base import ObservedChildren
+from tierserve.operator.crds import RuntimeCrds, RuntimeNotInstalled
+from tierserve.operator.prune import obsolete, prune_message
 from tierserve.operator.status import Observed
-from tierserve.operator.store import Key, Store
+from tierserve.operator.store import ChildKey, Key, Store
 
 log = logging.getLogger("tierserve.operator")
 
@@ -71,11 +80,31 @@ def unschedulable_message(pods: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def involved(ctx: BuildContext) -> dict[str, Any]:
+    """The LLMDeployment as an Event's involved object."""
+    return {"apiVersion": API_VERSION, "kind": "LLMDeployment",
+            "metadata": {"name": ctx.name, "namespace": ctx.namespace, "uid": ctx.uid}}
+
+
+def _not_installed(ctx: BuildContext, child: dict[str, Any], exc: NotFound) -> Exception:
+    """RuntimeNotInstalled when the 404 is the kind of one of the runtime's CRDs (the
+    CRD watch had not caught up), else the error itself."""
+    runtime = runtime_for(ctx.spec.runtime)
+    for crd in runtime.requires:
+        if exc.kind_missing and (crd.api_version, crd.kind) == (child["apiVersion"],
+                                                                 child["kind"]):
+            return RuntimeNotInstalled(runtime.name, crd)
+    return exc
+
+
 class KubernetesRealizer:
-    def __init__(self, api: KubeApi, store: Store) -> None:
-        self.api, self.store = api, store
+    def __init__(self, api: KubeApi, store: Store, crds: RuntimeCrds | None = None) -> None:
+        self.api, self.store, self.crds = api, store, crds
         # key -> ((uid, generation), children): built once per spec generation
         self._children: dict[Key, tuple[tuple[str, int], list[dict[str, Any]]]] = {}
+        # key -> uids deleted by a prune: a late watch event of one (before its DELETED)
+        # must not become a second delete and a second Event
+        self._pruned: dict[Key, set[str]] = {}
 
     def _desired(self, key: Key, ctx: BuildContext) -> list[dict[str, Any]]:
         stamp = (ctx.uid, ctx.generation)
@@ -86,10 +115,35 @@ class KubernetesRealizer:
         return cached[1]
 
     async def realize(self, key: Key, ctx: BuildContext) -> Observed:
+        runtime = runtime_for(ctx.spec.runtime)
+        missing = self.crds.missing(runtime) if self.crds is not None else None
+        if missing is not None:
+            raise RuntimeNotInstalled(runtime.name, missing)
+        desired = self._desired(key, ctx)
         # Children are independent objects (a pod waits for its ConfigMap by itself), so
         # they converge concurrently: one round trip per reconcile instead of three.
-        await asyncio.gather(*(self._converge(key, ctx, c) for c in self._desired(key, ctx)))
+        await asyncio.gather(*(self._converge(key, ctx, c) for c in desired))
+        await self._prune(key, ctx, desired)
         return self.observe(key, ctx)
+
+    async def _prune(self, key: Key, ctx: BuildContext, desired: list[dict[str, Any]]) -> None:
+        """Delete the owned children the desired state no longer has (a runtime switch's
+        old children), each exactly the object observed (uid precondition)."""
+        observed: Mapping[ChildKey, dict[str, Any]] = self.store.children.get(key) or {}
+        pruned = self._pruned.setdefault(key, set())
+        pruned &= {str(c["metadata"].get("uid")) for c in observed.values()}
+        for child in obsolete(desired, observed, ctx.name, ctx.uid):
+            meta = child["metadata"]
+            uid = meta.get("uid")
+            if uid in pruned:
+                continue
+            await self.api.delete(child["apiVersion"], child["kind"], ctx.namespace,
+                                  meta["name"], uid=uid)
+            pruned.add(str(uid))
+            self.store.put_child(child, deleted=True)
+            message = prune_message(child, ctx.spec.runtime)
+            log.info("%s/%s: %s", ctx.namespace, ctx.name, message)
+            await post_event(self.api, involved(ctx), "Pruned", message)
 
     def observe(self, key: Key, ctx: BuildContext) -> Observed:
         """The runtime's verdict on the cached children, where they serve, and why pods
@@ -107,7 +161,10 @@ class KubernetesRealizer:
         if diff is not None:
             log.debug("apply %s %s/%s (%s)", child["kind"], ctx.namespace,
                       child["metadata"]["name"], diff)
-            applied = await self.api.apply(child)
+            try:
+                applied = await self.api.apply(child)
+            except NotFound as exc:  # the kind may be the runtime's missing CRD
+                raise _not_installed(ctx, child, exc) from exc
             self.store.put_child(applied, deleted=False)
 
     async def _live(self, key: Key, child: dict[str, Any]) -> dict[str, Any] | None:
@@ -126,6 +183,7 @@ class KubernetesRealizer:
     async def forget(self, key: Key) -> None:
         """Children go with their owner through garbage collection."""
         self._children.pop(key, None)
+        self._pruned.pop(key, None)
 
     async def close(self) -> None:
         """Nothing to stop: the children live in the cluster."""

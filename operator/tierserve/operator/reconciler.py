@@ -30,9 +30,17 @@ from tierserve.core.kube.errors import ApiError, Conflict, Transient
 from tierserve.core.kube.events import post_event
 from tierserve.core.sizing import SizingError
 from tierserve.operator.api_problems import error_reason, problem_of
+from tierserve.operator.crds import RuntimeNotInstalled
 from tierserve.operator.metrics import OperatorMetrics
 from tierserve.operator.realizers import Realizer
-from tierserve.operator.status import Problem, compute, compute_problem, differs
+from tierserve.operator.status import (
+    Observed,
+    Problem,
+    cannot_plan,
+    compute,
+    compute_problem,
+    differs,
+)
 from tierserve.operator.store import Key, Store
 from tierserve.operator.workqueue import WorkQueue
 
@@ -135,15 +143,26 @@ class Reconciler:
         ctx = self._context(key, body)
         problem = None
         if isinstance(ctx, BuildContext):
-            observed = await self.realizer.realize(key, ctx)
-            selector = f"{DEPLOYMENT_LABEL}={ctx.name},app.kubernetes.io/managed-by={MANAGED_BY}"
-            new = compute(ctx.spec, ctx.plan, observed, selector, generation, old, now)
-        else:
-            problem = _problem(ctx)
+            observed = await self._realize(key, ctx)
+            if isinstance(observed, Problem):
+                problem = observed
+                new = compute_problem(problem, generation, old, now)
+            else:
+                selector = (f"{DEPLOYMENT_LABEL}={ctx.name},"
+                            f"app.kubernetes.io/managed-by={MANAGED_BY}")
+                new = compute(ctx.spec, ctx.plan, observed, selector, generation, old, now)
+        else:  # this generation cannot be planned; the children of an older one stay
+            problem = cannot_plan(_problem(ctx), generation, old)
             new = compute_problem(problem, generation, old, now)
         if differs(new, old):
             await self._write_status(key, body, old, new)
         return problem
+
+    async def _realize(self, key: Key, ctx: BuildContext) -> Observed | Problem:
+        try:
+            return await self.realizer.realize(key, ctx)
+        except RuntimeNotInstalled as exc:  # not retried: the CRD's watch re-queues the key
+            return Problem("RuntimeNotInstalled", str(exc))
 
     def _context(self, key: Key, body: dict[str, Any]) -> Desired:
         meta = body["metadata"]

@@ -3,6 +3,11 @@
 Conditions follow Kubernetes conventions: ``lastTransitionTime`` changes only when a
 condition's status changes, so recomputing an unchanged status yields an identical
 object and the operator writes nothing.
+
+``status.sizing`` carries the generation it was planned for (``observedGeneration``):
+when a later generation cannot be planned (an SLO made unattainable on a live object),
+the conditions carry the new generation and say so, while ``sizing`` keeps describing
+what the running children, built for the older generation, still serve.
 """
 
 from __future__ import annotations
@@ -94,8 +99,23 @@ def compute(spec: LLMDeploymentSpec, plan: SizingPlan, obs: Observed, selector: 
         "selector": selector,
         "endpoint": obs.endpoint,
         "conditions": [c.wire() for c in conditions],
-        "sizing": plan.wire(),
+        "sizing": {**plan.wire(), "observedGeneration": generation},
     }
+
+
+def cannot_plan(problem: Problem, generation: int | None,
+                old_status: dict[str, Any]) -> Problem:
+    """A spec generation that cannot be planned (invalid, or no sizing meets it): the
+    message names the generation and, when an earlier plan's children still run, which
+    generation ``status.sizing`` (left as it is) describes."""
+    message = f"generation {generation} cannot be planned: {problem.message}"
+    sizing = old_status.get("sizing")
+    if sizing:
+        served = sizing.get("observedGeneration")
+        plan = f"generation {served}'s plan" if served is not None else "an earlier plan"
+        message += (f"; the running children are left as they are and keep serving {plan} "
+                    "(status.sizing)")
+    return Problem(problem.reason, message)
 
 
 def compute_problem(problem: Problem, generation: int | None, old_status: dict[str, Any],

@@ -45,6 +45,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "EndpointSlice": ("endpointslices", True),
     "Secret": ("secrets", True),
     "Node": ("nodes", False),
+    "CustomResourceDefinition": ("customresourcedefinitions", False),
 }
 
 
@@ -256,9 +257,15 @@ class KubeApi:
         return result
 
     async def delete(self, api_version: str, kind: str, namespace: str | None,
-                     name: str) -> None:
+                     name: str, uid: str | None = None) -> None:
+        """Delete (404: already gone); with ``uid`` only that object (a 409 when the name
+        now holds another one), its dependents collected in the background."""
+        body = None if uid is None else {
+            "apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid},
+            "propagationPolicy": "Background"}
         with suppress(NotFound):
-            await self.request("DELETE", resource_path(api_version, kind, namespace, name))
+            await self.request("DELETE", resource_path(api_version, kind, namespace, name),
+                               body)
 
     async def get_scale(self, api_version: str, kind: str, namespace: str,
                         name: str) -> dict[str, Any]:
