@@ -12,9 +12,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 
 from tierserve.dev.testing import router, serve
+from tierserve.routing.tiering import cost_per_token
 
 STEP = "Think step by step."
 
@@ -125,3 +127,25 @@ async def test_low_confidence_escalates_to_the_same_model_run_slowly() -> None:
             "tierserve_router_escalations_total",
             {"route": "m", "variant": "t", "reason": "low_confidence"})
         assert value == 1.0
+
+
+async def test_a_fast_answer_saves_what_the_slow_run_of_the_same_model_spends() -> None:
+    """One priced deployment as both tiers: per token the tiers cost the same, so the
+    saving is the slow tier's measured spend per answer (3 samples of 12 tokens = 36)
+    less the fast answer's 12 tokens, at the deployment's price per token."""
+    async with echo({0: "56", 1: "56", 2: "54"}) as (_e, url):
+        cfg = _cfg(url)
+        cfg["deployments"][0].update(gpu_type="cpu", tokens_per_s_per_replica=50.0)
+        async with router(cfg) as (r, rurl):
+            def saved() -> float:
+                return r.metrics.registry.get_sample_value(
+                    "tierserve_router_cost_saved_usd_total",
+                    {"route": "m", "variant": "t"}) or 0.0
+            status, _ = await _chat(rurl, {"x-tierserve-tier": "slow"}, seed=0)
+            assert status == 200 and saved() == 0.0  # a slow answer saves nothing
+            status, _ = await _chat(rurl)
+            assert status == 200
+            dep = r.snapshot.config.deployments[0]
+            per_token = cost_per_token(dep)
+            assert per_token > 0
+            assert saved() == pytest.approx((36 - 12) * per_token)

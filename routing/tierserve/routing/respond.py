@@ -17,9 +17,10 @@ from tierserve.routing.dispatch import Call, Outcome
 from tierserve.routing.errors import bad_gateway, error_body, looks_like_openai_error
 from tierserve.routing.failover import release
 from tierserve.routing.metrics import RouterMetrics
+from tierserve.routing.routes import TierRuntime
 from tierserve.routing.server import Request
 from tierserve.routing.state import Clock
-from tierserve.routing.tiering import cost_per_token, sse_from_answer
+from tierserve.routing.tiering import fast_answer_saving, sse_from_answer
 from tierserve.routing.upstream import UpstreamBroken
 
 SSE_HEADERS = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"))
@@ -146,12 +147,22 @@ class Responder:
             m.count(m.added, route).observe(max(0.0, r.added))
         ok = r.status < 400
         call.route.ab.record(variant, ok=ok, e2e=e2e, ttft=r.ttft, tpot=r.tpot)
-        if ok and out.tier == "fast" and out.variant.tiers is not None:
-            slow = call.deployments[out.variant.tiers.cfg.slow].cfg
-            saved = (r.tokens_in + r.tokens_out) * (cost_per_token(slow)
-                                                    - cost_per_token(out.dep.cfg))
+        tiers = out.variant.tiers
+        if ok and tiers is not None:
+            self._tier_spend(call, out, tiers, r.tokens_in + r.tokens_out)
+
+    def _tier_spend(self, call: Call, out: Outcome, tiers: TierRuntime, tokens: int) -> None:
+        """A slow answer's tokens feed the spend estimate; a fast answer counts what it
+        saved against that spend (``tierserve_router_cost_saved_usd``)."""
+        if out.tier == "slow":
+            tiers.slow_spend.observe(tokens)
+        elif out.tier == "fast":
+            slow = call.deployments[tiers.cfg.slow].cfg
+            saved = fast_answer_saving(out.dep.cfg, slow, tokens, tiers.slow_spend,
+                                       tiers.cfg.slow_options.samples)
             if saved > 0:
-                m.count(m.cost_saved, route, variant).inc(saved)
+                m = self._metrics
+                m.count(m.cost_saved, call.route.model, out.variant.name).inc(saved)
 
     def record_error(self, call: Call | None, status: int, reason: str | None = None) -> None:
         route = call.route.model if call is not None else ""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tierserve.core.routerconfig import RouteConfig, TierConfig, VariantConfig
 from tierserve.routing.abtest import AbRecorder
 from tierserve.routing.plugins.base import TierClassifier
 from tierserve.routing.plugins.classifier import ThresholdCalibrator
 from tierserve.routing.plugins.hashing import weighted_choice
+from tierserve.routing.tiering import SlowTierSpend
 
 
 @dataclass(slots=True)
@@ -17,6 +18,7 @@ class TierRuntime:
     cfg: TierConfig
     classifier: TierClassifier
     calibrator: ThresholdCalibrator
+    slow_spend: SlowTierSpend = field(default_factory=SlowTierSpend)
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -199,3 +200,34 @@ def cost_per_token(dep: DeploymentConfig) -> float:
     if acc is None:
         return 0.0
     return acc.cost_per_hour_usd * dep.gpus_per_replica / 3600 / dep.tokens_per_s_per_replica
+
+
+@dataclass(slots=True)
+class SlowTierSpend:
+    """Tokens the slow tier spent per answer on one route variant, as observed.
+
+    What a fast answer saved is what the slow tier would have spent on that request.
+    Priced per token alone that is nothing when both tiers are one deployment (the slow
+    tier being the same model with more test-time compute: a larger budget, several
+    sampled answers), so the slow tier's own spend per answer is measured here.
+    """
+
+    tokens: float = 0.0
+    answers: int = 0
+
+    def observe(self, tokens: int) -> None:
+        self.tokens += tokens
+        self.answers += 1
+
+    def expected(self, prior: float) -> float:
+        """Mean tokens per slow answer; ``prior`` until one was seen."""
+        return self.tokens / self.answers if self.answers else prior
+
+
+def fast_answer_saving(fast: DeploymentConfig, slow: DeploymentConfig, tokens: int,
+                       spend: SlowTierSpend, slow_samples: int) -> float:
+    """USD a successful fast answer of ``tokens`` tokens saved against the slow tier:
+    the slow tier's mean spend per answer (before any was seen: the same tokens once
+    per sample it would draw) at its price, less this answer at the fast tier's."""
+    slow_tokens = spend.expected(prior=float(tokens * slow_samples))
+    return slow_tokens * cost_per_token(slow) - tokens * cost_per_token(fast)
