@@ -2,7 +2,8 @@
 
 The autoscaler, the router and the dashboards query these names, so they work
 unchanged against real vLLM. Each engine owns its own :class:`CollectorRegistry`
-(no process-global metrics), labelled with vLLM's ``model_name`` label.
+(no process-global metrics), labelled with vLLM's ``model_name`` label, with the standard
+process collectors (``process_*``, ``python_info``) as vLLM's default registry has them.
 
 :class:`RequestTimer` observes one request as its tokens reach the server:
 ``vllm:time_to_first_token_seconds`` at the first token,
@@ -21,6 +22,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tierserve.core import vllm_names as names
+from tierserve.core.metrics_registry import component_registry
 
 # vLLM's buckets, with finer low ends for fast GPUs (H100 ITL is ~5 ms).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
@@ -37,7 +39,8 @@ class EngineMetrics:
     """The vLLM metric family for one served model, in a private registry."""
 
     def __init__(self, model_name: str, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry(auto_describe=True)
+        # a registry of its own carries the process collectors (process_*, python_info)
+        self.registry = registry or component_registry(auto_describe=True)
         self.model_name = model_name
         labels = ["model_name"]
         r = self.registry

@@ -1,9 +1,10 @@
 """Prometheus metrics for one router instance (its own registry: no globals).
 
-Names are documented in ``docs/router.md``. Label values are route models, variant,
-tier, deployment names and statuses only: never keys, key names, or prompt content.
-Label children are resolved once per label tuple and cached, keeping ``.labels()`` off
-the hot path.
+Names are documented in ``docs/router.md``; the registry also carries the standard
+process collectors (:mod:`tierserve.core.metrics_registry`). Label values are route
+models, variant, tier, deployment names and statuses only: never keys, key names, or
+prompt content. Label children are resolved once per label tuple and cached, keeping
+``.labels()`` off the hot path.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
+
+from tierserve.core.metrics_registry import component_registry
 
 _LAT = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
         120)
@@ -40,7 +43,8 @@ class RouterMetrics:
     """All router series; ``registry`` is what ``/metrics`` exposes."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        r = self.registry = registry or CollectorRegistry()
+        # a registry of its own carries the process collectors (process_*, python_info)
+        r = self.registry = registry or component_registry()
         p = "tierserve_router_"
         self.requests = Counter(p + "requests", "Requests answered", (*_RVTD, "status"),
                                 registry=r)
