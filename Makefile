@@ -16,7 +16,7 @@ TEST_PACKAGES := $(patsubst %/__init__.py,%,$(wildcard */__init__.py))
 MYPY_TARGETS := $(addprefix -p tierserve.,$(COMPONENTS)) $(addprefix -p ,$(TEST_PACKAGES)) \
 	-m conftest
 
-.PHONY: venv test lint unit integration e2e demo crds bench clean
+.PHONY: venv test lint unit integration e2e demo crds values-doc bench clean
 
 # llama-cpp-python ships as a source distribution that compiles llama.cpp (minutes): its
 # wheel is built once into WHEELS and installed from there, so a warm machine never
@@ -62,6 +62,11 @@ demo: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/tierserve crds --out crds --out charts/tierserve/crds
+
+# docs/values.md from the chart's schema and values (tests/unit/test_values_doc.py fails
+# when it is stale)
+values-doc: $(STAMP)
+	$(BIN)/python -m tierserve.dev.values_doc
 
 clean:
 	rm -rf $(VENV)
