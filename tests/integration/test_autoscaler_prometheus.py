@@ -159,6 +159,10 @@ def test_every_promql_query_returns_data(engine: str, router: str,
                "counter scraped")
     done = float(prom.query(f"sum(vllm:request_success_total{{{sel}}})")[0]["value"][1])
     assert done > 0
+    # the same series under the label the recording rules and dashboards group by
+    by_deployment = prom.query(
+        f'sum(vllm:request_success_total{{namespace="{NS}",deployment="{NAME}"}})')
+    assert by_deployment and float(by_deployment[0]["value"][1]) >= done
 
 
 def test_stopped_prometheus_fails_the_source(engine: str,

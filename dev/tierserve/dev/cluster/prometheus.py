@@ -103,9 +103,10 @@ def scrape_config(targets: Sequence[ScrapeTarget], interval_s: float = 2.0) -> d
 
 
 def deployment_labels(namespace: str, name: str) -> dict[str, str]:
-    """The labels ``PrometheusSource``'s default selector matches (the chart's
-    PodMonitor relabels pods to the same names)."""
-    return {"namespace": namespace, "tierserve_io_deployment": name}
+    """An engine target's labels, as the chart's PodMonitor relabels engine pods:
+    ``namespace`` and ``deployment`` (what the recording rules and dashboards group by)
+    and ``tierserve_io_deployment`` (what ``PrometheusSource``'s default selector matches)."""
+    return {"namespace": namespace, "deployment": name, "tierserve_io_deployment": name}
 
 
 @dataclass
