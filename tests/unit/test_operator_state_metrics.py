@@ -61,6 +61,8 @@ def test_spec_and_status_of_each_deployment(store: Store) -> None:
     assert _v(reg, "tierserve_deployment_slo_tpot_seconds", **chat) == 0.06
     assert _v(reg, "tierserve_deployment_slo_objective_ratio", **chat) == 0.995
     assert _v(reg, "tierserve_deployment_replicas_desired", **chat) == 3
+    assert _v(reg, "tierserve_deployment_replicas_min", **chat) == 1  # the spec's defaults
+    assert _v(reg, "tierserve_deployment_replicas_max", **chat) == 4
     assert _v(reg, "tierserve_deployment_replicas_ready", **chat) == 2
     assert _v(reg, "tierserve_deployment_ready", **chat) == 1
     small = {"namespace": "ns", "deployment": "small"}

@@ -8,7 +8,8 @@ LLMDeployment (labels ``namespace``, ``deployment``)
 * ``tierserve_deployment_slo_ttft_seconds``, ``..._slo_tpot_seconds`` (the p95 targets)
   and ``..._slo_objective_ratio`` (the target attainment, e.g. 0.99): the dashboards draw
   them as thresholds and the burn-rate rules divide by them, so nothing is typed twice;
-* ``..._replicas_desired`` (spec), ``..._replicas_ready`` (status), ``..._ready`` (0/1);
+* ``..._replicas_desired`` (spec), ``..._replicas_min`` and ``..._replicas_max`` (the
+  autoscaler's bounds), ``..._replicas_ready`` (status), ``..._ready`` (0/1);
 * ``..._accelerators{accelerator}``: GPUs (or cores, for ``cpu``) in use, ready replicas
   times the sizing plan's units per replica, and ``..._cost_per_hour_usd``: that times
   the catalog's price per unit-hour;
@@ -66,6 +67,10 @@ class _Families:
         D + "slo_objective_ratio", "SLO: share of requests that must meet the targets.", DL))
     desired: GaugeMetricFamily = field(default_factory=lambda: _gauge(
         D + "replicas_desired", "spec.replicas.", DL))
+    min_replicas: GaugeMetricFamily = field(default_factory=lambda: _gauge(
+        D + "replicas_min", "spec.minReplicas.", DL))
+    max_replicas: GaugeMetricFamily = field(default_factory=lambda: _gauge(
+        D + "replicas_max", "spec.maxReplicas.", DL))
     ready_replicas: GaugeMetricFamily = field(default_factory=lambda: _gauge(
         D + "replicas_ready", "status.readyReplicas.", DL))
     accelerators: GaugeMetricFamily = field(default_factory=lambda: _gauge(
@@ -147,6 +152,8 @@ class StateCollector(Collector):
         f.tpot.add_metric(labels, spec.slo.tpot_p95_ms / 1000)
         f.objective.add_metric(labels, spec.slo.target_attainment)
         f.desired.add_metric(labels, spec.replicas)
+        f.min_replicas.add_metric(labels, spec.min_replicas)
+        f.max_replicas.add_metric(labels, spec.max_replicas)
         ready = int(status.get("readyReplicas") or 0)
         f.ready_replicas.add_metric(labels, ready)
         units = units_per_replica(spec, status)
