@@ -8,12 +8,9 @@ is copied into this repository.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
 from pathlib import Path
 
-from tierserve.dev.cluster import build
+from tierserve.dev.cluster import build, gomodules
 
 MODULE = "github.com/ray-project/kuberay/ray-operator"
 VERSION = "v1.4.2"
@@ -25,18 +22,7 @@ CRDS = ("rayclusters.ray.io", "rayservices.ray.io")
 
 def module_dir() -> Path:
     """Download (or find in the module cache) KubeRay's module and return its directory."""
-    env = build.go_env()
-    env.update(GOFLAGS="-mod=mod", GONOSUMDB=MODULE, GOSUMDB="off")
-    with tempfile.TemporaryDirectory() as outside_any_module:
-        result = subprocess.run(
-            [build.go_executable(), "mod", "download", "-json", f"{MODULE}@{VERSION}"],
-            cwd=outside_any_module, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise build.BuildFailed(f"go mod download {MODULE}@{VERSION}: {result.stderr[-2000:]}")
-    info = json.loads(result.stdout)
-    if info.get("Sum") != SUM:
-        raise build.BuildFailed(f"{MODULE}@{VERSION} hash {info.get('Sum')} != pinned {SUM}")
-    return Path(info["Dir"])
+    return gomodules.module_dir(MODULE, VERSION, SUM)
 
 
 def crd_files() -> list[Path]:

@@ -81,6 +81,14 @@ def binary() -> Path:
     return path
 
 
+def promtool() -> Path:
+    """Path of promtool (rule checks and rule unit tests), from the same package."""
+    path = binary().with_name("promtool")
+    if not path.exists():
+        raise PrometheusUnavailable(f"no promtool next to {binary()}")
+    return path
+
+
 @dataclass(frozen=True)
 class ScrapeTarget:
     """One ``/metrics`` URL and the labels its series get."""
