@@ -16,7 +16,7 @@ TEST_PACKAGES := $(patsubst %/__init__.py,%,$(wildcard */__init__.py))
 MYPY_TARGETS := $(addprefix -p tierserve.,$(COMPONENTS)) $(addprefix -p ,$(TEST_PACKAGES)) \
 	-m conftest
 
-.PHONY: venv test lint unit integration e2e demo crds values-doc bench clean
+.PHONY: venv test lint unit integration e2e demo crds values-doc rules bench clean
 
 # llama-cpp-python ships as a source distribution that compiles llama.cpp (minutes): its
 # wheel is built once into WHEELS and installed from there, so a warm machine never
@@ -67,6 +67,13 @@ crds: $(STAMP)
 # when it is stale)
 values-doc: $(STAMP)
 	$(BIN)/python -m tierserve.dev.values_doc
+
+# The chart can only read files under its own directory: it ships a copy of the alert and
+# recording rules (tests/unit/test_rules.py fails when the copy differs).
+rules:
+	mkdir -p charts/tierserve/rules
+	rm -f charts/tierserve/rules/*.yaml
+	cp dashboards/rules/*.yaml charts/tierserve/rules/
 
 clean:
 	rm -rf $(VENV)
