@@ -6,7 +6,7 @@
   never a backoff loop;
 * a service-account token rotated in its file is used without a restart: the old token
   is revoked (its bound Secret deleted) and the client keeps working;
-* the operator (under the chart's ServiceAccount) serves kopf's liveness probe with every
+* the operator (under the chart's ServiceAccount) serves its readiness probe with every
   reflector's state.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -131,20 +132,24 @@ async def _listed(api: KubeApi, namespace: str) -> bool:
     return bool(version)
 
 
-def test_operator_liveness_probe_reports_every_watch(
-        operator_factory: Callable[..., Any]) -> None:
+def test_operator_probes_report_every_watch(operator_factory: Callable[..., Any]) -> None:
     port = free_port()
-    operator_factory("op-live", "--liveness-port", str(port)).start()
-    health: dict[str, Any] = {}
+    operator_factory("op-live", "--health-port", str(port)).start()
+    ready: dict[str, Any] = {}
 
     def watching() -> bool:
-        nonlocal health
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
-            health = json.loads(resp.read())
-        return bool(health.get("watches")) and all(
-            state == "watching" for state in health["watches"].values())
+        nonlocal ready
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+                ready = json.loads(resp.read())
+        except (urllib.error.URLError, ConnectionError):  # not listening yet, or 503
+            return False
+        return bool(ready.get("watches")) and all(
+            state == "watching" for state in ready["watches"].values())
 
-    wait_until(watching, 60, "every reflector watching, reported at /healthz")
+    wait_until(watching, 60, "every reflector watching, reported at /readyz")
     assert {"LLMDeployment", "LLMRoute", "Deployment", "Service", "ConfigMap", "RayService",
-            "Pod"} == set(health["watches"])
-    assert health["queue_depth"] >= 0
+            "Pod"} <= set(ready["watches"])
+    assert ready["ready"] is True and ready["queue_depth"] >= 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+        assert json.loads(resp.read())["alive"] is True

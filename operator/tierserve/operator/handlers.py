@@ -1,5 +1,5 @@
 """Watch wiring: the shared reflectors feed the store and enqueue keys; kopf keeps what it
-does well here (login from our credentials, the liveness probe).
+does well here (login from our credentials; the probes are :mod:`.health`'s).
 
 Why the reflectors and not kopf's watches (docs/operator.md, "kopf's role"): kopf's
 watches feed per-object handlers, while the operator needs one indexed cache (children
@@ -91,17 +91,8 @@ def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
         private_key_path=credentials.key_path)
 
 
-def register(registry: kopf.OperatorRegistry, credentials: Credentials,
-             watched: list[Reflector], queue: WorkQueue[Key]) -> None:
+def register(registry: kopf.OperatorRegistry, credentials: Credentials) -> None:
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         # kopf calls this again after a 401: the token is re-read then
         return connection_info(credentials)
-
-    @kopf.on.probe(id="watches", registry=registry)
-    def watches(**_: Any) -> dict[str, str]:
-        return {str(r.resource): r.state.value for r in watched}
-
-    @kopf.on.probe(id="queue_depth", registry=registry)
-    def queue_depth(**_: Any) -> int:
-        return len(queue)
