@@ -120,8 +120,8 @@ def test_autoscaler_disabled_renders_nothing(helm: str) -> None:
      "at '/autoscaler/intervalSeconds'"),
     (["--set", f"autoscaler.prometheusUrl={URL}", "--set", "autoscaler.replicas=2"],
      "additional properties 'replicas' not allowed"),
-    (["--set", "prometheus.podMonitor.interval=often", "--set", "autoscaler.enabled=false"],
-     "at '/prometheus/podMonitor/interval'"),
+    (["--set", "monitoring.interval=often", "--set", "autoscaler.enabled=false"],
+     "at '/monitoring/interval'"),
 ])
 def test_schema_rejects(helm: str, values: list[str], message: str) -> None:
     res = _run(helm, *values)
@@ -180,8 +180,8 @@ def _pod_targets(pod: dict[str, Any], default_path: str) -> list[dict[str, str]]
 
 def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
     docs = _render(helm, "--set", "autoscaler.enabled=false",
-                   "--set", "prometheus.podMonitor.enabled=true",
-                   "--set", "prometheus.podMonitor.labels.release=kube-prometheus-stack")
+                   "--set", "monitoring.engines.enabled=true",
+                   "--set", "monitoring.labels.release=kube-prometheus-stack")
     [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
     assert pm["apiVersion"] == "monitoring.coreos.com/v1"
     assert pm["metadata"]["namespace"] == "mp-system"
@@ -204,8 +204,8 @@ def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
         "__meta_kubernetes_pod_container_port_number": "8002"})
     assert labels is not None
     labels = {k: v for k, v in labels.items() if not k.startswith("__")}
-    assert labels == {"namespace": "team-a", "tierserve_io_deployment": "llama",
-                      "pod": "llama-0"}
+    assert labels == {"namespace": "team-a", "deployment": "llama",
+                      "tierserve_io_deployment": "llama", "pod": "llama-0"}
     # ... which is exactly what the autoscaler's default PromQL selector asks for
     selector = PromQueries().selector.format(ns="team-a", name="llama")
     wanted = dict(re.findall(r'(\w+)="([^"]*)"', selector))
@@ -214,9 +214,9 @@ def test_podmonitor_labels_match_the_autoscaler_selector(helm: str) -> None:
 
 def test_podmonitor_namespaces(helm: str) -> None:
     docs = _render(helm, "--set", "autoscaler.enabled=false",
-                   "--set", "prometheus.podMonitor.enabled=true",
-                   "--set", "prometheus.podMonitor.namespace=monitoring",
-                   "--set", "prometheus.podMonitor.namespaces={team-a,team-b}")
+                   "--set", "monitoring.engines.enabled=true",
+                   "--set", "monitoring.namespace=monitoring",
+                   "--set", "monitoring.engines.namespaces={team-a,team-b}")
     [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
     assert pm["metadata"]["namespace"] == "monitoring"
     assert pm["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
@@ -257,7 +257,7 @@ def _built_pods() -> dict[str, dict[str, Any]]:
 
 def test_podmonitor_scrapes_one_engine_target_per_deployment(helm: str) -> None:
     docs = _render(helm, "--set", "autoscaler.enabled=false",
-                   "--set", "prometheus.podMonitor.enabled=true")
+                   "--set", "monitoring.engines.enabled=true")
     [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
     [endpoint] = pm["spec"]["podMetricsEndpoints"]
     matched = pm["spec"]["selector"]["matchLabels"].items()
@@ -286,8 +286,8 @@ def test_podmonitor_scrapes_one_engine_target_per_deployment(helm: str) -> None:
 
 def test_podmonitor_named_port_override(helm: str) -> None:
     docs = _render(helm, "--set", "autoscaler.enabled=false",
-                   "--set", "prometheus.podMonitor.enabled=true",
-                   "--set", "prometheus.podMonitor.port=metrics")
+                   "--set", "monitoring.engines.enabled=true",
+                   "--set", "monitoring.engines.port=metrics")
     [pm] = [d for d in docs if d["kind"] == "PodMonitor"]
     [endpoint] = pm["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] == "metrics"

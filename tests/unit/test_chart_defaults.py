@@ -44,19 +44,24 @@ def test_notes_by_default(helm: str, tmp_path: Path) -> None:
     assert "autoscaler: scrapes the engines directly (no Prometheus)" in on
     assert "router authentication" in off and "--set router.apiKeysSecret=<name>" in off
     assert "--set autoscaler.prometheusUrl=" in off
-    assert "--set prometheus.podMonitor.enabled=true" in off
+    assert "--set monitoring.engines.enabled=true" in off
+    assert "--set monitoring.<x>.enabled=true" in off
     assert "helm test tierserve -n mp-system" in text
 
 
 def test_notes_with_everything_on(helm: str, tmp_path: Path) -> None:
     text = cs.notes(helm, tmp_path, "--set", f"autoscaler.prometheusUrl={URL}",
                     "--set", "router.apiKeysSecret=keys",
-                    "--set", "prometheus.podMonitor.enabled=true",
-                    "--set", "operator.watchNamespaces={team-a,team-b}")
+                    "--set", "operator.watchNamespaces={team-a,team-b}",
+                    *[a for x in ("operator", "router", "autoscaler", "engines", "rules",
+                                  "dashboards") for a in ("--set", f"monitoring.{x}.enabled=true")])
     on, off = text.split("\nOFF")
     assert f"metrics from Prometheus at {URL}" in on
     assert "API keys from the Secret mp-system/keys" in on
     assert "PodMonitor tierserve-engines" in on and "watching team-a, team-b" in on
+    assert "ServiceMonitors for the operator, router, autoscaler" in on
+    assert "PrometheusRule tierserve-rules" in on
+    assert "ConfigMaps labelled grafana_dashboard=1 in mp-system" in on
     assert "  * " not in off.split("\nCheck it")[0]  # nothing listed as off
 
 
