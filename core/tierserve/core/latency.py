@@ -20,11 +20,16 @@ The model follows vLLM's scheduler in spirit:
   running sequences (decode is memory-bandwidth bound and grows with the batch), plus
   ``prefill_ms_per_token`` for each prompt token prefilled in that step.
 
-The module is pure: no I/O, no clock, no asyncio. Callers own time.
+On shared CPU cores (the llama.cpp profiles fitted here) every step is also scaled by
+the host's contention, :class:`HostNoise`, which callers sample on their own clock.
+
+The module is pure: no I/O, no clock, no asyncio. Callers own time and randomness.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -46,12 +51,54 @@ class LatencyProfile:
     max_prefill_tokens_per_step: int = 8192
     max_model_len: int = 8192
     cold_start_s: float = 0.0
+    # Host contention (see HostNoise): 0 for a dedicated accelerator, whose step times
+    # the deterministic model already fits; fitted for engines on shared CPU cores.
+    noise_sigma: float = 0.0
+    noise_tau_s: float = 0.0
 
     def step_ms(self, running: int, prefill_tokens: int) -> float:
         """Duration of one engine step with ``running`` sequences and a prefill chunk."""
         n = max(running, 1)
         decode = self.step_base_ms + self.step_ms_per_seq * n + self.step_ms_per_seq2 * n * n
         return decode + self.prefill_ms_per_token * prefill_tokens
+
+
+class HostNoise:
+    """Host contention as a slowdown factor common to every engine on one host.
+
+    On shared CPU cores a step takes longer whenever something else runs, and that
+    something lasts a while: whole requests run slow together (the measured TPOT p95 of
+    llama.cpp on this project's 2-core machine is 1.7-2x its median), which independent
+    per-step noise would average away within one request. So the log of the factor is
+    an Ornstein-Uhlenbeck process on the caller's clock, stationary standard deviation
+    ``sigma``, correlation time ``tau_s`` (0: independent per step), and the factor is
+    ``exp(x - sigma**2 / 2)``, whose mean is 1: the fitted mean step times stay the
+    means. Pure and reproducible: the caller passes the clock value and a seeded RNG.
+    """
+
+    def __init__(self, sigma: float, tau_s: float, rng: random.Random) -> None:
+        if sigma < 0 or tau_s < 0:
+            raise ValueError(f"noise needs sigma >= 0 and tau_s >= 0; got {sigma}, {tau_s}")
+        self.sigma, self.tau_s, self._rng = sigma, tau_s, rng
+        self._x = rng.gauss(0.0, sigma) if sigma else 0.0
+        self._t: float | None = None
+
+    def factor(self, t: float) -> float:
+        """The slowdown at time ``t`` (non-decreasing over calls)."""
+        if not self.sigma:
+            return 1.0
+        if self.tau_s == 0:
+            self._x = self._rng.gauss(0.0, self.sigma)
+        elif self._t is not None and t > self._t:
+            keep = math.exp(-(t - self._t) / self.tau_s)  # exact OU transition
+            self._x = self._x * keep + self._rng.gauss(0.0, self.sigma * math.sqrt(1 - keep**2))
+        self._t = t if self._t is None else max(self._t, t)
+        return math.exp(self._x - self.sigma**2 / 2)
+
+
+def host_noise(profile: LatencyProfile, seed: int = 0) -> HostNoise:
+    """The profile's host noise, seeded (factor 1 for profiles without noise)."""
+    return HostNoise(profile.noise_sigma, profile.noise_tau_s, random.Random(seed))
 
 
 @dataclass

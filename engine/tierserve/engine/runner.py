@@ -18,7 +18,7 @@ import itertools
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from tierserve.core.latency import EngineCore, LatencyProfile, SeqRequest
+from tierserve.core.latency import EngineCore, LatencyProfile, SeqRequest, host_noise
 from tierserve.engine.backend import NotReady
 
 MAX_LAG_S = 0.25
@@ -39,6 +39,7 @@ class EngineRunner:
     ) -> None:
         self.profile = profile
         self.core = EngineCore(profile)
+        self.noise = host_noise(profile)  # the profile's host contention, as in the sim
         self.cold_start_s = profile.cold_start_s if cold_start_s is None else cold_start_s
         self.ready = False
         self._streams: dict[str, _Stream] = {}
@@ -100,7 +101,7 @@ class EngineRunner:
                 await self._wake.wait()
                 deadline = loop.time()
             out = self.core.step()
-            deadline += out.duration_s
+            deadline += out.duration_s * self.noise.factor(loop.time())
             delay = deadline - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -42,7 +42,13 @@ from tierserve.autoscaler.types import (
     Slo,
 )
 from tierserve.core.capacity import ReplicaCapacity
-from tierserve.core.latency import EngineCore, LatencyProfile, SeqRequest, StepOutcome
+from tierserve.core.latency import (
+    EngineCore,
+    LatencyProfile,
+    SeqRequest,
+    StepOutcome,
+    host_noise,
+)
 
 _STEP, _READY, _SAMPLE, _TICK = 0, 1, 2, 3
 
@@ -59,6 +65,7 @@ class SimSettings:
     window_s: float = 300.0
     initial_replicas: int = 1
     drain_limit_s: float = 3600.0
+    noise_seed: int = 0  # the host-noise RNG's seed (profiles with noise_sigma > 0)
 
 
 @dataclass(eq=False)
@@ -116,6 +123,8 @@ class Simulation:
         self.changes: list[tuple[float, int, int, str]] = []
         self.state = ScalerState(settings.initial_replicas, 0)
         self.now = 0.0
+        # one host: its contention slows every replica at once (seeded: runs repeat)
+        self.noise = host_noise(profile, settings.noise_seed)
 
     # -- events -------------------------------------------------------------------
     def _push(self, t: float, kind: int, payload: object) -> None:
@@ -186,7 +195,7 @@ class Simulation:
     def _begin_step(self, rep: _Replica, t: float) -> None:
         rep.busy = True
         outcome = rep.core.step()
-        self._push(t + outcome.duration_s, _STEP, (rep, outcome))
+        self._push(t + outcome.duration_s * self.noise.factor(t), _STEP, (rep, outcome))
 
     def _step_end(self, rep: _Replica, outcome: StepOutcome, t: float) -> None:
         iv, trace = self.iv, self.trace

@@ -64,7 +64,8 @@ class Runner:
         self._oracle: OracleSchedule | None = None
         self._misses: MissTable | None = None
 
-    def settings(self, interval_s: float, initial: int | None = None) -> SimSettings:
+    def settings(self, interval_s: float, initial: int | None = None,
+                 noise_seed: int = 0) -> SimSettings:
         s = self.scenario
         return SimSettings(
             slo=s.slo,
@@ -74,6 +75,7 @@ class Runner:
             sample_s=s.sample_s,
             window_s=s.window_s,
             initial_replicas=self.initial() if initial is None else initial,
+            noise_seed=noise_seed,
         )
 
     def initial(self) -> int:
@@ -104,7 +106,9 @@ class Runner:
                                       self.oracle())  # fmt: skip
         return self._misses
 
-    def run(self, name: str, knobs: Mapping[str, Any] | None = None) -> Run:
+    def run(self, name: str, knobs: Mapping[str, Any] | None = None, *,
+            noise_seed: int = 0) -> Run:
+        """One policy run (``noise_seed``: the host-noise draw, for noisy profiles)."""
         knobs = dict(knobs or {})
         interval = float(knobs.pop("interval_s", DEFAULT_INTERVAL_S.get(name, 10.0)))
         cold: float | None = None
@@ -122,7 +126,7 @@ class Runner:
         sim = Simulation(
             self.trace,
             self.profile,
-            self.settings(interval, initial),
+            self.settings(interval, initial, noise_seed),
             policy,
             policy_name=name,
             cold_start_s=cold,

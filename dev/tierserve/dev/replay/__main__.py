@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--target-attainment", type=float, default=0.9)
     cmp.add_argument("--cold-start-s", type=float, default=5.0)
     cmp.add_argument("--scale-down-window-s", type=float, default=30.0)
+    cmp.add_argument("--sim-seeds", type=int, default=9,
+                     help="host-noise draws per simulated run (noisy profiles): the median")
     cmp.add_argument("--json", type=Path, help="also write the rows as JSON here")
     for q in (cal, cmp):
         q.add_argument("--workdir", type=Path, help="state directory (default: a temporary one)")
@@ -67,14 +69,16 @@ def _parser() -> argparse.ArgumentParser:
 async def _calibrate(args: argparse.Namespace, workdir: Path) -> int:
     async with RealStack(workdir, args.replicas) as stack:
         print(f"# uptime before: {uptime()}")
+        observed: list[calibrate.Observation] = []
         points = await calibrate.measure(stack.base_url, MODEL, args.prompts, args.output,
-                                         args.rounds, neighbours=args.replicas - 1)
+                                         args.rounds, neighbours=args.replicas - 1,
+                                         observed=observed)
     print(f"# uptime after: {uptime()}")
     for pt in points:
         print(pt)
     fitted, err = calibrate.fit_profile(points, "fitted here")
     print(f"# worst error {100 * err:.1f}%")
-    print(fitted)
+    print(calibrate.fit_noise(observed, fitted))
     return 0
 
 
@@ -99,7 +103,8 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
             print(json.dumps({f"real, {label}": rows[f"real, {label}"]}), flush=True)
         knobs = ({"replicas": args.replicas} if run == "fixed"
                  else {"interval_s": compare.INTERVAL_S})
-        rows[f"sim, {label}"] = compare.sim_summary(runner, run, knobs)
+        seeds = args.sim_seeds if runner.profile.noise_sigma else 1
+        rows[f"sim, {label}"] = compare.sim_summary(runner, run, knobs, seeds)
     print(compare.table(rows))
     print(json.dumps(rows, indent=1))
     if args.json:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,12 +54,21 @@ def real_summary(outcomes: Sequence[Outcome], slo: Slo, extra: Mapping[str, Any]
                     **extra})
 
 
-def sim_summary(runner: Runner, policy: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
-    run = runner.run(policy, knobs)
-    res = run.result
-    return summary(res.ttft_s(), res.tpot_s(), runner.scenario.slo,
-                   {"avg_replicas": run.summary["avg_replicas"],
-                    "scale_events": run.summary["scale_events"]})
+def sim_summary(runner: Runner, policy: str, knobs: Mapping[str, Any],
+                seeds: int = 1) -> dict[str, Any]:
+    """The simulated run; with a noisy profile, the median of each figure over ``seeds``
+    host-noise draws (one draw is as much a sample as one real run)."""
+    rows = []
+    for seed in range(seeds):
+        run = runner.run(policy, knobs, noise_seed=seed)
+        res = run.result
+        rows.append(summary(res.ttft_s(), res.tpot_s(), runner.scenario.slo,
+                            {"avg_replicas": run.summary["avg_replicas"],
+                             "scale_events": run.summary["scale_events"]}))
+    if seeds == 1:
+        return rows[0]
+    return {**rows[0], "seeds": seeds, **{k: statistics.median(r[k] for r in rows)
+                                          for k in (*KEYS, "avg_replicas")}}
 
 
 async def real_fixed(trace: Trace, replicas: int, workdir: Path, slo: Slo) -> dict[str, Any]:
