@@ -32,6 +32,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,59 +224,93 @@ def _missing(prom: prometheus.LocalPrometheus, queries: dict[str, list[str]]) ->
             if any(not prom.query(e) for e in exprs)]
 
 
-def test_every_panel_query_returns_data(cluster: ClusterHandle, namespace: str,
-                                        operator_factory: Callable[..., Any],
-                                        procs: Callable[..., Proc], tmp_path: Path) -> None:
-    _prometheus_available()
-    ns = namespace
-    operator = operator_factory("dash", "--no-leader-elect").start()
-    cluster.apply(_objects(ns), namespace=ns)
+@dataclass
+class Stack:
+    ns: str
+    router: str
+    prom: prometheus.LocalPrometheus
+    router_proc: Proc
+
+
+def _engines(procs: Callable[..., Proc], tmp: Path) -> dict[str, str]:
+    """One simulated engine per deployment (its replica, as far as the metrics go)."""
     engines = {}
     for name in ("chat-a", "chat-b"):
         port = free_port()
-        procs(tmp_path / f"{name}.log", "engine", "--profile", PROFILE, "--served-name", "m",
+        procs(tmp / f"{name}.log", "engine", "--profile", PROFILE, "--served-name", "m",
               "--port", str(port))
         engines[name] = f"http://127.0.0.1:{port}"
-    config = tmp_path / "router.json"
-    config.write_text(json.dumps(_router_config(ns, engines["chat-a"], engines["chat-b"])))
-    router_port = free_port()
-    router = procs(tmp_path / "router.log", "router", "--config", str(config),
-                   "--port", str(router_port))
-    router_url = f"http://127.0.0.1:{router_port}"
+    return engines
+
+
+def _targets(ns: str, engines: dict[str, str], others: list[str]) -> list[Any]:
+    """Engines with the labels the chart's PodMonitor gives engine pods; the router with
+    its pod's namespace; the operator and autoscaler as they are (honoured labels)."""
     labels = prometheus.deployment_labels
-    targets = [prometheus.ScrapeTarget(url + "/metrics", {**labels(ns, name), "deployment": name})
-               for name, url in engines.items()]
-    scaler_port = free_port()
-    targets += [prometheus.ScrapeTarget(router_url + "/metrics", {"namespace": ns}),
-                prometheus.ScrapeTarget(f"http://127.0.0.1:{operator.metrics_port}/metrics", {}),
-                prometheus.ScrapeTarget(f"http://127.0.0.1:{scaler_port}/metrics", {})]
+    return ([prometheus.ScrapeTarget(u + "/metrics", {**labels(ns, n), "deployment": n})
+             for n, u in engines.items()]
+            + [prometheus.ScrapeTarget(others[0] + "/metrics", {"namespace": ns})]
+            + [prometheus.ScrapeTarget(u + "/metrics", {}) for u in others[1:]])
+
+
+@pytest.fixture
+def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
+          procs: Callable[..., Proc], tmp_path: Path) -> Iterator[Stack]:
+    _prometheus_available()
+    operator = operator_factory("dash", "--no-leader-elect").start()
+    cluster.apply(_objects(namespace), namespace=namespace)
+    engines = _engines(procs, tmp_path)
+    config = tmp_path / "router.json"
+    config.write_text(json.dumps(_router_config(namespace, engines["chat-a"], engines["chat-b"])))
+    port, scaler_port = free_port(), free_port()
+    router = procs(tmp_path / "router.log", "router", "--config", str(config), "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    targets = _targets(namespace, engines, [url, f"http://127.0.0.1:{operator.metrics_port}",
+                                            f"http://127.0.0.1:{scaler_port}"])
     prom = prometheus.LocalPrometheus(tmp_path / "prom", targets, interval_s=1.0,
-                                      rule_files=sorted(RULES.glob("*.yaml")))
-    prom.start()
+                                      rule_files=sorted(RULES.glob("*.yaml"))).start()
     try:
         procs(tmp_path / "autoscaler.log", "autoscaler", "--kubeconfig", str(cluster.kubeconfig),
-              "--namespace", ns, "--prometheus-url", prom.url, "--interval-s", "2",
+              "--namespace", namespace, "--prometheus-url", prom.url, "--interval-s", "2",
               "--metrics-port", str(scaler_port))
-        for url in (*engines.values(), router_url):
-            wait_until(functools.partial(_serving, url + "/metrics"), 60, f"{url} serving")
-        started = time.monotonic()
-        counts = asyncio.run(_traffic(router_url))
-        assert counts["ok"] == 80 and counts["429"] >= 2, (counts, router.tail())
-        cluster.kubectl("scale", "llmd/chat-b", "-n", ns, "--replicas=2")
-        _check_every_panel(prom, ns, tmp_path)
-        print(f"\ntraffic and checks took {time.monotonic() - started:.1f}s")
-        if os.environ.get("TIERSERVE_SNAPSHOT_DIR"):
-            _snapshot(prom, ns, Path(os.environ["TIERSERVE_SNAPSHOT_DIR"]))
+        for u in (*engines.values(), url):
+            wait_until(functools.partial(_serving, u + "/metrics"), 60, f"{u} serving")
+        yield Stack(namespace, url, prom, router)
     finally:
         prom.stop()
         operator.stop()
+
+
+def test_every_panel_query_returns_data(stack: Stack, cluster: ClusterHandle,
+                                        tmp_path: Path) -> None:
+    started = time.monotonic()
+    counts = asyncio.run(_traffic(stack.router))
+    assert counts["ok"] == 80 and counts["429"] >= 2, (counts, stack.router_proc.tail())
+    cluster.kubectl("scale", "llmd/chat-b", "-n", stack.ns, "--replicas=2")
+    _check_every_panel(stack.prom, stack.ns)
+    print(f"\ntraffic and checks took {time.monotonic() - started:.1f}s")
+    if os.environ.get("TIERSERVE_SNAPSHOT_DIR"):
+        load_s = float(os.environ.get("TIERSERVE_SNAPSHOT_LOAD_S", "150"))
+        _demo(stack, cluster, load_s)
+        _snapshot(stack.prom, stack.ns, Path(os.environ["TIERSERVE_SNAPSHOT_DIR"]),
+                  f"now-{round(time.monotonic() - started)}s")
+
+
+def _demo(stack: Stack, cluster: ClusterHandle, seconds: float) -> None:
+    """More traffic for the pictures: rounds of the same mix, a scale back half way."""
+    end, scaled = time.monotonic() + seconds, False
+    while time.monotonic() < end:
+        asyncio.run(_traffic(stack.router))
+        if not scaled and time.monotonic() > end - seconds / 2:
+            cluster.kubectl("scale", "llmd/chat-b", "-n", stack.ns, "--replicas=1")
+            scaled = True
 
 
 def _all_answered(prom: prometheus.LocalPrometheus, queries: dict[str, list[str]]) -> bool:
     return not _missing(prom, queries)
 
 
-def _check_every_panel(prom: prometheus.LocalPrometheus, ns: str, tmp: Path) -> None:
+def _check_every_panel(prom: prometheus.LocalPrometheus, ns: str) -> None:
     expected = {"namespace": {ns}, "model": {"chat-a-model", "chat-b-model"},
                 "deployment": {"chat-a", "chat-b"}, "route": {"chat", "chat-tiered", "orphan"}}
     missing: dict[str, list[str]] = {}
@@ -311,7 +346,7 @@ def wait_until_value(fn: Callable[[], dict[str, str]], timeout: float,
     return got[-1]
 
 
-def _snapshot(prom: prometheus.LocalPrometheus, ns: str, out: Path) -> None:
+def _snapshot(prom: prometheus.LocalPrometheus, ns: str, out: Path, start: str) -> None:
     subprocess.run([sys.executable, "-m", "tierserve.cli.main", "dashboards", "snapshot",
-                    "--prometheus", prom.url, "--from", "now-3m", "--out", str(out),
+                    "--prometheus", prom.url, "--from", start, "--out", str(out),
                     "--var", f"namespace={ns}", "--rate-interval", RATE_INTERVAL], check=True)

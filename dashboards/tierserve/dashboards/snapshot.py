@@ -109,6 +109,11 @@ def _timeseries(ax: Axes, panel: Mapping[str, Any], data: list[tuple[PanelQuery,
                 linewidth=1.8 if q.target else 1.2, label=legend(q.legend, labels))
     for v in _lines(panel):
         ax.axhline(v, linestyle=":", linewidth=1, color="grey")
+    d = panel.get("fieldConfig", {}).get("defaults", {})
+    if d.get("min") is not None:  # the panel's axis bounds, as Grafana applies them
+        ax.set_ylim(bottom=d["min"])
+    if d.get("max") is not None:
+        ax.set_ylim(top=d["max"])
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _clock(v * DAY)))
     ax.tick_params(labelsize=7)
