@@ -25,18 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_NS = "tierserve-system"
 SA = "tierserve-operator"
 AUTOSCALER_SA = "tierserve-autoscaler"
-# Nothing runs in the chart's kwok pods; the autoscaler needs a URL to render.
-PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 
 
-def helm_install(cluster: ClusterHandle) -> None:
+def helm_install(cluster: ClusterHandle) -> str:
+    """``helm upgrade --install`` with the chart's default values (a default install must
+    work); returns what helm printed (NOTES.txt)."""
     helm = str(cluster.binary("helm"))
-    subprocess.run([helm, "upgrade", "--install", "tierserve", str(ROOT / "charts" / "tierserve"),
-                    "--namespace", SYSTEM_NS, "--create-namespace", "--wait=false",
-                    "--set", f"autoscaler.prometheusUrl={PROMETHEUS_URL}"],
-                   env=cluster.env(), check=True, capture_output=True, text=True)
+    done = subprocess.run([helm, "upgrade", "--install", "tierserve",
+                           str(ROOT / "charts" / "tierserve"), "--namespace", SYSTEM_NS,
+                           "--create-namespace", "--wait=false"],
+                          env=cluster.env(), check=True, capture_output=True, text=True)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     "crd/llmdeployments.tierserve.io", "crd/llmroutes.tierserve.io")
+    return done.stdout
 
 
 def service_account_kubeconfig(cluster: ClusterHandle, path: Path, sa: str = SA) -> Path:

@@ -214,6 +214,10 @@ AUTOSCALER_CHECKS = [
     ("no", "list", "llmroutes.tierserve.io"),
     ("no", "create", "leases.coordination.k8s.io"),
     ("no", "*", "*"),
+    # the default install scrapes the engines itself: Triton pods from EndpointSlices
+    ("yes", "list", "endpointslices.discovery.k8s.io"),
+    ("yes", "watch", "endpointslices.discovery.k8s.io"),
+    ("no", "create", "endpointslices.discovery.k8s.io"),
 ]
 
 
@@ -229,9 +233,9 @@ def test_autoscaler_service_account_rbac(cluster: ClusterHandle, installed: Any,
 
 def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
                                                   installed: Any) -> None:
-    """``helm upgrade --install`` created the autoscaler's Deployment under its own
-    ServiceAccount, pointed at the Prometheus URL from the values."""
-    from e2e.helm_install import AUTOSCALER_SA, PROMETHEUS_URL, SYSTEM_NS
+    """``helm upgrade --install`` (default values) created the autoscaler's Deployment
+    under its own ServiceAccount, scraping the engines itself (no Prometheus URL)."""
+    from e2e.helm_install import AUTOSCALER_SA, SYSTEM_NS
 
     dep = cluster.get_json("deployment", "tierserve-autoscaler", "-n", SYSTEM_NS)
     assert dep["spec"]["replicas"] == 1
@@ -239,7 +243,7 @@ def test_chart_installs_the_autoscaler_deployment(cluster: ClusterHandle,
     assert pod["serviceAccountName"] == AUTOSCALER_SA
     args = pod["containers"][0]["args"]
     assert args[:2] == ["autoscaler", "--in-cluster"]
-    assert f"--prometheus-url={PROMETHEUS_URL}" in args
+    assert not [a for a in args if a.startswith("--prometheus-url")]
     assert cluster.exists("serviceaccount", AUTOSCALER_SA, "-n", SYSTEM_NS)
     wait_until(lambda: (cluster.get_json("deployment", "tierserve-autoscaler", "-n", SYSTEM_NS)
                       .get("status") or {}).get("readyReplicas") == 1, 120,
@@ -289,7 +293,7 @@ def test_autoscaler_calls_succeed_under_its_service_account(
     (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
     (["--set", "operator.unknown=1"], "additional properties 'unknown' not allowed"),
     (["--set", "router.apiKeysSecret=ns/name"], "/router/apiKeysSecret"),
-    ([], "at '/autoscaler': missing property 'prometheusUrl'"),
+    (["--set", "autoscaler.prometheusUrl=prometheus:9090"], "/autoscaler/prometheusUrl"),
 ])
 def test_helm_rejects_invalid_values(cluster: ClusterHandle, values: list[str],
                                      message: str) -> None:
