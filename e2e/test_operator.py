@@ -86,8 +86,10 @@ def test_examples_become_children_ready_and_listed(cluster: ClusterHandle,
     wait_until(lambda: ready(cluster, "llama-8b-ray").get("reason") == "RuntimeNotReady", 60,
              "llama-8b-ray to report it waits for the runtime")
     table = cluster.kubectl("get", "llm")
-    for column in ("RUNTIME", "ACCELERATOR", "REPLICAS", "SLO", "READY", "AGE"):
+    for column in ("MODEL", "ACCELERATOR", "REPLICAS", "SLO", "READY", "AGE"):
         assert column in table
+    assert "RUNTIME" not in table  # secondary: only with -o wide
+    assert "RUNTIME" in cluster.kubectl("get", "llmd", "-o", "wide")
     assert "llmdeployment.tierserve.io/llama-8b-triton" in table
     assert "llmroute.tierserve.io/chat-ab" in table
 
