@@ -2,7 +2,8 @@
 under the chart's ServiceAccount: a runtime switch prunes the old runtime's children
 (and nothing the operator does not own), a runtime whose CRD is missing is reported and
 picked up once the CRD is installed, and an SLO made unattainable keeps the old plan
-visible and told apart by generation."""
+visible and told apart by generation. Also: an LLMRoute's status says where clients
+send which model (the chart's router Service)."""
 
 from __future__ import annotations
 
@@ -181,3 +182,25 @@ def test_unattainable_slo_on_a_live_object_keeps_the_old_plan_told_apart_by_gene
                         .get("observedGeneration")) == 3, 60, "generation 3 planned")
     wait_until(lambda: condition(cluster, "slo", namespace).get("status") == "True", 60,
                "Ready on generation 3")
+
+
+def test_route_status_endpoint_is_the_charts_router_service(
+        cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any]) -> None:
+    from e2e.helm_install import SYSTEM_NS
+
+    operator = cluster.get_json("deployment", "tierserve-operator", "-n", SYSTEM_NS)
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    (flag,) = [a for a in args if a.startswith("--router-url=")]
+    service = cluster.get_json("service", "tierserve-router", "-n", SYSTEM_NS)
+    url = f"http://tierserve-router.{SYSTEM_NS}.svc:{service['spec']['ports'][0]['port']}/v1"
+    assert flag == f"--router-url={url}"
+    operator_factory("endpoint", "-n", namespace, flag).start()  # as the chart runs it
+    cluster.apply({"apiVersion": "tierserve.io/v1alpha1", "kind": "LLMRoute",
+                   "metadata": {"name": "chat", "namespace": namespace},
+                   "spec": {"model": "chat", "tiers": {"fast": "small", "slow": "big"}}})
+
+    def status() -> Any:
+        return cluster.get_json("llmr", "chat", "-n", namespace).get("status") or {}
+
+    wait_until(lambda: status().get("endpoint") == url, 60, "status.endpoint")
+    assert status()["model"] == "chat"

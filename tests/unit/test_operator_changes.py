@@ -8,6 +8,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pydantic
+import pytest
+
 from tests.unit.test_reconciler import DOC, FakeApi
 from tierserve.core.api.deployment import API_VERSION
 from tierserve.core.builders import BuildSettings
@@ -16,6 +19,8 @@ from tierserve.core.kube.reflector import Change, ChangeType, State
 from tierserve.operator.crds import RuntimeCrds
 from tierserve.operator.realizers import KubernetesRealizer
 from tierserve.operator.reconciler import Reconciler
+from tierserve.operator.routes import RouteReconciler, route_status
+from tierserve.operator.settings import OperatorSettings
 from tierserve.operator.store import Store
 from tierserve.operator.workqueue import WorkQueue
 
@@ -197,6 +202,45 @@ async def test_an_unplannable_first_generation_mentions_no_old_plan() -> None:
     message = ready(store)["message"]
     assert message.startswith("generation 1 cannot be planned: ")
     assert "status.sizing" not in message and "sizing" not in store.deployments[KEY]["status"]
+
+
+ROUTER = "http://tierserve-router.tierserve-system.svc:80/v1"
+
+
+def route(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "LLMRoute",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "r-1", "generation": 1,
+                         "resourceVersion": "1"}, "spec": spec}
+
+
+async def test_route_status_says_where_clients_send_which_model_and_writes_it_once() -> None:
+    api, store, queue = Api(), Store(), WorkQueue[tuple[str, str]]()
+    api.body = route({"model": "chat", "tiers": {"fast": "small", "slow": "big"}})
+    store.put_route(copy.deepcopy(api.body), deleted=False)
+    routes = RouteReconciler(api, store, queue, lambda: "2026-01-01T00:00:00Z",
+                             router_url=ROUTER)
+    await routes.handle(("ns", "r"))
+    status = store.routes[("ns", "r")]["status"]
+    assert (status["endpoint"], status["model"]) == (ROUTER, "chat")
+    api.wrote.clear()
+    await routes.handle(("ns", "r"))  # unchanged: nothing written
+    assert api.wrote == []
+
+
+def test_route_status_without_a_router_or_with_an_invalid_spec_has_no_endpoint() -> None:
+    store = Store()
+    plain = route_status(route({"model": "chat", "tiers": {"fast": "a", "slow": "b"}}),
+                         store, "2026-01-01T00:00:00Z")
+    assert (plain["endpoint"], plain["model"]) == (None, "chat")
+    invalid = route_status(route({"model": "chat"}), store, "2026-01-01T00:00:00Z", ROUTER)
+    assert invalid["conditions"][0]["reason"] == "InvalidSpec"
+    assert (invalid["endpoint"], invalid["model"]) == (None, None)
+
+
+def test_router_url_must_be_an_http_url() -> None:
+    assert OperatorSettings(router_url=ROUTER).router_url == ROUTER
+    with pytest.raises(pydantic.ValidationError, match="tierserve-router:80"):
+        OperatorSettings(router_url="tierserve-router:80")
 
 
 def test_the_fixture_is_the_reconcilers() -> None:

@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--health-port", type=int,
                    help="serve the probes on this port: /healthz (the event loop answers) "
                    "and /readyz (every watch has listed)")
+    p.add_argument("--router-url",
+                   help="the router's OpenAI base URL that LLMRoute status.endpoint reports, "
+                   "e.g. http://tierserve-router.tierserve-system.svc:80/v1 (the chart sets "
+                   "its router Service; default: not reported)")
     p.add_argument("--resync-s", type=float, default=300.0,
                    help="re-check every object this often (drift the watches missed)")
     _leader_flags(p)
@@ -87,7 +91,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         target=args.target, kubeconfig=args.kubeconfig, in_cluster=args.in_cluster,
         namespaces=args.namespace, workers=args.workers, metrics_port=args.metrics_port,
         metrics_host=args.metrics_host, health_port=args.health_port,
-        resync_seconds=args.resync_s,
+        resync_seconds=args.resync_s, router_url=args.router_url,
         leader_election=LeaderElection.model_validate(le),
         build=build_settings(args),
     )

@@ -2,8 +2,11 @@
 
 A route names LLMDeployments (variants, tiers, fallback). The API server cannot know if
 they exist; this reconciler does, from the operator's store, and sets ``Ready`` with a
-reason a model owner can act on. The router itself (``tierserve router --kubernetes``)
-writes the A/B readout into ``status.ab``; this module leaves that field alone.
+reason a model owner can act on. It also writes where clients reach the route:
+``status.endpoint``, the router Service's OpenAI base URL (``--router-url``, which the
+chart sets to its router Service), and ``status.model``, the name they send. The router
+itself (``tierserve router --kubernetes``) writes the A/B readout into ``status.ab``;
+this module leaves that field alone.
 """
 
 from __future__ import annotations
@@ -58,12 +61,16 @@ def route_problem(spec: LLMRouteSpec, namespace: str, store: Store) -> Problem |
     return None
 
 
-def route_status(body: dict[str, Any], store: Store, now: str) -> dict[str, Any]:
+def route_status(body: dict[str, Any], store: Store, now: str,
+                 router_url: str | None = None) -> dict[str, Any]:
+    """The operator-owned status: ``Ready``, and (for a valid spec) the model name and
+    the router URL clients send it to (None values are not written)."""
     old = body.get("status") or {}
     generation = body["metadata"].get("generation")
     conditions = {c["type"]: Condition.model_validate(c) for c in old.get("conditions", [])}
+    spec: LLMRouteSpec | None = None
     try:
-        spec: LLMRouteSpec = validate(LLMRouteSpec, body.get("spec") or {})
+        spec = validate(LLMRouteSpec, body.get("spec") or {})
         problem = route_problem(spec, body["metadata"]["namespace"], store)
     except InvalidObject as exc:
         problem = Problem("InvalidSpec", str(exc))
@@ -71,7 +78,9 @@ def route_status(body: dict[str, Any], store: Store, now: str) -> dict[str, Any]
                  problem.reason if problem else "DeploymentsReady",
                  problem.message if problem else "every referenced LLMDeployment is Ready",
                  generation, conditions, now)
-    return {"observedGeneration": generation, "conditions": [ready.wire()]}
+    return {"observedGeneration": generation, "conditions": [ready.wire()],
+            "endpoint": router_url if spec is not None else None,
+            "model": spec.model if spec is not None else None}
 
 
 def route_error(status: dict[str, Any]) -> str | None:
@@ -86,8 +95,10 @@ def route_error(status: dict[str, Any]) -> str | None:
 class RouteReconciler:
     def __init__(self, api: KubeApi, store: Store, queue: WorkQueue[Key],
                  clock: Callable[[], str], metrics: OperatorMetrics | None = None,
-                 timer: Callable[[], float] = time.monotonic) -> None:
+                 timer: Callable[[], float] = time.monotonic,
+                 router_url: str | None = None) -> None:
         self.api, self.store, self.queue, self.clock = api, store, queue, clock
+        self.router_url = router_url  # status.endpoint (None: the router is not installed)
         self.metrics = metrics if metrics is not None else OperatorMetrics(CollectorRegistry())
         self.timer = timer
 
@@ -102,12 +113,14 @@ class RouteReconciler:
 
     async def _attempt(self, key: Key, body: dict[str, Any]) -> str | None:
         """Write the route's status if it changed; returns why the reconcile failed."""
-        new = route_status(body, self.store, self.clock())
+        new = route_status(body, self.store, self.clock(), self.router_url)
         if not differs(new, body.get("status") or {}):
             self.queue.forget(key)
             return route_error(new)
         try:
-            updated = await self.api.patch_status(API_VERSION, "LLMRoute", key[0], key[1], new)
+            patch = {k: v for k, v in new.items() if v is not None}
+            updated = await self.api.patch_status(API_VERSION, "LLMRoute", key[0], key[1],
+                                                  patch)
             self.store.put_route(updated, deleted=False)
             ready = new["conditions"][0]
             await post_event(self.api, body, ready["reason"], ready["message"],

@@ -58,6 +58,10 @@ class OperatorSettings(BaseModel):
     metrics_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535,
                                     description="/healthz and /readyz (operator/health.py)")
+    router_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="the router's OpenAI base URL that LLMRoute status.endpoint reports, "
+        "e.g. http://tierserve-router.tierserve-system.svc:80/v1; None: not reported")
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     build: BuildSettings = Field(default_factory=BuildSettings)
     local: LocalTarget = Field(default_factory=LocalTarget)
