@@ -58,7 +58,7 @@ async def _metrics(opts: OperatorSettings, api: KubeApi, store: Store,
     replicas' series would double every sum (accelerators, cost)."""
     metrics.count_writes(api.writes)
     metrics.leader.set_function(lambda: float(leading()))
-    metrics.registry.register(StateCollector(store, leading))
+    metrics.registry.register(StateCollector(store, leading, opts.build))
     if opts.metrics_port is None:
         return None
     return await serve(metrics.registry, opts.metrics_host, opts.metrics_port)

@@ -12,7 +12,8 @@ LLMDeployment (labels ``namespace``, ``deployment``)
   autoscaler's bounds), ``..._replicas_ready`` (status), ``..._ready`` (0/1);
 * ``..._accelerators{accelerator}``: GPUs (or cores, for ``cpu``) in use, ready replicas
   times the sizing plan's units per replica, and ``..._cost_per_hour_usd``: that times
-  the catalog's price per unit-hour;
+  the price per unit-hour (the chart's ``engines.gpuPrices``, else the catalog's: the
+  operator's :class:`~tierserve.core.builders.BuildSettings`, as in the sizing plan);
 
 and per LLMRoute ``tierserve_route_info{namespace,route,mode}`` = 1 (``route`` is the
 model name clients ask for, as on the router's series; ``mode`` ab|tiered) and
@@ -42,7 +43,8 @@ from prometheus_client.registry import Collector
 from tierserve.core.api.deployment import LLMDeploymentSpec
 from tierserve.core.api.errors import InvalidObject, validate
 from tierserve.core.api.route import LLMRouteSpec
-from tierserve.core.catalog import CPU, get
+from tierserve.core.builders import BuildSettings
+from tierserve.core.catalog import CPU
 from tierserve.operator.routes import is_ready
 from tierserve.operator.store import Key, Store
 
@@ -105,10 +107,13 @@ def units_per_replica(spec: LLMDeploymentSpec, status: dict[str, Any]) -> int | 
 
 
 class StateCollector(Collector):
-    """``leading``: export only while it says so (the leader's view is the one to show)."""
+    """``leading``: export only while it says so (the leader's view is the one to show);
+    ``settings``: the operator's build settings, for the prices."""
 
-    def __init__(self, store: Store, leading: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, store: Store, leading: Callable[[], bool] = lambda: True,
+                 settings: BuildSettings | None = None) -> None:
         self.store, self.leading = store, leading
+        self.settings = settings or BuildSettings()
         # spec validation depends only on the generation: cached, as the reconciler does
         self._specs: dict[Key, tuple[tuple[str, int], LLMDeploymentSpec | None]] = {}
 
@@ -160,7 +165,7 @@ class StateCollector(Collector):
         if units is not None:
             in_use = ready * units
             f.accelerators.add_metric([*labels, acc], in_use)
-            f.cost.add_metric(labels, in_use * get(acc).cost_per_hour_usd)
+            f.cost.add_metric(labels, in_use * self.settings.price_per_hour_usd(acc))
 
     @staticmethod
     def _route(f: _Families, namespace: str, body: dict[str, Any]) -> None:
