@@ -72,7 +72,7 @@ class OperatorProcess:
         cmd = [sys.executable, "-m", "tierserve.cli.main", "operator",
                "--kubeconfig", str(self.kubeconfig), "--lease-namespace", SYSTEM_NS,
                "--identity", self.identity, "--metrics-port", str(self.metrics_port),
-               "--resync-seconds", "3", "--lease-name", self.lease or f"e2e-{self.identity}",
+               "--resync-s", "3", "--lease-name", self.lease or f"e2e-{self.identity}",
                *self.extra]
         out = self.log.open("ab")
         # its own session: the local target's Ray processes (gcs, raylet and its agents)

@@ -38,7 +38,7 @@ async def _answer(url: str) -> str | None:
 def _spawn(cfg: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tierserve.cli.main", "router", "--config", str(cfg),
-         "--port", str(port), "--reload-interval", "0.1"],
+         "--port", str(port), "--reload-interval-s", "0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
