@@ -29,8 +29,9 @@ def _file(docs: list[dict[str, Any]]) -> str:
 
 
 def _schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads((cs.CHART / "values.schema.json").read_text())
-    return schema["properties"]["engines"]
+    schema = json.loads((cs.CHART / "values.schema.json").read_text())
+    engines: dict[str, Any] = schema["properties"]["engines"]
+    return engines
 
 
 def test_schema_has_exactly_the_settings_keys_and_catalog_types() -> None:
