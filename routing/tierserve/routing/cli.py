@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tierserve.core.cliflags import add_cluster_access, add_log_level, uses_cluster_access
 from tierserve.core.routerconfig import ConfigError, RouterConfig, load_config
-from tierserve.routing.app import Router, create_app, tune_gc
+from tierserve.routing.app import Router, collect_on_growth, create_app, tune_gc
 from tierserve.routing.reload import FileWatcher
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ async def _serve(*, source: Source, router: Router, host: str, port: int,
     app = create_app(router)
     await app.start(host, port, backlog=4096)
     tune_gc()
+    collector = asyncio.create_task(collect_on_growth())
     logging.getLogger(__name__).info("router listening on http://%s:%d", host, port)
     watcher = asyncio.create_task(source())
     stop = asyncio.Event()
@@ -154,7 +155,8 @@ async def _serve(*, source: Source, router: Router, host: str, port: int,
         await stop.wait()  # then drain: cleanup lets in-flight requests finish
     finally:
         watcher.cancel()
-        (failure,) = await asyncio.gather(watcher, return_exceptions=True)
+        collector.cancel()
+        (failure, _) = await asyncio.gather(watcher, collector, return_exceptions=True)
         await app.stop(timeout_s=drain_s)
     if isinstance(failure, Exception):
         logging.getLogger(__name__).error("config source failed: %r", failure)

@@ -85,6 +85,9 @@ class _Conn(asyncio.Protocol):
             self._fail(Broken("connection lost") if self.status else
                        ConnectFailed("connection closed before the answer"))
         self._on_lost(self)
+        # the parser holds this protocol's callbacks: a cycle per connection, broken here
+        # so a closed connection is freed by reference counting (no data comes after this)
+        del self._parser
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -224,25 +227,27 @@ class Exchange:
     def __init__(self, release: Callable[[_Conn], None], conn: _Conn,
                  deadline_handle: asyncio.TimerHandle) -> None:
         self._release, self.conn, self._timer = release, conn, deadline_handle
+        self._idle_s = 0.0
 
     def idle_timeout(self, timeout_s: float) -> None:
         """Replace the deadline with an idle limit between chunks (streams).
 
         One timer per stream, not per chunk: when it fires it re-arms itself for the
         time left since the last chunk, and expires the stream only after a real gap.
+        (A bound method, not a closure that names itself: that closure is a reference
+        cycle per stream, left for the cyclic collector.)
         """
         self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.conn.last_data = loop.time()
+        self._idle_s = timeout_s
+        self.conn.last_data = _now()
+        self._timer = asyncio.get_running_loop().call_later(timeout_s, self._check_idle)
 
-        def check() -> None:
-            left = self.conn.last_data + timeout_s - loop.time()
-            if left > 0 and not self.conn.closed:
-                self._timer = loop.call_later(left, check)
-            else:
-                self.conn.expire()
-
-        self._timer = loop.call_later(timeout_s, check)
+    def _check_idle(self) -> None:
+        left = self.conn.last_data + self._idle_s - _now()
+        if left > 0 and not self.conn.closed:
+            self._timer = asyncio.get_running_loop().call_later(left, self._check_idle)
+        else:
+            self.conn.expire()
 
     def finish(self) -> None:
         self._timer.cancel()

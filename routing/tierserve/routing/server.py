@@ -145,6 +145,9 @@ class Conn(asyncio.Protocol):
         self.server.conns.discard(self)
         self._queue.clear()
         self._wake_drain()
+        # the parser holds this protocol's callbacks: a cycle per connection, broken here
+        # so a closed connection is freed by reference counting (no data comes after this)
+        del self._parser
 
     def pause_writing(self) -> None:
         self._paused_writing = True
