@@ -257,7 +257,7 @@ def _targets(ns: str, engines: dict[str, str], others: list[str]) -> list[Any]:
 def stack(cluster: ClusterHandle, namespace: str, operator_factory: Callable[..., Any],
           procs: Callable[..., Proc], tmp_path: Path) -> Iterator[Stack]:
     _prometheus_available()
-    operator = operator_factory("dash", "--no-leader-elect").start()
+    operator = operator_factory("dash").start()
     cluster.apply(_objects(namespace), namespace=namespace)
     engines = _engines(procs, tmp_path)
     config = tmp_path / "router.json"

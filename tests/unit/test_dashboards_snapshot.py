@@ -17,7 +17,14 @@ import pytest
 from tierserve.cli.main import main
 from tierserve.dashboards import generate
 from tierserve.dashboards.queries import annotation_queries, panel_queries
-from tierserve.dashboards.snapshot import PrometheusRange, Window, fetch, legend, render
+from tierserve.dashboards.snapshot import (
+    PrometheusRange,
+    Window,
+    annotation_times,
+    fetch,
+    legend,
+    render,
+)
 from tierserve.dashboards.units import format_value
 
 START, END = 1_700_000_000.0, 1_700_000_600.0
@@ -152,3 +159,15 @@ def test_legend_and_units() -> None:
     assert format_value(0.995, "percentunit") == "99.5 %"
     assert format_value(1234.0, "suffix: tok/s") == "1.23k tok/s"
     assert format_value(3.5, "currencyUSD") == "$3.50"
+
+
+def test_a_run_of_annotation_samples_is_one_event() -> None:
+    """``changes(...[1m]) > 0`` stays true for its lookback: one event per run, at its
+    start (as Grafana draws one region), not one line per step."""
+    class Runs:
+        def query_range(self, expr: str, start: float, end: float,
+                        step: float) -> list[Any]:
+            return [({}, [10.0, 20.0, 30.0, 80.0, 90.0], [1.0, 1.0, 1.0, 1.0, 1.0])]
+
+    dash = generate.as_dicts()[1]
+    assert annotation_times(dash, Runs(), Window(0, 100, 10), {}, "30s") == [10.0, 80.0]

@@ -32,9 +32,10 @@ DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Per-deployment series (engines, operator's deployment state, autoscaler).
 DEP = 'namespace=~"$namespace", deployment=~"$deployment"'
 NS = 'namespace=~"$namespace"'
-# The router's series: route is the route's model name. Its deployment label may be the
+# The router's series: route is the route's model name (empty on requests refused
+# before a route was known: their own panel shows them). Its deployment label may be the
 # bare name or "namespace/name" (a router serves deployments of several namespaces).
-ROUTE = 'namespace=~"$namespace", route=~"$route"'
+ROUTE = 'namespace=~"$namespace", route=~"$route", route!=""'
 ROUTE_5XX = ROUTE + ', status=~"5.."'
 ROUTER_DEP = 'namespace=~"$namespace", deployment=~"(${namespace}/)?${deployment}"'
 RATE = "$__rate_interval"

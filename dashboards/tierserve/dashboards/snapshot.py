@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from tierserve.dashboards.queries import PanelQuery, annotation_queries, defaults, panel_queries
 from tierserve.dashboards.units import format_value
@@ -116,6 +116,7 @@ def _timeseries(ax: Axes, panel: Mapping[str, Any], data: list[tuple[PanelQuery,
         ax.set_ylim(top=d["max"])
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _clock(v * DAY)))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(3, int(panel["gridPos"]["w"]) // 3)))
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     if data:
@@ -200,7 +201,9 @@ def annotation_times(dash: Mapping[str, Any], source: RangeSource, window: Windo
     times: set[float] = set()
     for expr in annotation_queries(dash, defaults(dash, values), rate_interval).values():
         for _, ts, vs in source.query_range(expr, window.start, window.end, window.step):
-            times.update(t for t, v in zip(ts, vs, strict=True) if v > 0)
+            # a run of samples (the query's lookback) is one event, at its start
+            times.update(t for i, (t, v) in enumerate(zip(ts, vs, strict=True))
+                         if v > 0 and (i == 0 or ts[i - 1] < t - 1.5 * window.step))
     return sorted(times)
 
 
