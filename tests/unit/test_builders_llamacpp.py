@@ -148,6 +148,18 @@ def test_secrets_reach_the_storage_initializer_as_references() -> None:
                             "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
 
 
+def test_hub_revision_reaches_the_storage_initializer() -> None:
+    """spec.model.revision pins an hf:// file (a revision like refs/pr/1 cannot be in the
+    URI); other schemes have no revision to pass."""
+    children = build(SMOLLM, uri="hf://org/repo/model.gguf", revision="refs/pr/1")
+    [init] = pod_of(children)["initContainers"]
+    assert init["args"] == ["--uri", "hf://org/repo/model.gguf", "--dest", "/mnt/models",
+                            "--revision", "refs/pr/1"]
+    assert serve_args(children)["model"] == "/mnt/models/model.gguf"
+    [init] = pod_of(build(SMOLLM, uri="s3://b/model.gguf", revision="v1"))["initContainers"]
+    assert "--revision" not in init["args"]
+
+
 def test_triton_model_gets_the_engine_arguments() -> None:
     cfg = triton_config(build(GEMMA))
     assert cfg.backend == "python" and cfg.model_transaction_policy.decoupled

@@ -1,10 +1,13 @@
 """Model URIs to files: parsing, packaged files located without importing the package,
-chunked files assembled once and checked against SHA256SUMS, clear refusals."""
+chunked files assembled once and checked against SHA256SUMS, clear refusals (a remote
+source without its client library, malformed remote URIs). The remote sources against
+real servers: tests/integration/test_model_source_{s3,gcs,hf}.py."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import re
 import sys
 from pathlib import Path
 
@@ -40,11 +43,39 @@ def test_malformed(uri: str) -> None:
         parse_model_uri(uri)
 
 
-@pytest.mark.parametrize("uri", ["hf://org/repo/a.gguf", "s3://b/a.gguf", "gs://b/a.gguf",
-                                 "pvc://claim/a.gguf"])
-def test_sources_this_process_cannot_fetch(uri: str, tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedSource, match=uri.split(":")[0]):
+def test_a_claim_that_is_not_mounted(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedSource, match="claim 'claim' is not mounted"):
+        resolve("pvc://claim/a.gguf", tmp_path)
+
+
+@pytest.mark.parametrize(("uri", "module", "package"), [
+    ("hf://org/repo/a.gguf", "huggingface_hub", "huggingface-hub"),
+    ("s3://b/a.gguf", "boto3", "boto3"),
+    ("gs://b/a.gguf", "google.cloud.storage", "google-cloud-storage"),
+])
+def test_a_remote_source_without_its_client_names_the_extra(
+        uri: str, module: str, package: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    with pytest.raises(UnsupportedSource, match=re.escape(
+            f"{uri.split(':')[0]}:// model URIs need the {package} package")) as err:
         resolve(uri, tmp_path)
+    assert "pip install 'tierserve[storage]'" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("uri", "revision", "message"), [
+    ("hf://org/repo", None, r"hf://ORG/REPO\[@REVISION\]/FILE"),
+    ("hf://org/repo@/a.gguf", None, r"hf://ORG/REPO\[@REVISION\]/FILE"),
+    ("hf://org/repo@v1/a.gguf", "v2", "names revision 'v1' but the revision given is 'v2'"),
+    ("s3://b/a.gguf", "v1", r"a revision \('v1'\) applies to hf:// only"),
+    ("s3://bucket", None, "names no object"),
+    ("gs://bucket/", None, "names no object"),
+])
+def test_malformed_remote_uris(uri: str, revision: str | None, message: str,
+                               tmp_path: Path) -> None:
+    with pytest.raises(ModelSourceError, match=message):
+        resolve(uri, tmp_path, revision=revision)
 
 
 def test_packaged_file_in_place_or_placed(tmp_path: Path) -> None:

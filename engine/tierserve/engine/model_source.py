@@ -10,13 +10,18 @@ Schemes (``parse_model_uri``):
   checked against a ``SHA256SUMS`` file of ``DIST`` when it has one;
 * ``file://PATH`` (or a bare path): a file on this machine;
 * ``pvc://CLAIM/PATH``: a file on a mounted claim, given the mount root;
-* ``hf://``, ``s3://``, ``gs://``: parsed, but this resolver has no client for them and
-  says so (:class:`UnsupportedSource`).
+* ``hf://ORG/REPO[@REVISION]/FILE``, ``s3://BUCKET/KEY``, ``gs://BUCKET/OBJECT``:
+  downloaded with the client library of each (:mod:`~tierserve.engine.source_hf`,
+  ``source_s3``, ``source_gcs``; the ``storage`` extra, imported only for such a URI)
+  by :func:`tierserve.engine.remote_fetch.fetch`, which skips a file already there
+  with the object's size and checksum.
 
 :func:`resolve` puts the file into ``dest_dir`` (the init container's volume, or the
-local cache :data:`DEFAULT_CACHE`); with ``in_place=True`` a file that already exists as
-one local file is used where it is. Files appear atomically (written aside, then
-renamed), so replicas resolving the same model at once never see a partial file.
+local cache :data:`DEFAULT_CACHE`); with ``in_place=True`` ``dest_dir`` is a shared
+cache: a file that already exists as one local file is used where it is, and a remote
+one goes into a directory of its own there (:func:`uri_dir_name`), so two URIs ending in
+the same file name never overwrite each other. Files appear atomically (written aside,
+then renamed), so replicas resolving the same model at once never see a partial file.
 """
 
 from __future__ import annotations
@@ -30,18 +35,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from tierserve.core.builders.storage import uri_dir_name
+from tierserve.engine.model_errors import ModelSourceError, UnsupportedSource
+from tierserve.engine.remote_fetch import Remote, fetch, temp_beside
+
+__all__ = ["DEFAULT_CACHE", "SCHEMES", "ModelSourceError", "ModelUri", "UnsupportedSource",
+           "parse_model_uri", "resolve", "sha256_of"]
+
 DEFAULT_CACHE = Path.home() / ".cache" / "tierserve" / "models"
 SCHEMES = ("pypi", "file", "pvc", "hf", "s3", "gs")
+REMOTE_SCHEMES = ("hf", "s3", "gs")
 _CHUNK = re.compile(r"\.part(\d+)$")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-class ModelSourceError(ValueError):
-    """The URI is malformed or names a model that is not there."""
-
-
-class UnsupportedSource(ModelSourceError):
-    """A well-formed URI this process cannot fetch (no client or no network for it)."""
 
 
 @dataclass(frozen=True)
@@ -78,15 +83,16 @@ def parse_model_uri(uri: str) -> ModelUri:
 
 
 def resolve(uri: str, dest_dir: Path, *, in_place: bool = False,
-            pvc_root: Path | None = None) -> Path:
+            pvc_root: Path | None = None, revision: str | None = None) -> Path:
     """The local model file for ``uri``, inside ``dest_dir`` unless ``in_place`` allows
-    an existing local file to be used where it is. Raises :class:`ModelSourceError`."""
+    an existing local file to be used where it is. ``revision``: the Hub revision of an
+    ``hf://`` URI that names none. Raises :class:`ModelSourceError`."""
     parsed = parse_model_uri(uri)
-    if parsed.scheme in ("hf", "s3", "gs"):
-        raise UnsupportedSource(
-            f"cannot fetch {uri!r}: this resolver has no {parsed.scheme}:// client (and no "
-            "network here); ship the model in a package (pypi://), on a volume (pvc://) "
-            "or as a file (file://)")
+    if revision and parsed.scheme != "hf":
+        raise ModelSourceError(f"{uri!r}: a revision ({revision!r}) applies to hf:// only")
+    if parsed.scheme in REMOTE_SCHEMES:
+        target_dir = dest_dir / uri_dir_name(uri) if in_place else dest_dir
+        return fetch(_remote(parsed, uri, revision), target_dir / parsed.name)
     if parsed.scheme == "pypi":
         source = _packaged(parsed, dest_dir)
     elif parsed.scheme == "pvc":
@@ -99,6 +105,18 @@ def resolve(uri: str, dest_dir: Path, *, in_place: bool = False,
     if in_place or source.parent.resolve() == dest_dir.resolve():
         return source
     return _place(source, dest_dir / source.name)
+
+
+def _remote(parsed: ModelUri, uri: str, revision: str | None) -> Remote:
+    """The remote object of an hf://, s3:// or gs:// URI (each imports its client)."""
+    if parsed.scheme == "hf":
+        from tierserve.engine.source_hf import HfFile
+        return HfFile(uri, parsed.authority, parsed.path, revision)
+    if parsed.scheme == "s3":
+        from tierserve.engine.source_s3 import S3Object
+        return S3Object(uri, parsed.authority, parsed.path)
+    from tierserve.engine.source_gcs import GcsObject
+    return GcsObject(uri, parsed.authority, parsed.path)
 
 
 def _existing(path: Path, uri: str) -> Path:
@@ -178,8 +196,7 @@ def _assemble(chunks: list[Path], target: Path, expected: str | None) -> Path:
             expected is None or stamp.read_text().strip() == expected):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with temp_beside(target) as tmp:
         with tmp.open("wb") as out:
             for chunk in chunks:
                 with chunk.open("rb") as src:
@@ -190,8 +207,6 @@ def _assemble(chunks: list[Path], target: Path, expected: str | None) -> Path:
                 f"assembled {target.name} has sha256 {got}, SHA256SUMS says {expected}")
         os.replace(tmp, target)
         stamp.write_text(got + "\n")
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -200,13 +215,11 @@ def _place(source: Path, target: Path) -> Path:
     if target.is_file() and target.stat().st_size == source.stat().st_size:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with temp_beside(target) as tmp:
+        tmp.unlink()  # os.link wants a free name
         try:
             os.link(source, tmp)
         except OSError:  # another filesystem, or links not allowed
             shutil.copyfile(source, tmp)
         os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target

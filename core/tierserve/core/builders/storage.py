@@ -12,8 +12,10 @@ engine container mounts at the same path. Per URI scheme:
 * ``pvc://CLAIM/PATH``: the claim is mounted read-only at ``/mnt/models``, nothing copied;
 * ``file:///PATH``: the file is in the engine's image; no volume.
 
-Credentials reach the init container as the engine's do (``secrets.hfToken``,
-``secrets.env``: references, never values).
+Credentials reach the init container as the engine's do (``secrets.hfToken`` as
+``HF_TOKEN``, ``secrets.env`` for S3 or GCS: references, never values); so do
+``spec.env`` (e.g. ``AWS_ENDPOINT_URL`` for an S3-compatible store) and, for ``hf://``,
+``spec.model.revision`` (``--revision``).
 """
 
 from __future__ import annotations
@@ -46,18 +48,28 @@ def _split(uri: str) -> tuple[str, str]:
     return scheme, rest
 
 
-def cache_dir(uri: str) -> str:
-    """The claim's directory for one URI: readable and unique (a digest of the URI)."""
+def uri_dir_name(uri: str) -> str:
+    """A directory name for one URI: readable (its file name) and unique (a digest of
+    the URI). The claim's cache and the engines' local cache both use it."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", PurePosixPath(_split(uri)[1]).name)[:80]
-    return f"tierserve-models/{name}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+    return f"{name}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+
+
+def cache_dir(uri: str) -> str:
+    """The claim's directory for one URI."""
+    return f"tierserve-models/{uri_dir_name(uri)}"
 
 
 def _init_container(ctx: BuildContext, mount: Manifest) -> Manifest:
+    model = ctx.spec.model
+    args = ["--uri", model.uri, "--dest", MODEL_DIR]
+    if model.revision and model.uri.startswith("hf://"):
+        args += ["--revision", model.revision]
     return {
         "name": INIT_CONTAINER,
         "image": ctx.settings.images.storage_initializer,
         "command": ["tierserve", "storage-init"],
-        "args": ["--uri", ctx.spec.model.uri, "--dest", MODEL_DIR],
+        "args": args,
         "env": env(ctx),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                       "limits": {"memory": "1Gi"}},
