@@ -20,8 +20,10 @@ from tierserve.core.cliflags import add_log_level
 
 DESCRIPTION = """\
 Put the model file a URI names into a directory, as the init container of an engine
-pod does. hf://, s3:// and gs:// need the storage extra (pip install
-'tierserve[storage]'; the storage-initializer image has it).
+pod does, and print its path (exit 0), or print why not (exit 1). A file already there
+with the object's size and checksum is kept (a filled cache claim); otherwise it is
+downloaded beside it and renamed into place. hf://, s3:// and gs:// need the storage
+extra (pip install 'tierserve[storage]'; the storage-initializer image has it).
 
 environment:
   HF_TOKEN, HF_ENDPOINT       Hugging Face token (gated or private repos), another Hub
