@@ -16,7 +16,7 @@ TEST_PACKAGES := $(patsubst %/__init__.py,%,$(wildcard */__init__.py))
 MYPY_TARGETS := $(addprefix -p tierserve.,$(COMPONENTS)) $(addprefix -p ,$(TEST_PACKAGES)) \
 	-m conftest
 
-.PHONY: venv test lint unit integration e2e demo crds values-doc rules bench clean
+.PHONY: venv test lint unit integration e2e demo crds dashboards values-doc rules bench clean
 
 # llama-cpp-python ships as a source distribution that compiles llama.cpp (minutes): its
 # wheel is built once into WHEELS and installed from there, so a warm machine never
@@ -62,6 +62,10 @@ demo: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/tierserve crds --out crds --out charts/tierserve/crds
+
+# The dashboards' JSON (dashboards/json and the chart's copy); a unit test fails when stale.
+dashboards: $(STAMP)
+	$(BIN)/tierserve dashboards generate
 
 # docs/values.md from the chart's schema and values (tests/unit/test_values_doc.py fails
 # when it is stale)
