@@ -77,3 +77,23 @@ def test_storage_init_fetches_into_a_directory(bucket: Any, tmp_path: Path) -> N
                            env=dict(os.environ))
     assert missing.returncode == 1
     assert "gs://models/nope.gguf: no such object" in missing.stderr
+
+
+def test_a_named_key_file_that_gives_no_credentials(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """Not read anonymously instead: the error names the variable and the file."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    # should anything ask the metadata server or Google (a regression: an anonymous read),
+    # it asks 127.0.0.1, where nothing listens
+    for name in ("GCE_METADATA_HOST", "GCE_METADATA_IP"):
+        monkeypatch.setenv(name, "127.0.0.1:9")
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    key = tmp_path / "key.json"
+    key.write_text("{}")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    with pytest.raises(ModelSourceError,
+                       match=rf"^{URI}: GOOGLE_APPLICATION_CREDENTIALS={key} gives no credentials"):
+        resolve(URI, tmp_path / "dest")

@@ -3,8 +3,9 @@
 Credentials are Application Default Credentials: Workload Identity on GKE (the pod's
 Kubernetes service account bound to a Google one), ``GOOGLE_APPLICATION_CREDENTIALS``
 naming a key file, or gcloud's. Without any, the object is read anonymously, which
-works for public buckets. ``STORAGE_EMULATOR_HOST`` points the client at an emulator
-(the tests' local server), with anonymous credentials, as the library does.
+works for public buckets (a key file that is named but unusable is an error instead).
+``STORAGE_EMULATOR_HOST`` points the client at an emulator (the tests' local server),
+with anonymous credentials, as the library does.
 
 The checksum is the object's MD5 (``md5Hash``); composite objects have none and are
 compared by size and generation. The download is pinned to the generation described,
@@ -35,13 +36,17 @@ def _storage() -> Any:
     return storage
 
 
-def _client() -> Any:
+def _client(uri: str) -> Any:
     storage = _storage()
     import google.auth.exceptions
 
     try:
         return storage.Client()
-    except google.auth.exceptions.DefaultCredentialsError:
+    except google.auth.exceptions.DefaultCredentialsError as exc:
+        if key := os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):  # named, but unusable
+            raise ModelSourceError(
+                f"{uri}: GOOGLE_APPLICATION_CREDENTIALS={key} gives no credentials: {exc}"
+            ) from exc
         return storage.Client.create_anonymous_client()  # a public bucket needs none
 
 
@@ -52,7 +57,7 @@ class GcsObject:
         if not name:
             raise ModelSourceError(f"{uri!r} names no object: gs://BUCKET/OBJECT")
         self.uri, self.bucket_name, self.name = uri, bucket, name
-        self._bucket = _client().bucket(bucket)
+        self._bucket = _client(uri).bucket(bucket)
 
     def describe(self) -> RemoteFile:
         with _errors(self.uri):
