@@ -120,3 +120,14 @@ def test_storage_init_fetches_into_a_directory(s3: Any, tmp_path: Path) -> None:
                            env=dict(os.environ))
     assert missing.returncode == 1
     assert "s3://models/nope.gguf: no such object" in missing.stderr
+
+
+def test_the_local_cache_keeps_one_directory_per_uri(s3: Any, tmp_path: Path) -> None:
+    """In-process (--target local) two URIs ending in the same name never collide."""
+    s3.create_bucket(Bucket="other")
+    s3.put_object(Bucket="other", Key="m.gguf", Body=b"other model")
+    first = resolve(URI, tmp_path, in_place=True)
+    second = resolve("s3://other/m.gguf", tmp_path, in_place=True)
+    assert first.name == second.name == "m.gguf" and first.parent != second.parent
+    assert first.parent.parent == second.parent.parent == tmp_path
+    assert (first.read_bytes(), second.read_bytes()) == (MODEL, b"other model")
