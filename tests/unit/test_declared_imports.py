@@ -35,6 +35,7 @@ NOT_IMPORTED = {
     "pytest": "the test runner", "pytest-asyncio": "a pytest plugin (asyncio_mode)",
     "pytest-timeout": "a pytest plugin (timeout)", "mypy": "a command", "ruff": "a command",
     "import-linter": "a command (lint-imports)", "hatchling": "the build backend",
+    "gcp-storage-emulator": "a command (the Cloud Storage emulator the gs:// tests run)",
 }  # and types-*: type stubs for mypy
 # the bench extra is installed into its own environment and run as commands
 SEPARATE_EXTRAS = {"bench"}
