@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -148,3 +149,13 @@ def test_a_bad_checksum_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(ModelSourceError, match="sha256"):
         resolve("pypi://fake-model/m.gguf", tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_the_remote_clients_are_imported_only_for_their_scheme() -> None:
+    """The engines and storage-init start without the storage extra's (slow) imports."""
+    probe = ("import sys, tierserve.engine.model_source, tierserve.engine.storage_cli; "
+             "print(sorted(m for m in ('boto3', 'botocore', 'huggingface_hub', 'httpx2', "
+             "'google.cloud.storage') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"

@@ -38,6 +38,9 @@ from pathlib import Path, PurePosixPath
 from tierserve.core.builders.storage import uri_dir_name
 from tierserve.engine.model_errors import ModelSourceError, UnsupportedSource
 from tierserve.engine.remote_fetch import Remote, fetch, temp_beside
+from tierserve.engine.source_gcs import GcsObject
+from tierserve.engine.source_hf import HfFile
+from tierserve.engine.source_s3 import S3Object
 
 __all__ = ["DEFAULT_CACHE", "SCHEMES", "ModelSourceError", "ModelUri", "UnsupportedSource",
            "parse_model_uri", "resolve", "sha256_of"]
@@ -108,14 +111,11 @@ def resolve(uri: str, dest_dir: Path, *, in_place: bool = False,
 
 
 def _remote(parsed: ModelUri, uri: str, revision: str | None) -> Remote:
-    """The remote object of an hf://, s3:// or gs:// URI (each imports its client)."""
+    """The remote object of an hf://, s3:// or gs:// URI (each imports its client then)."""
     if parsed.scheme == "hf":
-        from tierserve.engine.source_hf import HfFile
         return HfFile(uri, parsed.authority, parsed.path, revision)
     if parsed.scheme == "s3":
-        from tierserve.engine.source_s3 import S3Object
         return S3Object(uri, parsed.authority, parsed.path)
-    from tierserve.engine.source_gcs import GcsObject
     return GcsObject(uri, parsed.authority, parsed.path)
 
 
