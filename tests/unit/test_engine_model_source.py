@@ -58,6 +58,9 @@ def test_a_remote_source_without_its_client_names_the_extra(
         uri: str, module: str, package: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    # should a client be imported after all (a regression), it talks to 127.0.0.1 only
+    for name in ("HF_ENDPOINT", "AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
     with pytest.raises(UnsupportedSource, match=re.escape(
             f"{uri.split(':')[0]}:// model URIs need the {package} package")) as err:
         resolve(uri, tmp_path)

@@ -30,7 +30,7 @@ CREDENTIALS_HINT = ("give the pod a Google service account (Workload Identity) o
 
 def _storage() -> Any:
     try:
-        from google.cloud import storage
+        import google.cloud.storage as storage
     except ImportError as exc:
         raise missing_client("gs", "google-cloud-storage", exc) from None
     return storage
