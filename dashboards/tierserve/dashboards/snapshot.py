@@ -109,14 +109,19 @@ def _timeseries(ax: Axes, panel: Mapping[str, Any], data: list[tuple[PanelQuery,
                 linewidth=1.8 if q.target else 1.2, label=legend(q.legend, labels))
     for v in _lines(panel):
         ax.axhline(v, linestyle=":", linewidth=1, color="grey")
+    lo, hi = ax.get_ylim()
+    if hi - lo < 1e-3 * max(abs(lo), abs(hi), 1e-9):  # flat lines: a readable range
+        pad = 0.05 * max(abs(hi), 1e-9)
+        ax.set_ylim(lo - pad, hi + pad)
     d = panel.get("fieldConfig", {}).get("defaults", {})
     if d.get("min") is not None:  # the panel's axis bounds, as Grafana applies them
         ax.set_ylim(bottom=d["min"])
-    if d.get("max") is not None:
-        ax.set_ylim(top=d["max"])
+    if d.get("max") is not None:  # a little headroom: a line at the bound stays visible
+        bottom = ax.get_ylim()[0]
+        ax.set_ylim(top=d["max"] + 0.04 * max(d["max"] - bottom, 1e-9))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _clock(v * DAY)))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(3, int(panel["gridPos"]["w"]) // 3)))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(4, int(panel["gridPos"]["w"]) // 2)))
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     if data:
