@@ -16,9 +16,10 @@ from tierserve.dev.cluster.procs import free_port
 from tierserve.dev.testing import vllm_totals
 from tierserve.dev.waiting import wait_until_async
 from tierserve.engine.backend import Chunk, EngineState, Prepared, TokenOut
-from tierserve.engine.metrics import EngineMetrics, RequestTimer
+from tierserve.engine.metrics import EngineMetrics
 from tierserve.engine.openai_api import ApiError, GenRequest, check_context
 from tierserve.engine.server import ServerConfig, start
+from tierserve.engine.timing import RequestTimer
 
 MODEL = "fake"
 WORDS = ["Hel", "lo", " there", "!"]

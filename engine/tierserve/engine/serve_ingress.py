@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tierserve.engine.backend import Chunk, EngineState, finish_reason
-from tierserve.engine.metrics import CONTENT_TYPE, EngineMetrics, RequestTimer
+from tierserve.engine.metrics import CONTENT_TYPE, EngineMetrics
 from tierserve.engine.openai_api import (
     MAX_BODY_BYTES,
     ApiError,
@@ -35,6 +35,7 @@ from tierserve.engine.openai_responses import (
     stream_chunk,
     usage_chunk,
 )
+from tierserve.engine.timing import RequestTimer
 
 ROUTES: dict[str, Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "completion"}
 

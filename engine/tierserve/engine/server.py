@@ -24,7 +24,7 @@ from aiohttp import web
 
 from tierserve.core.latency import LatencyProfile
 from tierserve.engine.backend import Backend, Chunk, NotReady, Prepared, finish_reason
-from tierserve.engine.metrics import CONTENT_TYPE, EngineMetrics, RequestTimer
+from tierserve.engine.metrics import CONTENT_TYPE, EngineMetrics
 from tierserve.engine.openai_api import (
     MAX_BODY_BYTES,
     ApiError,
@@ -39,6 +39,7 @@ from tierserve.engine.openai_responses import (
     usage_chunk,
 )
 from tierserve.engine.sim_backend import SimBackend
+from tierserve.engine.timing import RequestTimer
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ every reader, which is right for running and waiting requests; the KV usage of a
 multi-instance model then reads as the sum of its instances' occupancy).
 
 The families are the ones :class:`~tierserve.engine.metrics.EngineMetrics` exports
-(same names, help, buckets), so :class:`~tierserve.engine.metrics.RequestTimer`
+(same names, help, buckets), so :class:`~tierserve.engine.timing.RequestTimer`
 observes a Triton request exactly as it observes an HTTP one.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from tierserve.core import vllm_names as names
-from tierserve.engine.metrics import E2E_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS
+from tierserve.engine.timing import E2E_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS
 
 
 class _Counter:

@@ -46,9 +46,9 @@ import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
 from tierserve.engine.backend import Chunk, Prepared, finish_reason, merge
 from tierserve.engine.engines import engine_args, make_backend
-from tierserve.engine.metrics import RequestTimer
 from tierserve.engine.openai_api import HINT_FIELD, ApiError, GenRequest, parse_request
 from tierserve.engine.openai_responses import logprobs
+from tierserve.engine.timing import RequestTimer
 from tierserve.engine.triton_metrics import TritonEngineMetrics
 
 STATE_PERIOD_S = 1.0  # how often the queue and KV gauges are refreshed
