@@ -247,13 +247,18 @@ def _engines(procs: Callable[..., Proc], tmp: Path) -> dict[str, str]:
     return engines
 
 
+ROUTER_NS = "tierserve-system"  # the chart's default release namespace
+
+
 def _targets(ns: str, engines: dict[str, str], others: list[str]) -> list[Any]:
     """Engines with the labels the chart's PodMonitor gives engine pods; the router with
-    its pod's namespace; the operator and autoscaler as they are (honoured labels)."""
+    its pod's namespace, which in the chart is the release's, not the routes' (so the
+    router panels must not select on the namespace variable); the operator and
+    autoscaler as they are (honoured labels)."""
     labels = prometheus.deployment_labels
     return ([prometheus.ScrapeTarget(u + "/metrics", {**labels(ns, n), "deployment": n})
              for n, u in engines.items()]
-            + [prometheus.ScrapeTarget(others[0] + "/metrics", {"namespace": ns})]
+            + [prometheus.ScrapeTarget(others[0] + "/metrics", {"namespace": ROUTER_NS})]
             + [prometheus.ScrapeTarget(u + "/metrics", {}) for u in others[1:]])
 
 

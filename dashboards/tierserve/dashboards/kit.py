@@ -35,9 +35,13 @@ NS = 'namespace=~"$namespace"'
 # The router's series: route is the route's model name (empty on requests refused
 # before a route was known: their own panel shows them). Its deployment label may be the
 # bare name or "namespace/name" (a router serves deployments of several namespaces).
-ROUTE = 'namespace=~"$namespace", route=~"$route", route!=""'
+# They are not selected by namespace: their `namespace` label is the router pod's own
+# (the chart's release namespace), not the routes' namespaces; the route and
+# deployment variables, which the namespace variable narrows, select them instead.
+ROUTE = 'route=~"$route", route!=""'
 ROUTE_5XX = ROUTE + ', status=~"5.."'
-ROUTER_DEP = 'namespace=~"$namespace", deployment=~"(${namespace}/)?${deployment}"'
+ROUTER_DEP = 'deployment=~"(${namespace}/)?${deployment}"'
+ROUTER = ""  # router-wide series (refusals before routing)
 RATE = "$__rate_interval"
 TARGET_STYLE = {"fill": "dash", "dash": [10, 10]}
 Panel = cogbuilder.Builder[dm.Panel]

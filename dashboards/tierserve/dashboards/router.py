@@ -13,9 +13,9 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as dm
 
 from tierserve.dashboards.kit import (
-    NS,
     ROUTE,
     ROUTE_5XX,
+    ROUTER,
     ROUTER_DEP,
     Panel,
     Q,
@@ -30,7 +30,7 @@ from tierserve.dashboards.kit import (
 UID = "tierserve-router"
 REQ = "tierserve_router_requests_total"
 P = "tierserve_router_"
-NS_429 = NS + ', status="429"'  # a key's 429 comes before the route is known
+NS_429 = 'status="429"'  # a key's 429 comes before the route is known
 
 
 def _share(by: str, of: str) -> str:
@@ -109,7 +109,7 @@ def _health() -> Row:
                    Q(f"sum by (deployment) ({P}held_requests{{{ROUTER_DEP}}})",
                      "{{deployment}}"), span=8),
         timeseries("Requests refused before routing", "reqps",
-                   Q(f"sum by (reason) ({rate(P + 'rejected_total', NS)})", "{{reason}}"),
+                   Q(f"sum by (reason) ({rate(P + 'rejected_total', ROUTER)})", "{{reason}}"),
                    span=24, description="Per-key rate limits, retry budget and other "
                                         "refusals, by reason."),
     ])
