@@ -249,12 +249,7 @@ def live_stack(cluster: ClusterHandle, namespace: str, operator_factory: Callabl
     Prometheus + autoscaler, all stopped on exit. Skips (fails on CI) without Prometheus."""
     from e2e.test_router_cluster import RouterProcess
 
-    try:
-        prometheus.binary()
-    except prometheus.PrometheusUnavailable as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+    prometheus.binary_or_skip()
     operator_factory("local-as", "-n", namespace, "--target", "local", "--local-workdir",
                      str(tmp_path / "local"), "--local-ray-port", str(free_port())).start()
     cluster.apply([deployment, _route(namespace)])

@@ -166,12 +166,7 @@ def procs() -> Iterator[Callable[..., Proc]]:
 
 
 def _prometheus_available() -> None:
-    try:
-        prometheus.binary()
-    except prometheus.PrometheusUnavailable as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+    prometheus.binary_or_skip()
 
 
 async def _traffic(router: str) -> dict[str, int]:

@@ -89,12 +89,7 @@ def router(engine: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def prom(engine: str, router: str, tmp_path: Path) -> Iterator[prometheus.LocalPrometheus]:
-    try:
-        prometheus.binary()
-    except prometheus.PrometheusUnavailable as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+    prometheus.binary_or_skip()
     targets = [prometheus.ScrapeTarget(engine + "/metrics", prometheus.deployment_labels(NS, NAME)),
                prometheus.ScrapeTarget(router + "/metrics", {})]  # fmt: skip
     p = prometheus.LocalPrometheus(tmp_path / "prom", targets, interval_s=1.0).start()
