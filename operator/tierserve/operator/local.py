@@ -38,9 +38,8 @@ def _observed(st: LocalStatus, desired: int) -> Observed:
     # Replicas the runtime reports running are serving even while the application as a
     # whole is not ready (Ray Serve reports DEPLOYING while it adds a replica): count
     # them, or a scale-up reads as an outage (readyReplicas 0) to the autoscaler.
-    serving = st.replicas if st.ready or st.replicas else 0
-    waiting = None if st.ready or serving else "the runtime to report ready"
-    readiness = replica_readiness(desired, desired, serving, waiting)
+    waiting = None if st.ready or st.replicas else "the runtime to report ready"
+    readiness = replica_readiness(desired, desired, st.replicas, waiting)
     return Observed.of(readiness, endpoint, failure=failure)
 
 
