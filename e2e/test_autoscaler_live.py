@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ import pytest
 from tierserve.autoscaler.discovery import metrics_url
 from tierserve.dev.cluster import prometheus
 from tierserve.dev.cluster.harness import ClusterHandle
-from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.cluster.procs import free_port, terminate
 from tierserve.dev.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray]
@@ -232,13 +231,7 @@ class AutoscalerProcess:
                    and f'action="{action}"' in k and f'deployment="{NAME}"' in k)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        terminate(self.proc)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -50,7 +49,7 @@ from tierserve.dashboards.queries import (
 )
 from tierserve.dev.cluster import prometheus
 from tierserve.dev.cluster.harness import ClusterHandle
-from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.cluster.procs import free_port, terminate
 from tierserve.dev.waiting import WaitTimeout, wait_until
 
 pytestmark = [pytest.mark.cluster]
@@ -132,13 +131,7 @@ class Proc:
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        terminate(self.proc)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from openai import AuthenticationError, OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from tierserve.dev.cluster.harness import ClusterHandle
-from tierserve.dev.cluster.procs import free_port
+from tierserve.dev.cluster.procs import free_port, terminate
 from tierserve.dev.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.triton]
@@ -84,13 +83,7 @@ class RouterProcess:
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        terminate(self.proc, grace_s=30)
 
     def get(self, path: str) -> str:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]

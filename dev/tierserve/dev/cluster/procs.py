@@ -107,6 +107,18 @@ def stop(pidfile: Path, timeout: float = 10.0) -> bool:
     return True
 
 
+def terminate(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """Stop a child this process started: SIGTERM, then SIGKILL after ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def log_tail(state: Path, name: str, lines: int = 30) -> str:
     path = state / "logs" / f"{name}.log"
     try:
