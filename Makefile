@@ -60,8 +60,11 @@ demo: $(STAMP)
 	$(BIN)/tierserve-dev cluster build
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/tierserve-dev demo $(DEMO_ARGS)
 
+# The CRDs from the API types, and docs/api.md's field reference from the CRDs (unit tests
+# fail while either is stale).
 crds: $(STAMP)
 	$(BIN)/tierserve crds --out crds --out charts/tierserve/crds
+	$(BIN)/python -m tierserve.dev.api_doc
 
 # The dashboards' JSON (dashboards/json and the chart's copy); a unit test fails when stale.
 dashboards: $(STAMP)
