@@ -23,6 +23,7 @@ from tierserve.autoscaler.policy import POLICIES, parse_knobs
 from tierserve.autoscaler.sim.compare import DEFAULT_SWEEPS, SLO_SWEEP, compare, frontiers, table
 from tierserve.autoscaler.sim.frontier import Frontier, bound_table, cost_table
 from tierserve.autoscaler.sim.runner import Run, Runner, Scenario
+from tierserve.autoscaler.sim.synthetic import SHAPES, synthetic
 from tierserve.autoscaler.sim.trace import TraceError, load_trace, replicate_rate, scale_rate
 from tierserve.autoscaler.types import Limits, Slo
 from tierserve.core.cliflags import add_log_level
@@ -32,7 +33,10 @@ PLOT_EXTRA = "pip install 'tierserve[plot]'"
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sim", help="simulate autoscaling policies on a request trace")
-    p.add_argument("--trace", required=True, help="CSV (Azure format) or JSONL trace")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--trace", help="CSV (Azure format) or JSONL trace")
+    src.add_argument("--synthetic", choices=sorted(SHAPES),
+                     help="a seeded synthetic trace of this shape, one hour (sim/synthetic.py)")
     p.add_argument("--profile", default="llama-3.1-70b-a100x2-est", help="engine profile")
     p.add_argument("--slo-ttft-ms", type=float, default=2500.0,
                    help="p95 time-to-first-token target (default: %(default)s)")
@@ -48,7 +52,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument(
         "--seed", type=int, default=0,
-        help="seed of the replicated copies' placement (replicate mode)",
+        help="seed of the replicated copies' placement (replicate mode) and of --synthetic",
     )  # fmt: skip
     p.add_argument("--cold-start-s", type=float, default=60.0,
                    help="how long a new replica takes to serve (default: %(default)s)")
@@ -88,7 +92,8 @@ def register(subparsers: Any) -> None:
 
 
 def build_runner(args: argparse.Namespace) -> Runner:
-    base = load_trace(args.trace)
+    base = (synthetic(args.synthetic, seed=args.seed) if args.synthetic
+            else load_trace(args.trace))
     if args.rate_mode == "compress":
         trace = scale_rate(base, args.rate_scale)
     else:
@@ -180,10 +185,11 @@ def _report(
 
         oracle = runner.oracle()
         shown = [r.result for r in runs if r.result.policy != "fixed"]
+        name = args.synthetic or Path(args.trace).name
         plot_runs(
             shown,
             args.plot,
-            title=f"{Path(args.trace).name} x{args.rate_scale:g} ({args.rate_mode}), "
+            title=f"{name} x{args.rate_scale:g} ({args.rate_mode}), "
             f"{args.profile}, "
             f"SLO TTFT {args.slo_ttft_ms:g} ms / TPOT {args.slo_tpot_ms:g} ms",
             ttft_slo_ms=args.slo_ttft_ms,
