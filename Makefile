@@ -56,8 +56,10 @@ test: $(STAMP)
 	$(BIN)/tierserve-dev cluster build
 	$(BIN)/pytest tests e2e
 
+# The main job on this machine (dev/tierserve/dev/demo): builds the cluster binaries when
+# they are not cached (saying how long first), serves the example models, drives traffic,
+# autoscales and writes demo-output/. DEMO_ARGS: e.g. --keep, --short.
 demo: $(STAMP)
-	$(BIN)/tierserve-dev cluster build
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/tierserve-dev demo $(DEMO_ARGS)
 
 # The CRDs from the API types, and docs/api.md's field reference from the CRDs (unit tests

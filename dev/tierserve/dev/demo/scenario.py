@@ -1,0 +1,207 @@
+"""The demo once every model is served: Prometheus and the autoscaler, the traffic with
+its live view, then the report, the dashboard snapshots and the checks.
+
+The checks are what the demo promises (and what ``e2e/test_demo.py`` relies on): every
+LLMDeployment and LLMRoute Ready at the end, no failed request, SmolLM2 scaled up while
+the burst ran and back down after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tierserve.dev.cluster import procs, prometheus
+from tierserve.dev.cluster.harness import ClusterHandle
+from tierserve.dev.demo import stack, watch
+from tierserve.dev.demo.traffic import DemoPlan, DemoRecord, drive
+from tierserve.dev.waiting import wait_until
+
+if TYPE_CHECKING:
+    from tierserve.dev.demo.run import Demo
+
+SCALED = "smollm2-ray"  # the deployment the burst scales (examples/ray-smollm2-cpu.yaml)
+ROUTES = ("qa", "chat")  # the tiered and the A/B route's models
+
+
+def _example(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((stack.ROOT / "examples" / name).read_text())
+    return loaded
+
+
+def plan(short: bool) -> DemoPlan:
+    """The phases, with the idle tail sized by the scaled example's scale-down window."""
+    window = float(_example("ray-smollm2-cpu.yaml")["spec"]["autoscaling"]
+                   ["scaleDownStabilizationSeconds"])
+    return (DemoPlan.short if short else DemoPlan.default)(window, ROUTES)
+
+
+def start_metrics(demo: Demo, c: ClusterHandle) -> prometheus.LocalPrometheus:
+    """Prometheus scraping the components and every engine, then the autoscaler on it."""
+    out = demo.opts.out
+    engines: list[prometheus.ScrapeTarget] = []
+
+    def found() -> bool:
+        deployments = watch.items(c, "llmdeployments")
+        engines[:] = [t for d in deployments
+                      if (t := stack.engine_target(d, out / "local")) is not None]
+        return len(engines) == len(deployments)
+
+    wait_until(found, 60, "every engine's metrics endpoint")
+    port = procs.free_port()  # the autoscaler's, scraped from the start
+    targets = stack.component_targets(demo.component("router").url,
+                                      [demo.component("operator").url, f"http://127.0.0.1:{port}"])
+    prom = stack.start_prometheus(out, targets + engines)
+    demo.prom_url = prom.url
+    for t in engines:
+        stack.log_line(f"scraping {t.url} as {t.labels['deployment']}")
+    autoscaler = demo.started(stack.autoscaler(out, stack.service_account_kubeconfig(
+        c, out / "kubeconfigs" / "autoscaler", "tierserve-autoscaler"), prom.url, port))
+    wait_until(lambda: _discovered(demo, autoscaler), 90,
+               f"the autoscaler to pick up {SCALED} (log {autoscaler.log})")
+    return prom
+
+
+def _discovered(demo: Demo, autoscaler: stack.Component) -> bool:
+    demo.check_alive()
+    return f"autoscaling default/{SCALED}" in autoscaler.log.read_text(errors="replace")
+
+
+def _serves_routes(demo: Demo) -> bool:
+    import json
+    import urllib.request
+
+    demo.check_alive()
+    with urllib.request.urlopen(demo.component("router").url + "/v1/models", timeout=5) as r:
+        served = {m["id"] for m in json.loads(r.read())["data"]}
+    return set(ROUTES) <= served
+
+
+@dataclass
+class Traffic:
+    """One run of the plan: its records, replica points and wall-clock range."""
+
+    records: list[DemoRecord]
+    watcher: watch.Watcher
+    started_unix: float
+    started: float
+    burst: tuple[float, float]  # monotonic range of the burst phase
+
+
+async def _drive(demo: Demo, p: DemoPlan, watcher: watch.Watcher) -> list[DemoRecord]:
+    from tierserve.dev.demo.progress import LiveView
+
+    router = demo.component("router").url
+    slo = _example("ray-smollm2-cpu.yaml")["spec"]["slo"]
+    view = LiveView(sys.stdout, slo["ttftP95Ms"] / 1000, slo["tpotP95Ms"] / 1000)
+    records: list[DemoRecord] = []
+    task = asyncio.create_task(drive(router, None, p, records.append))
+    t0 = time.monotonic()
+    try:
+        while not task.done():
+            demo.check_alive()
+            view.update(_phase_at(p, time.monotonic() - t0), records, watcher.replicas())
+            await asyncio.wait({task}, timeout=1.0)
+    finally:
+        view.close()
+        if not task.done():
+            task.cancel()
+    return task.result()
+
+
+def _phase_at(p: DemoPlan, elapsed: float) -> str:
+    for phase in p.phases:
+        if elapsed < phase.duration_s:
+            return phase.name
+        elapsed -= phase.duration_s
+    return p.phases[-1].name
+
+
+def traffic(demo: Demo, c: ClusterHandle, p: DemoPlan) -> Traffic:
+    watcher = watch.Watcher(c).start()
+    wait_until(lambda: _serves_routes(demo), 60, f"the router to serve {', '.join(ROUTES)}")
+    started, started_unix = time.monotonic(), time.time()
+    before = sum(ph.duration_s for ph in p.phases[:_burst_index(p)])
+    burst = (started + before, started + before + p.phases[_burst_index(p)].duration_s)
+    records = asyncio.run(_drive(demo, p, watcher))
+    peak = max((pt.spec for pt in watcher.points.get(SCALED, [])), default=1)
+    if peak > 1:  # the idle tail was sized for the window; allow the autoscaler's lag
+        wait_until(lambda: watcher.replicas().get(SCALED) == 1, 180,
+                   f"{SCALED} to scale back to 1 after the burst")
+    return Traffic(records, watcher, started_unix, started, burst)
+
+
+def _burst_index(p: DemoPlan) -> int:
+    return max(range(len(p.phases)), key=lambda i: p.phases[i].clients)
+
+
+def _describe(p: DemoPlan) -> str:
+    return ", ".join(f"{ph.name} {ph.duration_s:g} s x {ph.clients} clients" for ph in p.phases)
+
+
+def run(demo: Demo, c: ClusterHandle) -> bool:
+    """The steps after every model is Ready; True when every check passed."""
+    p = plan(demo.opts.short)
+    with demo.step("Prometheus (the chart's rules) and tierserve autoscaler --prometheus-url"):
+        prom = start_metrics(demo, c)
+    with demo.step(f"traffic through the router ({_describe(p)})"):
+        t = traffic(demo, c, p)
+    t.watcher.stop()
+    ended = time.time()
+    with demo.step("kubectl get llm"):
+        print(c.kubectl("get", "llmdeployments,llmroutes", "-A"), flush=True)
+    with demo.step(f"summary, timeline ({demo.opts.out}/summary.md, timeline.png)"):
+        report(demo.opts.out, c, t, prom)
+    with demo.step(f"dashboard snapshots ({demo.opts.out}/dashboards/)"):
+        snapshots(demo.opts.out / "dashboards", prom.url, t.started_unix - 30, ended + 5)
+    return checks(c, t)
+
+
+def report(out: Path, c: ClusterHandle, t: Traffic, prom: prometheus.LocalPrometheus) -> None:
+    from tierserve.dev.demo import report as report_
+
+    report_.write(out, t.records, t.watcher.points, watch.scaled_events(c),
+                  watch.items(c, "llmroutes"), watch.items(c, "llmdeployments"), prom.query)
+    (out / "replicas.json").write_text(watch.dumps(t.watcher.dump()) + "\n")
+    print((out / "summary.md").read_text(), flush=True)
+
+
+def snapshots(out: Path, prom_url: str, start: float, end: float) -> None:
+    """``tierserve dashboards snapshot`` of every dashboard over the run."""
+    done = subprocess.run([sys.executable, "-m", "tierserve.cli.main", "dashboards",
+                           "snapshot", "--prometheus", prom_url, "--from", f"{start:.0f}",
+                           "--to", f"{end:.0f}", "--out", str(out), "--rate-interval", "30s"],
+                          capture_output=True, text=True, check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"tierserve dashboards snapshot failed:\n{done.stderr[-3000:]}")
+    for png in sorted(out.glob("*.png")):
+        stack.log_line(str(png))
+
+
+def checks(c: ClusterHandle, t: Traffic) -> bool:
+    """What the demo promises, each said with ok/FAILED; True when all hold."""
+    points = t.watcher.points.get(SCALED, [])
+    up = t.watcher.first(SCALED, lambda pt: pt.spec > 1, t.burst[0])
+    down = up and t.watcher.first(SCALED, lambda pt: pt.spec == 1, up.t)
+    failed = [r for r in t.records if not r.ok]
+    waiting = watch.not_ready(c)
+    results = {
+        "every LLMDeployment and LLMRoute Ready": (not waiting, "; ".join(waiting)),
+        f"no failed request ({len(t.records)} sent)": (
+            not failed, "; ".join(sorted({str(r.error) for r in failed})[:3])),
+        f"{SCALED} scaled up during the burst": (
+            up is not None and up.t <= t.burst[1],
+            f"replicas seen: {sorted({pt.spec for pt in points})}"),
+        f"{SCALED} scaled back down after it": (bool(down), ""),
+    }
+    print("\nchecks:")
+    for what, (ok, why) in results.items():
+        print(f"  {'ok    ' if ok else 'FAILED'} {what}{'' if ok or not why else ': ' + why}")
+    return all(ok for ok, _ in results.values())
