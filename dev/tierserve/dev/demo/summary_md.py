@@ -116,4 +116,6 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     lines = ["# Demo summary", ""]
     for part in (_requests, _routes, _deployments, _tiers, _ab, _scale_events):
         lines += part(summary)
-    return "\n".join(lines).rstrip() + "\n"
+    # one blank line between blocks, however the parts end
+    kept = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
+    return "\n".join(kept).rstrip() + "\n"

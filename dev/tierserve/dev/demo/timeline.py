@@ -20,6 +20,7 @@ from tierserve.dev.demo.traffic import DemoRecord
 from tierserve.dev.live_timeline import ReplicaPoint, binned_p95
 
 BIN_S = 10.0
+ROUTE_COLOURS = 4  # matplotlib's C0.. for deployments, C4.. for routes
 
 
 def start_time(records: Sequence[DemoRecord],
@@ -71,33 +72,37 @@ def _load_panel(ax: Any, records: Sequence[DemoRecord], t0: float, t1: float) ->
 
 
 def _replica_panel(ax: Any, replica_points: Mapping[str, Sequence[ReplicaPoint]],
-                   t0: float) -> list[float]:
+                   t0: float, colours: Mapping[str, str]) -> list[float]:
+    from matplotlib.ticker import MaxNLocator
+
     marks = []
-    for i, (dep, points) in enumerate(sorted(replica_points.items())):
+    for dep, points in sorted(replica_points.items()):
         ts = [p.t - t0 for p in points]
-        ax.step(ts, [p.spec for p in points], where="post", color=f"C{i}",
+        ax.step(ts, [p.spec for p in points], where="post", color=colours[dep],
                 label=f"{dep} spec")
-        ax.step(ts, [p.ready for p in points], where="post", color=f"C{i}", ls="--",
+        ax.step(ts, [p.ready for p in points], where="post", color=colours[dep], ls="--",
                 label=f"{dep} ready")
         for t, old, new in scale_changes(points):
             marks.append(t - t0)
             ax.annotate(f"{old}\u2192{new}", (t - t0, new), textcoords="offset points",
-                        xytext=(3, 3), fontsize=7, color=f"C{i}")
+                        xytext=(3, 3), fontsize=7, color=colours[dep])
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("replicas")
     return marks
 
 
 def _latency_panel(ax: Any, records: Sequence[DemoRecord], t0: float, t1: float,
-                   metric: str, slos: Mapping[str, float | None]) -> None:
+                   metric: str, slos: Mapping[str, float | None],
+                   colours: Mapping[str, str]) -> None:
     label = "TTFT" if metric == "ttft_ms" else "TPOT"
     for i, model in enumerate(sorted({r.model for r in records})):
         mine = timings([r for r in records if r.model == model])
         xs, ys = binned_p95(mine, t0, t1, BIN_S, metric)
-        ax.plot(xs, ys, "o-", color=f"C{i}", label=f"{model} {label} p95")
-    for i, (dep, slo) in enumerate(sorted(slos.items())):
-        if slo is not None:
-            ax.axhline(slo, color="k", ls=":", alpha=0.4 + 0.3 * (i % 2),
-                       label=f"SLO {dep} {slo:g} ms")
+        # routes after the deployments' colours, so a route never looks like a deployment
+        ax.plot(xs, ys, "o-", color=f"C{ROUTE_COLOURS + i}", label=f"{model} {label} p95")
+    for dep, slo in sorted(slos.items()):
+        if slo is not None:  # in the deployment's colour, as in the replicas panel
+            ax.axhline(slo, color=colours[dep], ls=":", label=f"SLO {dep} {slo:g} ms")
     ax.set_ylabel(f"{label} p95 ms")
 
 
@@ -116,13 +121,17 @@ def plot_demo(path: Path, records: Sequence[DemoRecord],
              + [p.t for ps in replica_points.values() for p in ps] + [t0 + 1])
     fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
     _load_panel(axes[0], records, t0, t1)
-    marks = _replica_panel(axes[1], replica_points, t0)
-    _latency_panel(axes[2], records, t0, t1, "ttft_ms", {d: s[0] for d, s in slos.items()})
-    _latency_panel(axes[3], records, t0, t1, "tpot_ms", {d: s[1] for d, s in slos.items()})
+    colours = {d: f"C{i % ROUTE_COLOURS}"
+               for i, d in enumerate(sorted({*replica_points, *slos}))}
+    marks = _replica_panel(axes[1], replica_points, t0, colours)
+    for ax, metric, index in ((axes[2], "ttft_ms", 0), (axes[3], "tpot_ms", 1)):
+        _latency_panel(ax, records, t0, t1, metric, {d: s[index] for d, s in slos.items()},
+                       colours)
     for ax in axes:
         for t in marks:
             ax.axvline(t, color="C0", alpha=0.3)
-        ax.legend(loc="upper right", fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # an empty run has nothing to label
+            ax.legend(loc="upper right", fontsize=7)
     axes[3].set_xlabel("seconds since the traffic began")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
