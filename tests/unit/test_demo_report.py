@@ -5,12 +5,14 @@ router's counters, the A/B readout, the Scaled Events, and the three files writt
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tierserve.dev.demo import report
+from tierserve.dev.demo.figures import p95_ms, slo_figures
 from tierserve.dev.demo.readouts import COST_SAVED, ESCALATIONS, TIER_REQUESTS
 from tierserve.dev.demo.traffic import DemoRecord
 from tierserve.dev.live_timeline import ReplicaPoint
@@ -171,3 +173,13 @@ def test_an_empty_run_still_writes_a_report(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["requests"], summary["routes"], summary["scale_events"]) == (0, [], [])
     assert (out / "timeline.png").exists()
+
+
+def test_one_token_answers_have_no_tpot_but_still_count_for_ttft_and_attainment() -> None:
+    # a buffered tier answer replayed as one chunk: 1 token, first chunk to end ~0 s
+    one = DemoRecord("burst", "qa", 0, 0.4, 0.4001, 1, True, None)
+    fig = slo_figures([one, _ok("qa", 1, 0.5)], 1000, 60)
+    assert fig["tpot_p50_ms"] == 20.0 and fig["ttft_p95_ms"] == 500.0
+    assert fig["attainment"] == 1.0
+    assert math.isnan(slo_figures([one], 1000, 60)["tpot_p95_ms"])
+    assert math.isnan(p95_ms([one])[1])

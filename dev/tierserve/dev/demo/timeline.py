@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tierserve.dev.demo.figures import timings
+from tierserve.dev.demo.figures import has_tpot, timings
 from tierserve.dev.demo.traffic import DemoRecord
 from tierserve.dev.live_timeline import ReplicaPoint, binned_p95
 
@@ -97,6 +97,8 @@ def _latency_panel(ax: Any, records: Sequence[DemoRecord], t0: float, t1: float,
     label = "TTFT" if metric == "ttft_ms" else "TPOT"
     for i, model in enumerate(sorted({r.model for r in records})):
         mine = timings([r for r in records if r.model == model])
+        if metric == "tpot_ms":
+            mine = [t for t in mine if has_tpot(t)]
         xs, ys = binned_p95(mine, t0, t1, BIN_S, metric)
         # routes after the deployments' colours, so a route never looks like a deployment
         ax.plot(xs, ys, "o-", color=f"C{ROUTE_COLOURS + i}", label=f"{model} {label} p95")
