@@ -5,20 +5,19 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from e2e.examples import custom_resource_files
 from tierserve.dev.cluster.harness import ClusterHandle
 from tierserve.dev.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = [ROOT / "examples" / f for f in
-            ("ray-llama-8b-h100.yaml", "triton-llama-8b-l4.yaml", "ab-route.yaml",
-             "tiered-route.yaml")]
+# every example of Tierserve objects, so each is applied to the real API server (a unit
+# test, tests/unit/test_examples_applied.py, checks that nothing in examples/ is left out)
+EXAMPLES = custom_resource_files()
 
 
 def get(cluster: ClusterHandle, *args: str) -> Any:
