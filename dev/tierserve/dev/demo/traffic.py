@@ -80,13 +80,14 @@ class DemoPlan:
         return sum(p.duration_s for p in self.phases)
 
     @classmethod
-    def default(cls, scale_down_window_s: float = 90.0,
+    def default(cls, scale_down_window_s: float = 30.0,
                 routes: tuple[str, ...] = ("qa", "chat")) -> DemoPlan:
         """``make demo``: steady 60 s at 1 client, a 120 s burst at 3 clients (one
         llama.cpp replica serves one sequence at a time, so requests queue and TTFT
         breaks its SLO until a second replica serves), then an idle tail of the
-        deployments' scale-down window plus a minute (the autoscaler's interval and the
-        metrics' lag) so the count goes back down."""
+        deployments' scale-down window (30 s in examples/ray-smollm2-cpu.yaml) plus a
+        minute (the autoscaler's interval and the metrics' lag) so the count goes back
+        down."""
         return cls((Phase("steady", 60, 1), Phase("burst", 120, 3),
                     Phase("idle", scale_down_window_s + 60, 0)), routes)
 
