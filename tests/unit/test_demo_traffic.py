@@ -35,6 +35,8 @@ def test_bad_phases_and_plans_are_refused_naming_the_value() -> None:
         DemoPlan((Phase("steady", 1, 1),), ())
     with pytest.raises(ValueError, match="0"):
         DemoPlan((Phase("steady", 1, 1),), ("qa",), max_tokens=0)
+    with pytest.raises(ValueError, match="-1"):
+        DemoPlan((Phase("steady", 1, 1),), ("qa",), failure_pause_s=-1)
     DemoPlan((Phase("idle", 1, 0),), ())  # nothing to send: no route needed
 
 
@@ -103,6 +105,18 @@ async def test_a_request_in_flight_at_the_phase_end_finishes_and_counts() -> Non
     kept: list[DemoRecord] = []
     await run_phases(plan, send, kept.append)
     assert [r.phase for r in kept] == ["slow"]
+
+
+async def test_a_client_pauses_after_a_failure_but_not_past_its_phase() -> None:
+    plan = DemoPlan((Phase("steady", 0.1, 1),), ("m",), failure_pause_s=3600)
+    calls: list[int] = []
+
+    async def send(phase: str, n: int) -> DemoRecord:
+        calls.append(n)
+        return DemoRecord(phase, "m", 0, None, 0, 0, False, "APIConnectionError")
+
+    await run_phases(plan, send, lambda _r: None)  # returns at the phase's end
+    assert calls == [0]  # no tight loop of failures
 
 
 class FakeStream:

@@ -56,13 +56,16 @@ class DemoPlan:
     """The phases to run and the route models (OpenAI ``model`` names) to mix.
 
     ``prompts`` empty means the question set; ``timeout_s`` bounds each request from
-    send to the stream's end."""
+    send to the stream's end; after a failure a client waits ``failure_pause_s`` before
+    its next request, so a route that fails at once is not hammered in a tight loop
+    (on a small machine that would take the CPU the engines need)."""
 
     phases: tuple[Phase, ...]
     routes: tuple[str, ...]
     max_tokens: int = 32
     timeout_s: float = 60.0
     prompts: tuple[str, ...] = ()
+    failure_pause_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.phases:
@@ -74,6 +77,9 @@ class DemoPlan:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens!r}")
         if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number, got {self.timeout_s!r}")
+        if not (math.isfinite(self.failure_pause_s) and self.failure_pause_s >= 0):
+            raise ValueError("failure_pause_s must be a number >= 0, got "
+                             f"{self.failure_pause_s!r}")
 
     @property
     def duration_s(self) -> float:
@@ -194,14 +200,18 @@ async def run_phases(plan: DemoPlan, send: Send, keep: Callable[[DemoRecord], No
         for phase in plan.phases:
             deadline += phase.duration_s
             for _ in range(phase.clients):
-                group.create_task(_client(phase.name, deadline, counter, send, keep))
+                group.create_task(_client(phase.name, deadline, plan.failure_pause_s,
+                                          counter, send, keep))
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 
-async def _client(phase: str, deadline: float, counter: Iterator[int], send: Send,
-                  keep: Callable[[DemoRecord], None]) -> None:
+async def _client(phase: str, deadline: float, pause_s: float, counter: Iterator[int],
+                  send: Send, keep: Callable[[DemoRecord], None]) -> None:
     while time.monotonic() < deadline:
-        keep(await send(phase, next(counter)))
+        record = await send(phase, next(counter))
+        keep(record)
+        if not record.ok:
+            await asyncio.sleep(max(0.0, min(pause_s, deadline - time.monotonic())))
 
 
 def _v1(base_url: str) -> str:
