@@ -23,11 +23,9 @@ RECORDS = [
 ]
 
 
-def _lines(**kw: object) -> list[str]:
-    args: dict[str, object] = {"now": 100.0, "started": 35.0, "slo_ttft_s": 1.0,
-                               "slo_tpot_s": 0.06, **kw}
-    return render("burst", RECORDS, {"smollm2-ray": 2, "gemma3-triton": 1},
-                  **args)  # type: ignore[arg-type]
+def _lines(sent: int | None = None) -> list[str]:
+    return render("burst", RECORDS, {"smollm2-ray": 2, "gemma3-triton": 1}, now=100.0,
+                  started=35.0, slo_ttft_s=1.0, slo_tpot_s=0.06, sent=sent)
 
 
 def test_render_shows_phase_counts_window_p95_against_the_slo_and_replicas() -> None:
