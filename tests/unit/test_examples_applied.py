@@ -1,7 +1,9 @@
 """Every file in ``examples/`` is exercised for real: a file of Tierserve objects is
 applied to the real API server by ``e2e/test_operator.py``'s examples fixture (which
 takes them all, through ``e2e.examples.custom_resource_files``), and the only other kind
-of file, the router's configuration, is one the router loads. A file that is neither
+of file, the router's configuration, is one the router loads (and
+``tests/integration/test_router_example_config.py`` runs ``tierserve router`` on
+``examples/router-config.yaml``). A file that is neither
 (a typo in ``apiVersion``, a CR mixed with something else) fails here with its name."""
 
 from __future__ import annotations
