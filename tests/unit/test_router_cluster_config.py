@@ -156,6 +156,15 @@ def test_tiers() -> None:
     assert v.tiers.escalate_on == frozenset({"error", "low_confidence"})
     assert v.tiers.fast_timeout_s == 1.5
     assert v.tiers.min_mean_logprob == pytest.approx(math.log(0.5))
+    assert v.tiers.stream_escalation == "before-first-byte"
+
+
+def test_tiers_stream_escalation_buffer() -> None:
+    spec = {"model": "assistant", "tiers": {"fast": "a", "slow": "b",
+                                            "policy": {"streamEscalation": "buffer"}}}
+    cfg = router_config([route("t", spec)], [deployment("a"), deployment("b")], [])
+    (v,) = cfg.routes[0].variants
+    assert v.tiers is not None and v.tiers.stream_escalation == "buffer"
 
 
 def test_endpoint_slices_win_over_status_endpoint() -> None:

@@ -34,7 +34,7 @@ import binascii
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr, ValidationError
 
@@ -66,6 +66,9 @@ TIERS_VARIANT = "tiers"
 _ESCALATION: dict[str, EscalationReason] = {
     "error": "error", "timeout": "timeout", "length": "length",
     "lowConfidence": "low_confidence",
+}
+_STREAM_ESCALATION: dict[str, Literal["before-first-byte", "buffer"]] = {
+    "beforeFirstByte": "before-first-byte", "buffer": "buffer",
 }
 
 
@@ -199,7 +202,8 @@ def _tiers(spec: LLMRouteSpec, namespace: str) -> VariantConfig:
         slow_options=_options(spec.tiers.slow_options),
         classifier=policy.classifier, target_slow_share=policy.slow_share,
         escalate_on=frozenset(_ESCALATION[t] for t in policy.escalate_on),
-        fast_timeout_s=policy.fast_timeout_ms / 1000, **extra)
+        fast_timeout_s=policy.fast_timeout_ms / 1000,
+        stream_escalation=_STREAM_ESCALATION[policy.stream_escalation], **extra)
     return VariantConfig(name=TIERS_VARIANT, tiers=tiers)
 
 

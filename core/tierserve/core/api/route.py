@@ -77,6 +77,14 @@ class TierPolicy(ApiModel):
         description="Lowest confidence of a fast answer (the geometric mean of its token "
         "probabilities), 0 to 1, e.g. 0.6, below which lowConfidence escalates. Unset: the "
         "router's default floor (about 0.22, a mean log-probability of -1.5).")
+    stream_escalation: Literal["beforeFirstByte", "buffer"] = Field(
+        default="beforeFirstByte",
+        description="How streamed requests escalate: beforeFirstByte (the fast tier's "
+        "tokens go to the client as they come, so only an error or timeout before the "
+        "first byte escalates; lowest TTFT) or buffer (the fast answer is collected and "
+        "inspected first, then replayed as a stream, so length and lowConfidence apply "
+        "to streams too, at the cost of the fast answer's generation time in TTFT). "
+        "Non-streamed requests are always inspected. Default beforeFirstByte.")
     force_tier_header: str = Field(
         default="x-tierserve-tier", max_length=64, pattern=r"^[A-Za-z0-9-]+$",
         description="Request header with which a client picks the tier (fast or slow) and "
