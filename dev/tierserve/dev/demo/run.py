@@ -160,10 +160,10 @@ def wait_ready(demo: Demo, c: ClusterHandle) -> None:
     def check() -> bool:
         demo.check_alive()
         waiting = not_ready(c)
-        if waiting != said:
-            said[:] = waiting
-            for line in waiting:
+        for line in waiting:
+            if line not in said:
                 stack.log_line(f"waiting for {line}")
+        said[:] = waiting
         return not waiting
 
     wait_until(check, demo.opts.ready_timeout_s, "every LLMDeployment and LLMRoute Ready",
