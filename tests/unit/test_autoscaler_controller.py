@@ -199,3 +199,57 @@ async def test_a_wake_from_zero_is_not_undone() -> None:
         await clock.sleep(10)
     assert zeroed_at is not None  # still idle: it does go back to zero...
     assert zeroed_at - woke >= 60.0  # ...but only a whole idle period after the wake
+
+
+class EventWriter(FakeWriter):
+    def __init__(self, spec: int) -> None:
+        super().__init__(spec)
+        self.events: list[tuple[str, str, bool]] = []
+
+    async def event(self, ns: str, name: str, reason: str, message: str, warning: bool) -> None:
+        self.events.append((reason, message, warning))
+
+
+def conditions(writer: FakeWriter) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = writer.statuses[-1]["conditions"]
+    return found
+
+
+async def test_demand_above_max_replicas_is_unattainable_not_a_normal_decision() -> None:
+    """Demand of 30 replicas against maxReplicas 20: the count is capped, the condition
+    says so with the numbers, one Warning Event is posted (not one per round), the gauge
+    reads 1; when demand fits again the condition flips back and one Normal Event says so."""
+    clock, writer, source = FakeClock(), EventWriter(spec=20), FakeSource(load=30.0)
+    ctl = Controller([TARGET], source, writer, clock=clock, sleep=clock.sleep, interval_s=10,
+                     events=writer)
+    await run_rounds(ctl, clock, 6)
+    assert writer.spec == 20
+    [cond] = conditions(writer)
+    assert cond["type"] == "SLOAttainable" and cond["status"] == "False"
+    assert cond["reason"] == "MaxReplicasReached"
+    assert "maxReplicas 20" in cond["message"] and "needs 30 replicas" in cond["message"]
+    assert [(r, w) for r, _, w in writer.events] == [("SLOUnattainable", True)]
+    assert "SLO unattainable within maxReplicas 20" in writer.events[0][1]
+    text = generate_latest(ctl.registry).decode()
+    assert 'tierserve_autoscaler_slo_unattainable{deployment="llm",namespace="ns"} 1.0' in text
+    since = cond["lastTransitionTime"]
+    source.load = 10.0
+    await run_rounds(ctl, clock, 3)
+    [cond] = conditions(writer)
+    assert cond["status"] == "True" and cond["reason"] == "WithinMaxReplicas"
+    assert cond["lastTransitionTime"] > since
+    assert [(r, w) for r, _, w in writer.events] == [("SLOUnattainable", True),
+                                                     ("SLOAttainable", False)]
+    text = generate_latest(ctl.registry).decode()
+    assert 'tierserve_autoscaler_slo_unattainable{deployment="llm",namespace="ns"} 0.0' in text
+
+
+async def test_within_max_replicas_posts_no_event_and_a_hold_keeps_the_verdict() -> None:
+    clock, writer, source = FakeClock(), EventWriter(spec=4), FakeSource(load=4.0)
+    ctl = Controller([TARGET], source, writer, clock=clock, sleep=clock.sleep, interval_s=10,
+                     events=writer)
+    await run_rounds(ctl, clock, 3)
+    assert writer.events == [] and conditions(writer)[0]["status"] == "True"
+    source.fail = True  # no metrics: the policy holds and says nothing about attainability
+    await run_rounds(ctl, clock, 10)
+    assert writer.events == [] and conditions(writer)[0]["status"] == "True"

@@ -26,17 +26,27 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
 
-from tierserve.autoscaler.controller import Controller, MetricsSource, ScaleTarget, ScaleWriter
+from tierserve.autoscaler.controller import (
+    Controller,
+    EventSink,
+    MetricsSource,
+    ScaleTarget,
+    ScaleWriter,
+)
 from tierserve.autoscaler.discovery import Discovery, DiscoveryOptions
 from tierserve.autoscaler.policy import parse_knobs
 from tierserve.autoscaler.types import Limits, Slo
 from tierserve.core.capacity import ReplicaCapacity
 from tierserve.core.cliflags import add_cluster_access, add_log_level, uses_cluster_access
+
+
+class Writer(ScaleWriter, EventSink, Protocol):
+    """What the live loop writes through: the scale subresource, status and Events."""
 
 
 class AdvisoryWriter:
@@ -59,6 +69,11 @@ class AdvisoryWriter:
 
     async def record_status(self, ns: str, name: str, observed: dict[str, Any]) -> None:
         self._emit(event="observed", deployment=f"{ns}/{name}", **observed)
+
+    async def event(self, ns: str, name: str, reason: str, message: str,
+                    warning: bool) -> None:
+        self._emit(event="event", deployment=f"{ns}/{name}", reason=reason, message=message,
+                   warning=warning)
 
 
 def register(subparsers: Any) -> None:
@@ -170,7 +185,7 @@ def _discovers(args: argparse.Namespace) -> bool:
 
 
 async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
-    writer: ScaleWriter = AdvisoryWriter(args.replicas)
+    writer: Writer = AdvisoryWriter(args.replicas)
     api = None
     if uses_cluster_access(args):
         from tierserve.core.kube.client import KubeApi
@@ -188,7 +203,7 @@ async def _serve(args: argparse.Namespace, targets: list[ScaleTarget]) -> None:
 
 
 async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
-                writer: ScaleWriter, api: Any) -> None:
+                writer: Writer, api: Any) -> None:
     import aiohttp
 
     from tierserve.autoscaler.sources import PrometheusSource, ScrapeSource
@@ -199,7 +214,8 @@ async def _loop(args: argparse.Namespace, targets: list[ScaleTarget],
             if args.prometheus_url
             else ScrapeSource(session)
         )
-        ctl = Controller(targets, source, writer, clock=time.time, interval_s=args.interval_s)
+        ctl = Controller(targets, source, writer, clock=time.time, interval_s=args.interval_s,
+                         events=writer)
         if args.metrics_port is not None:
             from prometheus_client import start_http_server
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierserve.autoscaler import attainable
 from tierserve.autoscaler.metrics import ControllerMetrics, window_inputs
 from tierserve.autoscaler.policy import Policy, make_policy, signals
 from tierserve.autoscaler.types import (
@@ -80,6 +81,12 @@ class ScaleWriter(Protocol):
         ...
 
 
+class EventSink(Protocol):
+    async def event(self, ns: str, name: str, reason: str, message: str, warning: bool) -> None:
+        """Post an Event on the deployment (the SLOUnattainable/SLOAttainable changes)."""
+        ...
+
+
 @dataclass
 class _Tracked:
     target: ScaleTarget
@@ -88,6 +95,8 @@ class _Tracked:
     state: ScalerState | None = None
     last_status: dict[str, Any] | None = None
     holding: bool = False
+    verdict: attainable.Verdict | None = None  # within maxReplicas? (None: not known yet)
+    verdict_since: float = 0.0
 
 
 class Controller:
@@ -102,8 +111,10 @@ class Controller:
         interval_s: float = 10.0,
         window_s: float = 300.0,
         registry: CollectorRegistry | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.source, self.writer, self.clock, self.sleep = source, writer, clock, sleep
+        self.events = events
         self.interval_s, self.window_s = interval_s, window_s
         self.registry = registry if registry is not None else component_registry()
         self.metrics = ControllerMetrics(self.registry)
@@ -171,13 +182,32 @@ class Controller:
             await self.writer.set_scale(
                 t.namespace, t.name, decision.desired_replicas, decision.reason
             )
+        await self._judge(tr, decision, now)
         observed = self._observed(tr, decision)
         self.metrics.record(t.key, decision, spec, ready, observed.get("attainment"),
-                            window_inputs(tuple(tr.window), now))
+                            window_inputs(tuple(tr.window), now),
+                            None if tr.verdict is None else not tr.verdict.ok)
         if observed != tr.last_status:  # steady state writes nothing
             await self.writer.record_status(t.namespace, t.name, observed)
             tr.last_status = observed
         return decision
+
+    async def _judge(self, tr: _Tracked, decision: Decision, now: float) -> None:
+        """Within maxReplicas or not: keep the verdict (a hold keeps the last one) and
+        post an Event when it changes, instead of reporting a capped count as normal."""
+        new = attainable.verdict(decision, tr.target.limits)
+        if new is None:
+            return
+        event = attainable.transition_event(tr.verdict, new, decision.reason)
+        if tr.verdict is None or tr.verdict.ok != new.ok:
+            tr.verdict_since = now
+        tr.verdict = new
+        if event is not None:
+            ns, name = tr.target.key
+            reason, message, warning = event
+            log.log(logging.WARNING if warning else logging.INFO, "%s/%s: %s", ns, name, message)
+            if self.events is not None:
+                await self.events.event(ns, name, reason, message, warning)
 
     @staticmethod
     def _current(prev: ScalerState | None, spec: int, ready: int, now: float) -> ScalerState:
@@ -217,4 +247,6 @@ class Controller:
             "targetAttainment": slo.target_attainment,
             "windowSeconds": self.window_s,
             "desiredReplicas": decision.desired_replicas,
+            "conditions": ([] if tr.verdict is None
+                           else [attainable.condition(tr.verdict, tr.verdict_since)]),
         }

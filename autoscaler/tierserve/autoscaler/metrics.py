@@ -10,6 +10,8 @@ per-deployment series in Tierserve does:
   :data:`~tierserve.autoscaler.policy.common.HOLD_CAUSES`, ``demand``, ``stabilization``,
   ``max_replicas``...; the sentence goes to the log and the Event);
 * ``tierserve_autoscaler_holding{reason}``: 1 for the hold cause while holding, else 0;
+* ``tierserve_autoscaler_slo_unattainable``: 1 while the demand needs more replicas than
+  ``maxReplicas`` allows (the ``SLOAttainable`` condition is False), else 0;
 * one gauge per input, ``tierserve_autoscaler_input_<name>`` (:data:`INPUTS`), in base
   units (seconds, requests per second, replicas): what the metrics window showed and what
   the policy computed from it. An input that is unknown this round (no histogram data, a
@@ -92,6 +94,8 @@ class ControllerMetrics:
         self.predicted = gauge("predicted_attainment", "Policy's predicted attainment.")
         self.observed = gauge("observed_attainment", "Attainment over the window.")
         self.holding = gauge("holding", "1 while holding for this reason, else 0.", ("reason",))
+        self.unattainable = gauge("slo_unattainable",
+                                  "1 while the demand needs more than maxReplicas, else 0.")
         self.inputs = {name: gauge("input_" + name, doc) for name, doc in INPUTS.items()}
         self.decisions = Counter(P + "decisions", "Decisions by action and reason.",
                                  [*LABELS, "action", "reason"], registry=registry)
@@ -99,12 +103,14 @@ class ControllerMetrics:
         self._unknown: set[str] = set()
 
     def record(self, key: Key, d: Decision, spec: int, ready: int, observed: float | None,
-               window: Mapping[str, float]) -> None:
+               window: Mapping[str, float], unattainable: bool | None = None) -> None:
         self.desired.labels(*key).set(d.desired_replicas)
         self.current.labels(*key).set(spec)
         self.ready.labels(*key).set(ready)
         _set_or_remove(self.predicted, key, d.predicted_attainment)
         _set_or_remove(self.observed, key, observed)
+        _set_or_remove(self.unattainable, key,
+                       None if unattainable is None else float(unattainable))
         values = {**window, **d.inputs}
         for name in sorted(set(values) - set(INPUTS) - self._unknown):
             log.warning("policy input %r has no gauge (tierserve.autoscaler.metrics.INPUTS)",
@@ -121,7 +127,7 @@ class ControllerMetrics:
     def forget(self, key: Key) -> None:
         """The deployment is no longer autoscaled: its series go (none left stale)."""
         for g in (self.desired, self.current, self.ready, self.predicted, self.observed,
-                  *self.inputs.values()):
+                  self.unattainable, *self.inputs.values()):
             _set_or_remove(g, key, None)
         for cause in HOLD_CAUSES:
             self.holding.remove(*key, cause)

@@ -213,3 +213,6 @@ class Decision:
     # why, as one of a small fixed set (a metrics label; ``reason`` is the sentence):
     # common.HOLD_CAUSES when held, else e.g. demand, stabilization, max_replicas
     cause: str = "policy"
+    # the policy's count before the bounds: above limits.max_replicas, the SLO is not
+    # attainable within them (None: the policy did not get that far, e.g. a hold)
+    needed_replicas: int | None = None

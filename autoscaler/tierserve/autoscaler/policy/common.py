@@ -142,4 +142,5 @@ def finalize(
         history=history,
         memo=dict(memo if memo is not None else state.memo),
     )
-    return Decision(desired, reason, new_state, predicted, dict(inputs or {}), cause=cause)
+    return Decision(desired, reason, new_state, predicted, dict(inputs or {}), cause=cause,
+                    needed_replicas=raw)

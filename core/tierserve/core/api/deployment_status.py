@@ -77,6 +77,11 @@ class SLOStatus(StatusModel):
         default=None, description="Length of the observation window, seconds.")
     desired_replicas: int | None = Field(
         default=None, description="Replica count the autoscaler decided for this window.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="The autoscaler's verdict, one condition: SLOAttainable, False with "
+        "reason MaxReplicasReached while the demand needs more replicas than maxReplicas "
+        "allows (the message says how many), True with reason WithinMaxReplicas otherwise.")
     updated: str | None = Field(
         default=None,
         description="When the autoscaler wrote this block (RFC 3339, UTC), e.g. "

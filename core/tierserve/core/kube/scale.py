@@ -15,7 +15,8 @@ KIND = "LLMDeployment"
 _STATUS_KEYS = {"ttftP95Ms": "observedTtftP95Ms", "tpotP95Ms": "observedTpotP95Ms",
                 "ttftTargetMs": "ttftTargetMs", "tpotTargetMs": "tpotTargetMs",
                 "attainment": "attainment", "targetAttainment": "targetAttainment",
-                "windowSeconds": "windowSeconds", "desiredReplicas": "desiredReplicas"}
+                "windowSeconds": "windowSeconds", "desiredReplicas": "desiredReplicas",
+                "conditions": "conditions"}
 
 
 class KubeScaleWriter:
@@ -34,6 +35,13 @@ class KubeScaleWriter:
         obj = await self.api.get(API_VERSION, KIND, ns, name)
         if obj is not None:
             await post_event(self.api, obj, "Scaled", f"scaled to {replicas}: {reason}")
+
+    async def event(self, ns: str, name: str, reason: str, message: str,
+                    warning: bool) -> None:
+        """An Event on the deployment (the autoscaler's SLOUnattainable/SLOAttainable)."""
+        obj = await self.api.get(API_VERSION, KIND, ns, name)
+        if obj is not None:
+            await post_event(self.api, obj, reason, message, warning=warning)
 
     async def record_status(self, ns: str, name: str, observed: dict[str, Any]) -> None:
         slo = {_STATUS_KEYS[k]: v for k, v in observed.items() if k in _STATUS_KEYS}
