@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from tierserve.dev.cluster.harness import ClusterHandle
+from tierserve.dev.demo import stack
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_NS = "tierserve-system"
@@ -41,19 +40,9 @@ def helm_install(cluster: ClusterHandle) -> str:
 
 
 def service_account_kubeconfig(cluster: ClusterHandle, path: Path, sa: str = SA) -> Path:
-    """A kubeconfig holding a token of the chart's ServiceAccount ``sa``."""
-    token = cluster.kubectl("create", "token", sa, "-n", SYSTEM_NS, "--duration=3h").strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": sa, "user": {"token": token}}],
-        "contexts": [{"name": sa, "context": {"cluster": "e2e", "user": sa}}],
-        "current-context": sa,
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    """A kubeconfig holding a token of the chart's ServiceAccount ``sa`` (the demo's
+    helper: the demo runs its components under the same tokens)."""
+    return stack.service_account_kubeconfig(cluster, path, sa, SYSTEM_NS)
 
 
 @dataclass
