@@ -9,12 +9,13 @@ reach and stop it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -31,7 +32,7 @@ APPLIED = ("ray-smollm2-cpu.yaml", "triton-gemma3-cpu.yaml", "tiered-route-cpu.y
 COLD_BUILD = "about 9 minutes on 2 cores"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Options:
     out: Path = Path("demo-output")
     keep: bool = False
@@ -47,13 +48,13 @@ class StepFailed(RuntimeError):
         self.step = step
 
 
-@dataclass
+@dataclasses.dataclass
 class Demo:
     """The running demo: what it started, so a failure can point at it and stop it."""
 
     opts: Options
     cluster: ClusterHandle | None = None
-    components: list[Component] = field(default_factory=list)
+    components: list[Component] = dataclasses.field(default_factory=list)
     prom_url: str | None = None
     _step: int = 0
 
@@ -132,7 +133,7 @@ def start_serving(demo: Demo, c: ClusterHandle) -> None:
     demo.started(op)
     demo.started(router)
     for comp in (op, router):
-        wait_until(lambda comp=comp: _serving(comp), 60, f"{comp.name} serving /metrics")  # type: ignore[misc]
+        wait_until(functools.partial(_serving, comp), 60, f"{comp.name} serving /metrics")
         stack.log_line(f"{comp.name} pid file {comp.pidfile}, log {comp.log}")
 
 
@@ -177,6 +178,8 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(opts: Options) -> int:
     from tierserve.dev.demo import scenario
 
+    # absolute: the components run in the output directory and get these paths
+    opts = dataclasses.replace(opts, out=opts.out.resolve())
     opts.out.mkdir(parents=True, exist_ok=True)
     demo = Demo(opts)
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)

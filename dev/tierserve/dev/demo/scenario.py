@@ -128,8 +128,9 @@ def _phase_at(p: DemoPlan, elapsed: float) -> str:
     return p.phases[-1].name
 
 
-def traffic(demo: Demo, c: ClusterHandle, p: DemoPlan) -> Traffic:
-    watcher = watch.Watcher(c).start()
+def traffic(demo: Demo, p: DemoPlan, watcher: watch.Watcher) -> Traffic:
+    """Run the plan through the router; then, if SmolLM2 was scaled up, wait (bounded)
+    until it is back at one replica."""
     models = ", ".join(sorted(set(ROUTES)))
     wait_until(lambda: _serves_routes(demo), 60, f"the router to serve {models}")
     started, started_unix = time.monotonic(), time.time()
@@ -167,9 +168,12 @@ def run(demo: Demo, c: ClusterHandle) -> bool:
     p = plan(demo.opts.short)
     with demo.step("Prometheus (the chart's rules) and tierserve autoscaler --prometheus-url"):
         prom = start_metrics(demo, c)
-    with demo.step(f"traffic through the router ({_describe(p)})"):
-        t = traffic(demo, c, p)
-    t.watcher.stop()
+    watcher = watch.Watcher(c).start()
+    try:
+        with demo.step(f"traffic through the router ({_describe(p)})"):
+            t = traffic(demo, p, watcher)
+    finally:
+        watcher.stop()
     ended = time.time()
     with demo.step("kubectl get llm"):
         print(c.kubectl("get", "llmdeployments,llmroutes", "-A"), flush=True)
