@@ -6,10 +6,12 @@ pre-built request head, parses the answer with httptools' C parser, and keeps on
 the router reads: status, content type and body chunks. Body chunks are either queued
 with back-pressure (reading pauses while the consumer lags) or, for a relayed stream,
 handed synchronously to a sink (:meth:`_Conn.pipe`) without waking a coroutine per
-chunk. Deadlines are one timer per request. Errors are typed for failover:
-:class:`ConnectFailed` means nothing usable was received (safe to try another replica);
-:class:`Broken` means the answer stopped midway. Connections come from
-:class:`~tierserve.routing.pool.Pool` (plain TCP or TLS alike).
+chunk: what one read brought goes to the sink as one piece (one write to the client),
+and the piece that completes the message says so, so that the client's end of the
+answer goes out in the same write. Deadlines are one timer per request. Errors are typed
+for failover: :class:`ConnectFailed` means nothing usable was received (safe to try
+another replica); :class:`Broken` means the answer stopped midway. Connections come
+from :class:`~tierserve.routing.pool.Pool` (plain TCP or TLS alike).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import httptools
 _PAUSE_AT = 64  # queued body chunks before reading pauses
 _now = time.monotonic  # the event loop's clock on Linux (uvloop and asyncio)
 
-Sink = Callable[[bytes], bool]  # takes a body chunk; False asks to pause reading
+# Takes a body piece and whether the message ended with it (the piece may then be
+# b""); returning False asks to pause reading.
+Sink = Callable[[bytes, bool], bool]
 OnFirst = Callable[[bytes], None]  # given the first body chunk of a 2xx answer
 
 
@@ -51,6 +55,7 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self._on_lost = on_lost
         self._parser = httptools.HttpResponseParser(self)
+        self._piece: bytes | None = None  # the current read's body, for the sink
         self._reset()
 
     def _reset(self) -> None:
@@ -78,6 +83,26 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail(Broken("malformed HTTP response"))
             self.close()
+        # Piping: what this read brought goes to the sink as one piece, with the
+        # message's end when it came too (then the sink is done with this message).
+        # Inline, not a method: this runs for every relayed read.
+        sink = self._sink
+        if sink is None:
+            return
+        piece = self._piece
+        if piece is None:
+            if not self.done:
+                return
+            piece = b""
+        else:
+            self._piece = None
+        self.last_data = _now()
+        if self.done:
+            self._sink = None  # on_message_complete woke pipe(), which returns
+            sink(piece, True)
+        elif not sink(piece, False):
+            self.pause()
+            self._wake()  # pipe() returns so that its caller can drain
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -100,11 +125,9 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        if self._sink is not None:
-            self.last_data = _now()
-            if not self._sink(body):
-                self.pause()
-                self._wake()  # pipe() returns so that its caller can drain
+        if self._sink is not None:  # to the sink when feed_data returns (data_received)
+            piece = self._piece
+            self._piece = body if piece is None else piece + body
             return
         first = self._on_first
         if first is not None:
@@ -192,14 +215,15 @@ class _Conn(asyncio.Protocol):
 
     async def pipe(self, sink: Sink) -> None:
         """Hand every further body chunk to ``sink`` as it arrives, until the message
-        ends (returns) or fails (raises). When ``sink`` returns False reading pauses and
-        this returns early, the message unfinished: the caller drains its side and
-        pipes again (which resumes reading)."""
-        if self._chunks:
+        ends (returns; the sink's last call says so) or fails (raises). When ``sink``
+        returns False reading pauses and this returns early, the message unfinished: the
+        caller drains its side and pipes again (which resumes reading)."""
+        if self._chunks or self.done:
             chunks = b"".join(self._chunks)
             self._chunks.clear()
-            if not sink(chunks):
-                self.pause()
+            if not sink(chunks, self.done) or self.done:
+                if not self.done:
+                    self.pause()
                 return
         self.resume()
         self._sink = sink

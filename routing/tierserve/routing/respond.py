@@ -175,10 +175,12 @@ class _Sink:
     """Writes relayed chunks straight to the client's transport, framed (chunked for
     HTTP/1.1), counting SSE events on the way.
 
-    Called by the upstream connection for each chunk as it arrives, so relaying costs no
-    coroutine switch per chunk. Returns False when the client's write buffer is over
-    ``_HIGH`` (the relay then awaits :meth:`drain`, pausing the upstream read) or the
-    client has gone.
+    Called by the upstream connection with what each read brought, as it arrives, so
+    relaying costs no coroutine switch per chunk and one write per read. The piece that
+    ends a complete stream (``data: [DONE]`` seen) carries the answer's end in the same
+    write; an incomplete one is left open for the relay to end with an SSE error event.
+    Returns False when the client's write buffer is over ``_HIGH`` (the relay then
+    awaits :meth:`drain`, pausing the upstream read) or the client has gone.
     """
 
     __slots__ = ("_chunked", "_clock", "_request", "_transport", "events", "gone", "last_at",
@@ -190,17 +192,21 @@ class _Sink:
         self.events, self.tail, self.last_at = first.count(b"data: "), first[-32:], clock()
         self.gone = False
 
-    def __call__(self, chunk: bytes) -> bool:
+    def __call__(self, chunk: bytes, last: bool) -> bool:
         t = self._transport
-        if not chunk:
-            return True  # an empty chunk would end a chunked answer
         if t is None or t.is_closing():
             self.gone = True
             return False
-        t.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk)
-        self.events += chunk.count(b"data: ")
-        self.tail = (self.tail + chunk)[-32:] if len(chunk) < 32 else chunk[-32:]
-        self.last_at = self._clock()
+        if chunk:  # (an empty chunk would end a chunked answer)
+            self.events += chunk.count(b"data: ")
+            self.tail = chunk[-32:] if len(chunk) >= 32 else (self.tail + chunk)[-32:]
+            self.last_at = self._clock()
+            if self._chunked:
+                chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        if last and b"[DONE]" in self.tail:
+            chunk += self._request.ending()
+        if chunk:
+            t.write(chunk)
         return t.get_write_buffer_size() < _HIGH
 
     async def drain(self) -> None:

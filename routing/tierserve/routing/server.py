@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import httptools
 
+from tierserve.routing import eager
 from tierserve.routing.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,16 @@ class Request:
     def frame(self, data: bytes) -> bytes:
         return b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data
 
-    def end_stream(self) -> None:
+    def ending(self) -> bytes:
+        """The bytes that end a streamed answer (the last chunk; nothing for HTTP/1.0,
+        whose stream ends when the connection closes); it counts as finished now."""
         self.finished = True
-        if self.chunked:
-            self.write(b"0\r\n\r\n")
+        return b"0\r\n\r\n" if self.chunked else b""
+
+    def end_stream(self) -> None:
+        """End a streamed answer, unless its end went out already (:meth:`ending`)."""
+        if not self.finished:
+            self.write(self.ending())
 
     async def drain(self) -> None:
         """Wait while the client's write buffer is over the high-water mark."""
@@ -238,16 +245,17 @@ class Conn(asyncio.Protocol):
     def _next(self) -> None:
         req = self._queue.popleft()
         self.busy = True
-        task = asyncio.get_running_loop().create_task(self.server.handler(req))
-        task.add_done_callback(lambda t: self._answered(t, req))
+        # Eagerly: the handler runs now, up to its first wait (for a stream: until the
+        # upstream request is written), not after the loop's current batch (eager.py).
+        eager.start(self.server.handler(req), lambda failure: self._answered(req, failure))
 
-    def _answered(self, task: asyncio.Task[None], req: Request) -> None:
+    def _answered(self, req: Request, failure: BaseException | None) -> None:
         self.busy = False
         self.idle_since = _now()
         t = self.transport
-        failed = not task.cancelled() and task.exception() is not None
+        failed = failure is not None
         if failed:
-            log.error("request handler failed", exc_info=task.exception())
+            log.error("request handler failed", exc_info=failure)
         self.server.answered()
         if t is None or t.is_closing():
             return
