@@ -77,7 +77,8 @@ def test_scale_up_on_a_step() -> None:
 
 def test_scale_down_only_after_the_stabilization_window() -> None:
     drop_at = 1400.0
-    fixed_gain = SloPolicy(target_utilization=0.8, gain_step=0)  # isolate the window rule
+    fixed_gain = SloPolicy(target_utilization=0.8, gain_step=0, burst_z=0,  # the window rule
+                           down_safety_z=0)
     decisions = drive(fixed_gain, lambda t: 8.0 if t < drop_at else 2.0, start=10, seconds=900)
     times = [1000 + 10 * i for i in range(len(decisions))]
     first_down = next(t for t, d in zip(times, decisions, strict=True) if d.desired_replicas < 10)
@@ -173,17 +174,20 @@ def replace_limits(*, cold: float) -> Limits:
 def test_hysteresis_band_keeps_the_count_on_a_small_dip() -> None:
     # demand 8 -> 7.2: need falls by 10% (< the 15% band): with 10 replicas at
     # utilization 0.8 the kept count is ceil(7.2 * 1.15 / 0.8) = 11 >= 10: no scale-down
-    band = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.15)
+    band = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.15, burst_z=0,
+                     down_safety_z=0)
     dip = drive(band, lambda t: 8.0 if t < 1300 else 7.2, start=10, seconds=900)
     assert all(d.desired_replicas == 10 for d in dip)
     # without the band the same dip is a scale-down (9 = ceil(7.2 / 0.8))
-    none = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.0, down_min_step=1)
+    none = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.0, down_min_step=1,
+                     burst_z=0, down_safety_z=0)
     assert min(d.desired_replicas for d in drive(none, lambda t: 8.0 if t < 1300 else 7.2,
                                                   start=10, seconds=900)) == 9
 
 
 def test_hysteresis_band_scales_down_to_need_plus_margin() -> None:
-    band = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.15)
+    band = SloPolicy(target_utilization=0.8, gain_step=0, down_margin=0.15, burst_z=0,
+                     down_safety_z=0)
     decisions = drive(band, lambda t: 8.0 if t < 1300 else 2.2, start=10, seconds=900)
     # the need alone is ceil(2.2 / 0.8) = 3; the band keeps ceil(2.2 * 1.15 / 0.8) = 4
     assert decisions[-1].desired_replicas == 4

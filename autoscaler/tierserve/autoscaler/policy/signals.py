@@ -5,6 +5,7 @@ Pure helpers used by the SLO policy (and handy in the controller's explanations)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from tierserve.autoscaler.types import (
@@ -44,6 +45,42 @@ def demand(sample: MetricSample, capacity: ReplicaCapacity, out_ratio: float) ->
     ) / capacity.usable_fraction
     inflight = (sample.running + sample.waiting) / capacity.max_concurrency
     return max(work, inflight)
+
+
+def prompt_ratio(samples: Sequence[MetricSample], default: float) -> float:
+    """Mean prompt tokens per arriving request over the window (``default`` when nothing
+    arrived: no arrivals say nothing about their prompts)."""
+    arrived = sum(s.arrival_rate for s in samples)
+    tokens = sum(s.prompt_token_rate for s in samples)
+    return tokens / arrived if arrived > 0 else default
+
+
+def granularity_safety(
+    load: float,
+    capacity: ReplicaCapacity,
+    prompt_tokens: float,
+    output_tokens: float,
+    tpot_s: float,
+) -> float:
+    """Standard deviation of demand, in replicas, over the time a typical answer decodes.
+
+    Work arrives in lumps, one per request: its prefill (and decode) in replica-seconds,
+    ``w``. Over a window of ``tau`` seconds the work arriving has mean ``load * tau`` and,
+    for Poisson arrivals, variance ``load * tau * E[w^2]/E[w]``, so demand measured over
+    ``tau`` has standard deviation ``sqrt(load * g / tau)`` replicas with ``g =
+    E[w^2]/E[w]`` (``2 E[w]`` for exponential sizes). ``tau`` is what matters to TPOT: an
+    answer of ``n`` tokens averages its steps over ``n * tpot`` seconds, so long answers
+    average a co-scheduled prefill away while short answers behind long prompts take it
+    whole. The mean rates cannot tell a mean from a tail, hence the exponential shape.
+    """
+    if load <= 0:
+        return 0.0
+    work = (
+        prompt_tokens / capacity.prefill_tokens_per_s
+        + output_tokens / capacity.decode_tokens_per_s
+    ) / capacity.usable_fraction
+    tau = max(1.0, output_tokens) * tpot_s
+    return math.sqrt(load * 2 * work / tau)
 
 
 def mean(values: Sequence[float]) -> float:

@@ -39,7 +39,7 @@ class SloPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     target_utilization: float = Field(
-        default=1.0,
+        default=1.3,
         gt=0,
         le=2.0,
         description="share of the plan's capacity to use (>1: the plan is cautious)",
@@ -77,8 +77,13 @@ class SloPolicy(BaseModel):
     down_margin: float = Field(
         default=0.15, ge=0, description="share of need kept on scale-down (hysteresis band)"
     )
+    burst_z: float = Field(
+        default=3.0, ge=0,
+        description="headroom in std-devs of the demand arriving while an answer decodes",
+    )  # fmt: skip
+    default_prompt_tokens: float = Field(default=1000.0, gt=0)
     down_safety_z: float | None = Field(
-        default=None, ge=0, description="safety stock for scale-down (None: safety_z)"
+        default=1.0, ge=0, description="safety stock for scale-down (None: safety_z)"
     )
 
     def __call__(self, ctx: PolicyContext) -> Decision:
@@ -90,13 +95,17 @@ class SloPolicy(BaseModel):
         level, forecast, trend = self._load(samples, ctx, ratio)
         spread = self._spread(samples, ctx, ratio)
         gain, observed = self._feedback(ctx)
-        base = max(level, forecast) + self.safety_z * spread
+        load = max(level, forecast)
+        prompt = signals.prompt_ratio(samples, self.default_prompt_tokens)
+        grain = signals.granularity_safety(load, ctx.capacity, prompt, ratio,
+                                           ctx.slo.tpot_p95_ms / 1000)
+        base = load + self.burst_z * grain + self.safety_z * spread
         raw = self._count(gain * base / self.target_utilization, ctx.state.current_replicas)
-        raw = self._band(raw, ctx.state.current_replicas, gain, max(level, forecast), spread)
+        raw = self._band(raw, ctx.state.current_replicas, gain, load + self.burst_z * grain, spread)
         reason = (
             f"demand {level:.2f} replicas (forecast {forecast:.2f} in "
             f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min, "
-            f"spread {spread:.2f}), gain {gain:.2f}, "
+            f"spread {spread:.2f}, burst headroom {self.burst_z * grain:.2f}), gain {gain:.2f}, "
             f"target util {self.target_utilization:.0%} -> {raw}"
         )
         if observed is not None:
@@ -136,7 +145,12 @@ class SloPolicy(BaseModel):
             return raw
         z = self.safety_z if self.down_safety_z is None else self.down_safety_z
         keep = gain * (load + z * spread) * (1 + self.down_margin) / self.target_utilization
-        return min(current, max(raw, math.ceil(round(keep, 6))))
+        count = max(raw, math.ceil(round(keep, 6)))
+        if 0 < current - count < self.down_min_step:
+            # a step smaller than usual (allowed once settled) keeps twice the band: a
+            # count at the edge of the need would otherwise go down and come back
+            count = max(count, math.ceil(round(keep * (1 + self.down_margin), 6)))
+        return min(current, count)
 
     def _down_guard(self, ctx: PolicyContext, raw: int) -> tuple[int, str]:
         """Scale-downs are where autoscalers flap: never cancel capacity that is still

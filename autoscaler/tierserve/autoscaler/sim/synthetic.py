@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from tierserve.autoscaler.sim.trace import Trace, TraceRequest
 
+RateFn = Callable[[float], float]  # requests per second at a time (seconds)
+
 
 @dataclass(frozen=True)
 class Quantiles:
@@ -70,7 +72,7 @@ LONG_ANSWER = Quantiles(((0.0, 50), (0.1, 200), (0.5, 600), (0.9, 1400), (1.0, 2
 
 
 def arrivals(
-    rate_at: Callable[[float], float], peak: float, duration_s: float, rng: random.Random
+    rate_at: RateFn, peak: float, duration_s: float, rng: random.Random
 ) -> list[float]:
     """Non-homogeneous Poisson arrival times by thinning (Lewis & Shedler); ``rate_at``
     must stay at or below ``peak``."""
@@ -113,7 +115,8 @@ def bursty_levels(
     """A rate swinging by two orders of magnitude within minutes, in requests/s per
     ``step_s``: a mean-reverting log-rate (Ornstein-Uhlenbeck, 2-minute memory) around
     the median, with bursts (x2.5-4 for 1-3 minutes, about every 7 minutes) and lulls
-    (down to a few a minute for 1-3 minutes, about every 10 minutes), capped at the peak."""
+    (down to a few a minute for 1-3 minutes, about every 10 minutes), each reached within
+    20-60 s, capped at the peak."""
     n = int(duration_s // step_s) + 2
     tau, sigma = 120.0, 0.45
     keep = math.exp(-step_s / tau)
@@ -122,11 +125,15 @@ def bursty_levels(
     for every_s, low, high in ((420.0, 2.5, 4.0), (600.0, 0.0, 0.0)):
         t = rng.expovariate(1 / every_s)
         while t < duration_s:
-            length = rng.uniform(60.0, 180.0)
+            length, ramp = rng.uniform(60.0, 180.0), rng.uniform(20.0, 60.0)
             f = rng.uniform(low, high)
-            for i in range(int(t // step_s), min(n, int((t + length) // step_s) + 1)):
-                factor[i] = f
-            t += length + rng.expovariate(1 / every_s)
+            for i in range(int(t // step_s), min(n, int((t + length + 2 * ramp) // step_s) + 1)):
+                # a trapezoid: the rate moves to the burst (or lull) over ``ramp`` seconds
+                edge = min(
+                    1.0, (i * step_s - t) / ramp, (t + length + 2 * ramp - i * step_s) / ramp
+                )
+                factor[i] = 1.0 + (f - 1.0) * max(0.0, edge)
+            t += length + 2 * ramp + rng.expovariate(1 / every_s)
     levels = []
     for f in factor:
         x = x * keep + rng.gauss(0.0, sigma * math.sqrt(1 - keep**2))
@@ -142,7 +149,7 @@ def prefill_heavy(*, duration_s: float = 3600.0, seed: int = 0) -> Trace:
     return build(times, PREFILL_PROMPT, PREFILL_ANSWER, rng)
 
 
-def long_answers(*, duration_s: float = 3600.0, seed: int = 0, per_min: float = 300.0) -> Trace:
+def long_answers(*, duration_s: float = 3600.0, seed: int = 0, per_min: float = 1500.0) -> Trace:
     rng = random.Random(seed)
     rate = per_min / 60
     times = arrivals(lambda _t: rate, rate, duration_s, rng)
