@@ -37,40 +37,38 @@ def start(coro: Coroutine[Any, Any, None], done: Done) -> None:
     except BaseException as exc:  # the handler's failure, reported to done
         done(exc)
         return
-    task = asyncio.get_running_loop().create_task(_finish(coro, first))
+    task = asyncio.get_running_loop().create_task(_Continued(coro, first))
     task.add_done_callback(lambda t: done(None if t.cancelled() else t.exception()))
 
 
-async def _finish(coro: Coroutine[Any, Any, None], first: Any) -> None:
-    await _Resumed(coro, first)
-
-
-class _Resumed:
-    """Awaiting this continues ``coro`` after a first step that yielded ``first``: the
-    task now driving it sees what ``coro`` yields, and ``coro`` what the task sends or
-    throws (results, ``CancelledError``)."""
+class _Continued(Coroutine[Any, Any, None]):
+    """``coro`` after a first step that yielded ``first``, as a coroutine for a task:
+    the task's first step gets ``first`` (the future ``coro`` waits for), and every
+    later ``send`` or ``throw`` goes straight to ``coro`` (results, failures,
+    ``CancelledError``: a cancel before the task's first step reaches ``coro`` too)."""
 
     __slots__ = ("_coro", "_first")
 
     def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
-        self._coro, self._first = coro, first
+        self._coro = coro
+        self._first: tuple[Any] | None = (first,)  # until the task takes it
 
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, out = self._coro, self._first
+    def send(self, value: Any) -> Any:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first[0]
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         self._first = None
-        while True:
-            try:
-                got = yield out
-            except GeneratorExit:  # this awaitable is being closed: close coro with it
-                coro.close()
-                raise
-            except BaseException as exc:  # thrown in by the task: pass it on
-                try:
-                    out = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    out = coro.send(got)
-                except StopIteration:
-                    return
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from ()  # never awaited directly: a task drives it through send and throw
+        raise RuntimeError("an eager continuation is driven by its task only")
