@@ -24,9 +24,11 @@ from typing import Any
 Done = Callable[[BaseException | None], None]  # the coroutine's failure, or None
 
 
-def start(coro: Coroutine[Any, Any, None], done: Done) -> None:
+def start(coro: Coroutine[Any, Any, None], done: Done,
+          loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Run ``coro`` until it suspends or ends; ``done`` is called when it ends (at once,
-    or from the task that continues it). A cancelled coroutine ends with ``None``."""
+    or from the task that continues it, on ``loop``: the running one by default). A
+    cancelled coroutine ends with ``None``."""
     try:
         first = coro.send(None)
     except StopIteration:
@@ -37,7 +39,7 @@ def start(coro: Coroutine[Any, Any, None], done: Done) -> None:
     except BaseException as exc:  # the handler's failure, reported to done
         done(exc)
         return
-    task = asyncio.get_running_loop().create_task(_Continued(coro, first))
+    task = (loop or asyncio.get_running_loop()).create_task(_Continued(coro, first))
     task.add_done_callback(lambda t: done(None if t.cancelled() else t.exception()))
 
 

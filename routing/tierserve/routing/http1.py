@@ -48,7 +48,11 @@ class Timeout(Exception):
 class _Conn(asyncio.Protocol):
     """One connection; a request must finish before the next one starts."""
 
-    def __init__(self, on_lost: Callable[[_Conn], None]) -> None:
+    def __init__(self, on_lost: Callable[[_Conn], None],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # The loop, kept (its pool passes it): Python 3.11's get_running_loop() costs a
+        # getpid() system call (a fork check), asked for five times per stream before.
+        self._loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
@@ -71,6 +75,9 @@ class _Conn(asyncio.Protocol):
         self._sink: Sink | None = None
         self._on_first: OnFirst | None = None
         self.last_data = 0.0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop or asyncio.get_running_loop()
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -154,7 +161,7 @@ class _Conn(asyncio.Protocol):
             self._waiter.set_result(None)
 
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self.loop().create_future()
         await self._waiter
         self._waiter = None
 
@@ -264,12 +271,12 @@ class Exchange:
         self._timer.cancel()
         self._idle_s = timeout_s
         self.conn.last_data = _now()
-        self._timer = asyncio.get_running_loop().call_later(timeout_s, self._check_idle)
+        self._timer = self.conn.loop().call_later(timeout_s, self._check_idle)
 
     def _check_idle(self) -> None:
         left = self.conn.last_data + self._idle_s - _now()
         if left > 0 and not self.conn.closed:
-            self._timer = asyncio.get_running_loop().call_later(left, self._check_idle)
+            self._timer = self.conn.loop().call_later(left, self._check_idle)
         else:
             self.conn.expire()
 

@@ -81,7 +81,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             _t, conn = await asyncio.wait_for(loop.create_connection(
-                lambda: _Conn(self._lost), self.host, self.port, ssl=self._ssl,
+                lambda: _Conn(self._lost, loop), self.host, self.port, ssl=self._ssl,
                 server_hostname=self.host if self._ssl is not None else None), limit_s)
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             self._freed()
@@ -155,11 +155,10 @@ class Pool:
         A reused keep-alive connection that the server had already closed fails before
         any byte arrives; that one case is retried once on a fresh connection.
         """
-        loop = asyncio.get_running_loop()
         data = self.request_bytes(path, body)
         for attempt in range(2):
             conn = await self.acquire(connect_timeout_s)
-            timer = loop.call_later(timeout_s, conn.expire)
+            timer = conn.loop().call_later(timeout_s, conn.expire)
             try:
                 conn.send(data, on_first)
                 await conn.head()

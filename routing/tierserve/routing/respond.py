@@ -131,7 +131,7 @@ class Responder:
     def record(self, call: Call, out: Outcome, r: Result, now: float) -> None:
         m, route, variant = self._metrics, call.route.model, out.variant.name
         out.extra["tokens"] = r.tokens_in + r.tokens_out
-        m.count(m.requests, route, variant, out.tier, out.dep.name, str(r.status)).inc()
+        m.requests.labels(route, variant, out.tier, out.dep.name, str(r.status)).inc()
         s = m.series(route, variant, out.tier, out.dep.name)
         e2e = now - call.started
         s.e2e.observe(e2e)
@@ -144,7 +144,7 @@ class Responder:
         if r.tokens_out:
             s.tokens_out.inc(r.tokens_out)
         if r.added is not None:
-            m.count(m.added, route).observe(max(0.0, r.added))
+            m.added.labels(route).observe(max(0.0, r.added))
         ok = r.status < 400
         call.route.ab.record(variant, ok=ok, e2e=e2e, ttft=r.ttft, tpot=r.tpot)
         tiers = out.variant.tiers
@@ -166,7 +166,7 @@ class Responder:
 
     def record_error(self, call: Call | None, status: int, reason: str | None = None) -> None:
         route = call.route.model if call is not None else ""
-        self._metrics.count(self._metrics.requests, route, "", "", "", str(status)).inc()
+        self._metrics.requests.labels(route, "", "", "", str(status)).inc()
         if call is None:  # refused before routing: a bad or missing key, a key's limit...
             self._metrics.count(self._metrics.rejected, reason or str(status)).inc()
 

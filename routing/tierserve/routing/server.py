@@ -247,7 +247,8 @@ class Conn(asyncio.Protocol):
         self.busy = True
         # Eagerly: the handler runs now, up to its first wait (for a stream: until the
         # upstream request is written), not after the loop's current batch (eager.py).
-        eager.start(self.server.handler(req), lambda failure: self._answered(req, failure))
+        eager.start(self.server.handler(req), lambda failure: self._answered(req, failure),
+                    self.server.loop)
 
     def _answered(self, req: Request, failure: BaseException | None) -> None:
         self.busy = False
@@ -293,13 +294,14 @@ class HttpServer:
         self.conns: set[Conn] = set()
         self.serving = False
         self.port = 0
+        self.loop: asyncio.AbstractEventLoop | None = None  # the one it serves on
         self._keepalive_s = keepalive_s
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._quiet: asyncio.Event | None = None
 
     async def start(self, host: str, port: int, *, backlog: int = 4096) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: Conn(self), host, port,
                                                 backlog=backlog, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
