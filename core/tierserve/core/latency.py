@@ -21,7 +21,10 @@ The model follows vLLM's scheduler in spirit:
   ``prefill_ms_per_token`` for each prompt token prefilled in that step.
 
 On shared CPU cores (the llama.cpp profiles fitted here) every step is also scaled by
-the host's contention, :class:`HostNoise`, which callers sample on their own clock.
+the host's contention, :class:`HostNoise`, which callers sample on their own clock, and
+a decode step is slower while other replicas on the same host prefill
+(:meth:`LatencyProfile.neighbour_factor`): a prefill is compute bound and takes a whole
+core and memory bandwidth, which a neighbour's decode then shares.
 
 The module is pure: no I/O, no clock, no asyncio. Callers own time and randomness.
 """
@@ -55,12 +58,28 @@ class LatencyProfile:
     # the deterministic model already fits; fitted for engines on shared CPU cores.
     noise_sigma: float = 0.0
     noise_tau_s: float = 0.0
+    # Interference on a shared host: a decode step takes (1 + this x the share of the
+    # host's other replicas that are prefilling) times as long. 0 for accelerators,
+    # whose replicas do not share compute; fitted for engines on shared CPU cores.
+    neighbour_prefill_slowdown: float = 0.0
 
     def step_ms(self, running: int, prefill_tokens: int) -> float:
         """Duration of one engine step with ``running`` sequences and a prefill chunk."""
         n = max(running, 1)
         decode = self.step_base_ms + self.step_ms_per_seq * n + self.step_ms_per_seq2 * n * n
         return decode + self.prefill_ms_per_token * prefill_tokens
+
+    def neighbour_factor(self, prefill_tokens: int, others: int, others_prefilling: int) -> float:
+        """Slowdown of a step with ``prefill_tokens`` while ``others_prefilling`` of the
+        host's ``others`` other serving replicas (idle ones included) are in a prefilling
+        step. Only a pure decode
+        step is slowed: a prefilling step is compute bound either way, and the fit
+        measured decode only."""
+        if not (0 <= others_prefilling <= others):
+            raise ValueError(f"{others_prefilling} prefilling neighbours out of {others}")
+        if prefill_tokens or not others or not self.neighbour_prefill_slowdown:
+            return 1.0
+        return 1.0 + self.neighbour_prefill_slowdown * others_prefilling / others
 
 
 class HostNoise:
@@ -124,6 +143,7 @@ class StepOutcome:
     first_token_ids: tuple[str, ...]
     token_ids: tuple[str, ...]
     finished_ids: tuple[str, ...]
+    prefill_tokens: int = 0  # prompt tokens prefilled in this step (0: a pure decode step)
 
 
 class RequestTooLarge(ValueError):
@@ -229,4 +249,5 @@ class EngineCore:
             done = self.running.pop(rid)
             self._reserved_kv -= done.kv_tokens
         duration_ms = self.profile.step_ms(decoding + len(first), prefill_tokens)
-        return StepOutcome(duration_ms / 1000.0, tuple(first), tuple(tokens), tuple(finished))
+        return StepOutcome(duration_ms / 1000.0, tuple(first), tuple(tokens), tuple(finished),
+                           prefill_tokens)

@@ -1,7 +1,8 @@
 """``python -m tierserve.dev.replay``: calibrate the llama.cpp CPU profile, or compare
 real replicas with ``tierserve sim`` on a slice of a trace.
 
-    python -m tierserve.dev.replay calibrate [--prompts 16 128 384] [--output 64]
+    python -m tierserve.dev.replay calibrate [--prompts 16 128 384] [--output 64] \\
+        [--replicas 2 --open-loop-s 150 --open-loop-utilisation 0.6 --open-loop-seed 5]
     python -m tierserve.dev.replay compare --trace ../shared/traces/azure-llm-2023-conv.csv \\
         [--profile smollm2-135m-cpu1] [--replicas 2] [--runs fixed slo] [--json FILE]
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -26,7 +28,10 @@ from typing import Any
 from tierserve.autoscaler.sim.runner import Runner, Scenario
 from tierserve.autoscaler.sim.trace import Trace, TraceError, load_trace
 from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.latency import LatencyProfile
 from tierserve.dev.replay import calibrate, compare
+from tierserve.dev.replay.client import replay
+from tierserve.dev.replay.interference import OpenLoop, fit_interference, timed
 from tierserve.dev.replay.slicing import SliceSpec, slice_trace, write_jsonl
 from tierserve.dev.replay.stack import MODEL, RealStack
 
@@ -44,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--rounds", type=int, default=5)
     cal.add_argument("--replicas", type=int, default=1,
                      help="replicas; the others are kept busy by a client each")
+    defaults = OpenLoop()
+    cal.add_argument("--open-loop-s", type=float, default=0.0,
+                     help="then an open loop this long (needs --replicas >= 2): fits the "
+                     "neighbour-prefill slowdown and refits noise_sigma")
+    cal.add_argument("--open-loop-utilisation", type=float, default=defaults.utilisation)
+    cal.add_argument("--open-loop-seed", type=int, default=defaults.seed)
+    cal.add_argument("--open-loop-prompts", type=int, nargs=2, default=defaults.prompts)
+    cal.add_argument("--open-loop-outputs", type=int, nargs=2, default=defaults.outputs)
     cmp = sub.add_parser("compare", help="replay a slice on real replicas and in the simulator")
     cmp.add_argument("--trace", required=True)
     cmp.add_argument("--profile", default="smollm2-135m-cpu1")
@@ -67,19 +80,45 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _calibrate(args: argparse.Namespace, workdir: Path) -> int:
+    loop = None
+    if args.open_loop_s:
+        loop = OpenLoop(args.open_loop_utilisation, args.open_loop_s, args.open_loop_seed,
+                        tuple(args.open_loop_prompts), tuple(args.open_loop_outputs))
+        if args.replicas < 2:
+            raise ValueError(f"--open-loop-s needs --replicas >= 2; got {args.replicas}")
     async with RealStack(workdir, args.replicas) as stack:
         print(f"# uptime before: {uptime()}")
         observed: list[calibrate.Observation] = []
         points = await calibrate.measure(stack.base_url, MODEL, args.prompts, args.output,
                                          args.rounds, neighbours=args.replicas - 1,
                                          observed=observed)
-    print(f"# uptime after: {uptime()}")
-    for pt in points:
-        print(pt)
-    fitted, err = calibrate.fit_profile(points, "fitted here")
-    print(f"# worst error {100 * err:.1f}%")
-    print(calibrate.fit_noise(observed, fitted))
+        print(f"# uptime after the closed loop: {uptime()}")
+        for pt in points:
+            print(pt)
+        fitted, err = calibrate.fit_profile(points, "fitted here")
+        print(f"# worst error {100 * err:.1f}%")
+        fitted = calibrate.fit_noise(observed, fitted)
+        print(fitted)
+        if loop is not None:
+            fitted = await _open_loop(stack.base_url, loop, fitted, args.replicas, workdir)
+            print(fitted)
     return 0
+
+
+async def _open_loop(base_url: str, loop: OpenLoop, fitted: LatencyProfile, replicas: int,
+                     workdir: Path) -> LatencyProfile:
+    rate = loop.rate(fitted, replicas)
+    trace = loop.trace(rate)
+    print(f"# open loop: {len(trace)} requests at {rate:.3f}/s ({loop}); "
+          f"uptime {uptime()}", flush=True)
+    outcomes = await replay(base_url, MODEL, trace, seed=loop.seed)
+    print(f"# uptime after the open loop: {uptime()}")
+    requests = timed(trace, outcomes)
+    (workdir / "open-loop.json").write_text(json.dumps([dataclasses.asdict(r)
+                                                        for r in requests]))
+    fit = fit_interference(requests, fitted, replicas)
+    print(fit)
+    return fit.profile
 
 
 async def _compare(args: argparse.Namespace, workdir: Path) -> int:

@@ -1,0 +1,161 @@
+"""Fit the neighbour-prefill interference of the llama.cpp CPU profile from an open loop.
+
+The closed-loop calibration (:mod:`tierserve.dev.replay.calibrate`) sends one request at
+a time per replica, so every request decodes next to the same kind of neighbour. Under an
+open-loop load a request's decode overlaps a neighbour's prefill sometimes wholly,
+sometimes not at all, and the TPOT tail comes from the overlapped ones
+(:meth:`~tierserve.core.latency.LatencyProfile.neighbour_factor`). This phase sends
+seeded Poisson arrivals of random-token prompts at a set utilisation of the replicas
+(lengths and seed of its own, not the replay slice's: fitting to the slice would make the
+comparison circular), measures for each request the share of its decode during which the
+other replicas were prefilling, and fits ``ITL = step x (1 + slowdown x share)`` by
+least squares; the host noise's ``sigma`` is refitted on the requests that overlapped no
+prefill, so the interference is not counted twice.
+
+A replica serves one sequence at a time, so any prefill that overlaps a request's decode
+ran on another replica: no replica assignment is needed. A prefill's interval is
+estimated from its first token back by the profile's prefill time (not before it was
+sent; a queued request's start is not observed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tierserve.autoscaler.sim.trace import Trace, TraceRequest
+from tierserve.core.latency import LatencyProfile
+from tierserve.dev.replay.client import Outcome
+
+QUIET_SHARE = 0.05  # a request whose decode overlapped at most this much counts as quiet
+
+
+@dataclass(frozen=True)
+class OpenLoop:
+    """The open-loop phase: Poisson arrivals at ``utilisation`` of ``replicas``, lengths
+    uniform in the given inclusive ranges, ``duration_s`` long, seeded."""
+
+    utilisation: float = 0.6
+    duration_s: float = 150.0
+    seed: int = 5
+    prompts: tuple[int, int] = (16, 160)
+    outputs: tuple[int, int] = (16, 48)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.utilisation < 1 or self.duration_s <= 0:
+            raise ValueError(f"open loop needs 0 < utilisation < 1 and a duration > 0; got "
+                             f"{self.utilisation}, {self.duration_s}")
+        (p_lo, p_hi), (o_lo, o_hi) = self.prompts, self.outputs
+        if not (1 <= p_lo <= p_hi and 2 <= o_lo <= o_hi):
+            raise ValueError(f"bad length ranges: prompts {p_lo}..{p_hi} (from 1), "
+                             f"outputs {o_lo}..{o_hi} (from 2, for a TPOT)")
+
+    def rate(self, profile: LatencyProfile, replicas: int) -> float:
+        """Arrivals per second that keep ``replicas`` busy ``utilisation`` of the time."""
+        prompt, output = statistics.fmean(self.prompts), statistics.fmean(self.outputs)
+        service_s = (profile.step_ms(1, round(prompt))
+                     + (output - 1) * profile.step_ms(1, 0)) / 1000
+        return self.utilisation * replicas / service_s
+
+    def trace(self, rate: float) -> Trace:
+        rnd = random.Random(self.seed)
+        out: list[TraceRequest] = []
+        t = rnd.expovariate(rate)
+        while t < self.duration_s:
+            out.append(TraceRequest(t, rnd.randint(*self.prompts), rnd.randint(*self.outputs)))
+            t += rnd.expovariate(rate)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One finished request on the shared clock: sent, first token, last token (s)."""
+
+    sent_s: float
+    first_s: float
+    end_s: float
+    prompt: int
+    output: int
+
+    @property
+    def itl_ms(self) -> float:
+        return 1000 * (self.end_s - self.first_s) / (self.output - 1)
+
+
+def timed(trace: Sequence[TraceRequest], outcomes: Sequence[Outcome]) -> list[Timed]:
+    """The requests that finished with every token (failed ones carry NaN times)."""
+    return [Timed(o.due_s, o.first_s, o.end_s, r.prompt_tokens, r.output_tokens)
+            for r, o in zip(trace, outcomes, strict=True)
+            if not o.error and not math.isnan(o.first_s) and o.tokens == r.output_tokens > 1]
+
+
+def overlap_shares(requests: Sequence[Timed], profile: LatencyProfile,
+                   replicas: int) -> list[float]:
+    """Per request, the mean share of the other ``replicas - 1`` replicas that were
+    prefilling during its decode (0..1)."""
+    others = replicas - 1
+    if others < 1:
+        raise ValueError(f"interference needs >= 2 replicas; got {replicas}")
+    spans = [(max(r.sent_s, r.first_s - profile.step_ms(1, r.prompt) / 1000), r.first_s)
+             for r in requests]
+    shares = []
+    for i, r in enumerate(requests):
+        cuts = [(max(a, r.first_s), min(b, r.end_s)) for j, (a, b) in enumerate(spans)
+                if j != i and a < r.end_s and b > r.first_s]
+        shares.append(_covered(cuts, others) / (others * (r.end_s - r.first_s)))
+    return shares
+
+
+def _covered(spans: Sequence[tuple[float, float]], cap: int) -> float:
+    """Integral over time of the number of open spans, at most ``cap`` at a time (the
+    estimated spans of one replica's consecutive prefills may touch)."""
+    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    total, count, at = 0.0, 0, 0.0
+    for t, step in edges:
+        total += min(count, cap) * (t - at)
+        count, at = count + step, t
+    return total
+
+
+@dataclass(frozen=True)
+class InterferenceFit:
+    profile: LatencyProfile
+    requests: int
+    quiet: int
+    mean_share: float
+    r2: float
+
+    def __str__(self) -> str:
+        p = self.profile
+        return (f"# open loop: {self.requests} requests, {self.quiet} without a neighbour's "
+                f"prefill, mean share {self.mean_share:.2f}, r2 {self.r2:.2f}: step "
+                f"{p.step_ms_per_seq} ms, neighbour_prefill_slowdown "
+                f"{p.neighbour_prefill_slowdown}, noise_sigma {p.noise_sigma}")
+
+
+def fit_interference(requests: Sequence[Timed], profile: LatencyProfile,
+                     replicas: int) -> InterferenceFit:
+    """``profile`` with the decode step, slowdown and noise sigma these requests show."""
+    shares = overlap_shares(requests, profile, replicas)
+    itls = [r.itl_ms for r in requests]
+    if len(requests) < 10 or statistics.pvariance(shares) < 1e-4:
+        raise ValueError(f"fitting interference needs >= 10 requests whose overlap varies; "
+                         f"got {len(requests)}, overlap variance "
+                         f"{statistics.pvariance(shares) if shares else 0:.2g}")
+    slope, step = statistics.linear_regression(shares, itls)
+    if step <= 0:
+        raise ValueError(f"fitted a decode step of {step:.1f} ms: the data are not a "
+                         f"slowdown of a positive step")
+    quiet = [math.log(itl / step) for itl, f in zip(itls, shares, strict=True)
+             if f <= QUIET_SHARE]
+    sigma = statistics.pstdev(quiet) if len(quiet) >= 3 else profile.noise_sigma
+    fitted = dataclasses.replace(profile, step_ms_per_seq=round(step, 2),
+                                 neighbour_prefill_slowdown=round(max(slope, 0.0) / step, 3),
+                                 noise_sigma=round(sigma, 3))
+    r2 = statistics.correlation(shares, itls) ** 2
+    return InterferenceFit(fitted, len(requests), len(quiet),
+                           round(statistics.fmean(shares), 3), round(r2, 3))

@@ -1,0 +1,154 @@
+"""Neighbour-prefill interference: a decode step is slower while another replica on the
+host prefills; the simulator applies it, and the open-loop calibration fits it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import pytest
+
+from tierserve.autoscaler.policy import FixedPolicy
+from tierserve.autoscaler.sim.engine import SimSettings, Simulation
+from tierserve.autoscaler.sim.results import SimResult
+from tierserve.autoscaler.sim.trace import TraceRequest
+from tierserve.autoscaler.types import Limits, Slo
+from tierserve.core.capacity import capacity_from_profile
+from tierserve.core.latency import EngineCore, SeqRequest
+from tierserve.core.profiles import PROFILES, get_profile
+from tierserve.dev.replay.client import Outcome
+from tierserve.dev.replay.interference import (
+    OpenLoop,
+    Timed,
+    fit_interference,
+    overlap_shares,
+    timed,
+)
+
+CPU = dataclasses.replace(get_profile("smollm2-135m-cpu1"), noise_sigma=0.0)
+SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=40)
+
+
+def _run(slowdown: float, trace: tuple[TraceRequest, ...]) -> SimResult:
+    profile = dataclasses.replace(CPU, neighbour_prefill_slowdown=slowdown)
+    cap = capacity_from_profile(profile, SLO.tpot_p95_ms, prompt_tokens=64, output_tokens=24)
+    lim = Limits(min_replicas=2, max_replicas=2, cold_start_s=10)
+    settings = SimSettings(slo=SLO, limits=lim, capacity=cap, initial_replicas=2)
+    return Simulation(trace, profile, settings, FixedPolicy(replicas=2)).run()
+
+
+def test_factor_is_the_share_of_prefilling_neighbours_on_decode_steps_only() -> None:
+    p = dataclasses.replace(CPU, neighbour_prefill_slowdown=0.6)
+    assert p.neighbour_factor(0, 1, 1) == pytest.approx(1.6)
+    assert p.neighbour_factor(0, 3, 1) == pytest.approx(1.2)
+    assert p.neighbour_factor(0, 3, 0) == 1.0
+    assert p.neighbour_factor(64, 1, 1) == 1.0  # a prefill step is not slowed
+    assert p.neighbour_factor(0, 0, 0) == 1.0  # alone on the host
+    with pytest.raises(ValueError, match="3 prefilling neighbours out of 2"):
+        p.neighbour_factor(0, 2, 3)
+
+
+def test_only_measured_cpu_profiles_have_interference() -> None:
+    assert {n for n, p in PROFILES.items() if p.neighbour_prefill_slowdown} <= {
+        "smollm2-135m-cpu1"}
+
+
+def test_a_step_reports_its_prefill_tokens() -> None:
+    core = EngineCore(CPU)
+    core.submit(SeqRequest("a", 40, 3))
+    assert core.step().prefill_tokens == 40
+    assert core.step().prefill_tokens == 0
+
+
+# A decodes 41 tokens from t=0; B's 100-token prompt arrives at 0.1 s on the other
+# replica and prefills for 1.3 s: A's steps in that window take 1.5x as long.
+DECODER = TraceRequest(0.0, 1, 42)
+PREFILLER = TraceRequest(0.1, 100, 2)
+
+
+def test_a_neighbours_prefill_slows_decoding_by_the_slowdown() -> None:
+    window = CPU.step_ms(1, 100) / 1000
+    quiet, slowed = _run(0.0, (DECODER, PREFILLER)), _run(0.5, (DECODER, PREFILLER))
+    # the window of W s holds W / 1.5 s of work: A ends W / 3 s later (one step either way)
+    delay = slowed.finish_s[0] - quiet.finish_s[0]
+    assert delay == pytest.approx(window * 0.5 / 1.5, abs=1.5 * CPU.step_ms(1, 0) / 1000)
+    assert slowed.first_token_s[1] == quiet.first_token_s[1]  # prefill itself: not slowed
+
+
+def test_no_prefilling_neighbour_no_slowdown() -> None:
+    alone = (DECODER,)
+    assert _run(0.5, alone).finish_s == _run(0.0, alone).finish_s
+    both_decode = (DECODER, TraceRequest(0.0, 1, 42))  # both prefill 1 token at t=0 only
+    assert _run(0.5, both_decode).finish_s == _run(0.0, both_decode).finish_s
+
+
+def _synthetic(step: float, slowdown: float, sigma: float, n: int) -> list[Timed]:
+    """Requests on two replicas, one decoding while the other prefills a random share
+    of it (a 200-token prompt outlasts any decode here), then decodes one token."""
+    rnd = random.Random(4)
+
+    def noisy(ms: float) -> float:
+        return ms * math.exp(rnd.gauss(0, sigma) - sigma**2 / 2) / 1000
+
+    out, t = [], 0.0
+    for _ in range(n):
+        prompt, output = rnd.randint(16, 160), rnd.randint(16, 48)
+        share = rnd.choice((0.0, 0.0, rnd.random()))
+        decode = (output - 1) * noisy(step * (1 + slowdown * share))
+        out.append(Timed(t, t + 0.5, t + 0.5 + decode, prompt, output))
+        if share:
+            first = t + 0.5 + share * decode
+            pre = CPU.step_ms(1, 200) / 1000
+            out.append(Timed(first - pre - 0.01, first, first + noisy(step), 200, 2))
+        t += 20.0
+    return out
+
+
+def test_fit_recovers_step_slowdown_and_quiet_sigma() -> None:
+    requests = _synthetic(step=28.0, slowdown=0.5, sigma=0.08, n=300)
+    fit = fit_interference(requests, CPU, replicas=2)
+    assert fit.profile.step_ms_per_seq == pytest.approx(28.0, rel=0.03)
+    assert fit.profile.neighbour_prefill_slowdown == pytest.approx(0.5, rel=0.15)
+    assert fit.profile.noise_sigma == pytest.approx(0.08, rel=0.2)
+    assert fit.profile.prefill_ms_per_token == CPU.prefill_ms_per_token
+    assert 0 < fit.mean_share < 1 and fit.quiet > 100
+
+
+def test_overlap_counts_other_requests_prefill_only() -> None:
+    pre = CPU.step_ms(1, 50) / 1000
+    a = Timed(0.0, 1.0, 3.0, 10, 21)  # decodes over [1, 3]
+    b = Timed(0.5, 2.0 + pre, 2.5 + pre, 50, 2)  # prefills over [2, 2 + pre], sent earlier
+    shares = overlap_shares([a, b], CPU, replicas=2)
+    assert shares[0] == pytest.approx(min(pre, 1.0) / 2.0)
+    assert shares[1] == 0.0  # a's prefill ended before b decoded
+    with pytest.raises(ValueError, match="got 1"):
+        overlap_shares([a, b], CPU, replicas=1)
+
+
+def test_fit_refuses_too_few_or_uniform_requests() -> None:
+    flat = [Timed(10.0 * i, 10.0 * i + 0.5, 10.0 * i + 1.5, 32, 33) for i in range(20)]
+    with pytest.raises(ValueError, match="overlap varies"):
+        fit_interference(flat, CPU, replicas=2)
+
+
+def test_open_loop_is_seeded_at_the_asked_utilisation() -> None:
+    loop = OpenLoop(utilisation=0.6, duration_s=4000, seed=3)
+    rate = loop.rate(CPU, replicas=2)
+    trace = loop.trace(rate)
+    assert trace == loop.trace(rate) and trace != OpenLoop(0.6, 4000, 4).trace(rate)
+    busy = sum(CPU.step_ms(1, r.prompt_tokens) + (r.output_tokens - 1) * CPU.step_ms(1, 0)
+               for r in trace) / 1000
+    assert busy / (2 * 4000) == pytest.approx(0.6, rel=0.05)
+    assert {16, 160} <= {r.prompt_tokens for r in trace}
+    with pytest.raises(ValueError, match="1.5"):
+        OpenLoop(utilisation=1.5)
+    with pytest.raises(ValueError, match="outputs 1..4"):
+        OpenLoop(outputs=(1, 4))
+
+
+def test_timed_keeps_complete_requests() -> None:
+    trace = [TraceRequest(0.0, 8, 4), TraceRequest(1.0, 8, 4), TraceRequest(2.0, 8, 4)]
+    outcomes = [Outcome(0.0, 0.5, 0.8, 4), Outcome(1.0, math.nan, math.nan, 0, "503"),
+                Outcome(2.0, 2.5, 2.6, 3)]
+    assert timed(trace, outcomes) == [Timed(0.0, 0.5, 0.8, 8, 4)]
