@@ -141,9 +141,9 @@ def test_open_loop_is_seeded_at_the_asked_utilisation() -> None:
                for r in trace) / 1000
     assert busy / (2 * 4000) == pytest.approx(0.6, rel=0.05)
     assert {16, 160} <= {r.prompt_tokens for r in trace}
-    with pytest.raises(ValueError, match="1.5"):
+    with pytest.raises(ValueError, match=r"1\.5"):
         OpenLoop(utilisation=1.5)
-    with pytest.raises(ValueError, match="outputs 1..4"):
+    with pytest.raises(ValueError, match=r"outputs 1\.\.4"):
         OpenLoop(outputs=(1, 4))
 
 
