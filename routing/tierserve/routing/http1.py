@@ -20,17 +20,29 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
 _PAUSE_AT = 64  # queued body chunks before reading pauses
 _now = time.monotonic  # the event loop's clock on Linux (uvloop and asyncio)
-
-# Takes a body piece and whether the message ended with it (the piece may then be
-# b""); returning False asks to pause reading.
-Sink = Callable[[bytes, bool], bool]
 OnFirst = Callable[[bytes], None]  # given the first body chunk of a 2xx answer
+
+
+class Sink(Protocol):
+    """Where a piped message's body goes."""
+
+    def __call__(self, chunk: bytes) -> bool:
+        """A piece of the body (never empty); False asks to pause reading."""
+        ...
+
+    def end(self, chunk: bytes) -> None:
+        """The message's last piece (maybe empty): the message is complete."""
+        ...
+
+
+def _unset(chunk: bytes) -> bool:
+    raise AssertionError("a body piece outside pipe()")
 
 
 class ConnectFailed(Exception):
@@ -73,6 +85,7 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._sink: Sink | None = None
+        self._to: Callable[[bytes], bool] = _unset  # the sink, while piping
         self._on_first: OnFirst | None = None
         self.last_data = 0.0
 
@@ -92,24 +105,24 @@ class _Conn(asyncio.Protocol):
             self.close()
         # Piping: what this read brought goes to the sink as one piece, with the
         # message's end when it came too (then the sink is done with this message).
-        # Inline, not a method: this runs for every relayed read.
-        sink = self._sink
-        if sink is None:
-            return
+        # Inline, not a method, and lean: this runs for every relayed read.
         piece = self._piece
-        if piece is None:
-            if not self.done:
-                return
-            piece = b""
-        else:
+        if piece is not None:  # (pieces are kept only while piping)
             self._piece = None
-        self.last_data = _now()
-        if self.done:
-            self._sink = None  # on_message_complete woke pipe(), which returns
-            sink(piece, True)
-        elif not sink(piece, False):
-            self.pause()
-            self._wake()  # pipe() returns so that its caller can drain
+            self.last_data = _now()
+            if self.done:
+                self._end_pipe(piece)
+            elif not self._to(piece):
+                self.pause()
+                self._wake()  # pipe() returns so that its caller can drain
+        elif self.done and self._sink is not None:
+            self._end_pipe(b"")
+
+    def _end_pipe(self, piece: bytes) -> None:
+        sink = self._sink
+        assert sink is not None
+        self._sink, self._to = None, _unset  # on_message_complete woke pipe(): it returns
+        sink.end(piece)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -228,19 +241,21 @@ class _Conn(asyncio.Protocol):
         if self._chunks or self.done:
             chunks = b"".join(self._chunks)
             self._chunks.clear()
-            if not sink(chunks, self.done) or self.done:
-                if not self.done:
-                    self.pause()
+            if self.done:
+                sink.end(chunks)
+                return
+            if not sink(chunks):
+                self.pause()
                 return
         self.resume()
-        self._sink = sink
+        self._sink, self._to = sink, sink
         try:
             while not self.done and not self._paused:
                 if self._error is not None:
                     raise self._error
                 await self._wait()
         finally:
-            self._sink = None
+            self._sink, self._to = None, _unset
 
     def expire(self) -> None:
         self._fail(Timeout())

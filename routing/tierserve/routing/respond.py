@@ -187,27 +187,41 @@ class _Sink:
                  "tail")
 
     def __init__(self, request: Request, first: bytes, clock: Clock) -> None:
-        self._request, self._transport, self._clock = request, request.transport, clock
+        transport = request.transport
+        assert transport is not None  # set when the client connected
+        self._request, self._transport, self._clock = request, transport, clock
         self._chunked = request.chunked
         self.events, self.tail, self.last_at = first.count(b"data: "), first[-32:], clock()
         self.gone = False
 
-    def __call__(self, chunk: bytes, last: bool) -> bool:
+    def __call__(self, chunk: bytes) -> bool:
         t = self._transport
-        if t is None or t.is_closing():
+        if t.is_closing():
             self.gone = True
             return False
-        if chunk:  # (an empty chunk would end a chunked answer)
+        self.events += chunk.count(b"data: ")
+        self.tail = chunk[-32:] if len(chunk) >= 32 else (self.tail + chunk)[-32:]
+        self.last_at = self._clock()
+        t.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+        return t.get_write_buffer_size() < _HIGH
+
+    def end(self, chunk: bytes) -> None:
+        """The stream's last piece: written with the answer's end when it is complete
+        (``[DONE]`` seen), else left open for the relay's SSE error event."""
+        t = self._transport
+        if t.is_closing():
+            self.gone = True
+            return
+        if chunk:
             self.events += chunk.count(b"data: ")
-            self.tail = chunk[-32:] if len(chunk) >= 32 else (self.tail + chunk)[-32:]
+            self.tail = (self.tail + chunk)[-32:]
             self.last_at = self._clock()
             if self._chunked:
                 chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
-        if last and b"[DONE]" in self.tail:
+        if b"[DONE]" in self.tail:
             chunk += self._request.ending()
         if chunk:
             t.write(chunk)
-        return t.get_write_buffer_size() < _HIGH
 
     async def drain(self) -> None:
         if self.gone:

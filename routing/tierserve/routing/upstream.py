@@ -26,8 +26,7 @@ from tierserve.routing import http1
 from tierserve.routing.pool import DEFAULT_IDLE_S, DEFAULT_MAX_CONNS, Pool
 from tierserve.routing.state import EndpointState
 
-Sink = http1.Sink  # takes relayed bytes and whether they end the answer; False:
-#   wait for ``drain`` before the next
+Sink = http1.Sink  # takes relayed bytes (False: wait for ``drain`` before the next)
 Drain = Callable[[], Awaitable[None]]
 
 
@@ -99,7 +98,7 @@ class Backend(Protocol):
 async def relay_chunks(chunks: AsyncIterator[bytes], sink: Sink, drain: Drain) -> None:
     """:meth:`Stream.relay` for a stream that produces its chunks in a coroutine."""
     async for chunk in chunks:
-        if chunk and not sink(chunk, False):
+        if chunk and not sink(chunk):
             await drain()
 
 
