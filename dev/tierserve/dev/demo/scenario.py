@@ -147,7 +147,7 @@ def traffic(demo: Demo, p: DemoPlan, watcher: watch.Watcher) -> Traffic:
     records = asyncio.run(_drive(demo, p, watcher))
     peak = max((pt.spec for pt in watcher.points.get(SCALED, [])), default=1)
     if peak > 1:  # the idle tail was sized for the window; allow the autoscaler's lag
-        wait_until(lambda: _back_to_one(watcher), 180,
+        wait_until(lambda: _back_to_one(watcher), 240,
                    f"{SCALED} to scale back to 1 after the burst")
     return Traffic(records, watcher, started_unix, started, burst)
 
