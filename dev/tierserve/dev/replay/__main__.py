@@ -5,6 +5,7 @@ real replicas with ``tierserve sim`` on a slice of a trace.
         [--replicas 2 --open-loop-s 150 --open-loop-utilisation 0.6 --open-loop-seed 5]
     python -m tierserve.dev.replay compare --trace ../shared/traces/azure-llm-2023-conv.csv \\
         [--profile smollm2-135m-cpu1] [--replicas 2] [--runs fixed slo] [--json FILE]
+    python -m tierserve.dev.replay table run1.json run2.json ...   # sim vs the real median
 
 Both start their own Ray (2 CPUs, no dashboard) and router on 127.0.0.1 and stop them.
 Run one real run per process (``--runs fixed``, then ``--runs slo``): a second Ray started
@@ -29,7 +30,7 @@ from tierserve.autoscaler.sim.runner import Runner, Scenario
 from tierserve.autoscaler.sim.trace import Trace, TraceError, load_trace
 from tierserve.autoscaler.types import Limits, Slo
 from tierserve.core.latency import LatencyProfile
-from tierserve.dev.replay import calibrate, compare
+from tierserve.dev.replay import calibrate, compare, repeats
 from tierserve.dev.replay.client import replay
 from tierserve.dev.replay.interference import OpenLoop, fit_interference, timed
 from tierserve.dev.replay.slicing import SliceSpec, slice_trace, write_jsonl
@@ -74,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--sim-seeds", type=int, default=9,
                      help="host-noise draws per simulated run (noisy profiles): the median")
     cmp.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    tab = sub.add_parser("table", help="several compare --json files: sim vs the real median")
+    tab.add_argument("files", type=Path, nargs="+")
     for q in (cal, cmp):
         q.add_argument("--workdir", type=Path, help="state directory (default: a temporary one)")
     return p
@@ -161,8 +164,21 @@ async def _real(args: argparse.Namespace, run: str, trace: Trace, runner: Runner
     return {**real, "uptime_before": before, "uptime_after": uptime()}
 
 
+def _table(args: argparse.Namespace) -> int:
+    rows = repeats.merge(repeats.load(args.files))
+    print(compare.table(rows))
+    for name, row in rows.items():
+        if ", run " in name:
+            print(f"# {name}: uptime before {row.get('uptime_before', '?')}")
+        elif name.startswith("real"):
+            print(f"# {name}: real-vs-real spread (max - min) {repeats.spread(rows, name)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd == "table":
+        return _table(args)
     with tempfile.TemporaryDirectory(prefix="tierserve-replay-") as tmp:
         workdir = args.workdir or Path(tmp)
         try:

@@ -1,0 +1,58 @@
+"""Several real runs of one setting: merged into one table, the simulator against their
+median, their spread as the measurement's own noise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tierserve.dev.replay import compare, repeats
+from tierserve.dev.replay.__main__ import main
+
+
+def _row(ttft: float, tpot: float, att: float) -> dict[str, Any]:
+    return {"requests": 141, "ttft_p50_ms": ttft / 3, "ttft_p95_ms": ttft,
+            "tpot_p50_ms": tpot / 1.4, "tpot_p95_ms": tpot, "attainment": att,
+            "avg_replicas": 2.0}
+
+
+SIM = _row(2500.0, 44.0, 0.85)
+RUNS = [{"real, 2 replicas": _row(t, p, a), "sim, 2 replicas": SIM}
+        for t, p, a in ((2800.0, 42.0, 0.87), (3400.0, 50.0, 0.80), (2600.0, 47.0, 0.83))]
+
+
+def test_the_sim_is_compared_with_the_median_of_the_real_runs() -> None:
+    rows = repeats.merge(RUNS)
+    assert list(rows) == ["real, 2 replicas, run 1", "real, 2 replicas, run 2",
+                          "real, 2 replicas, run 3", "real, 2 replicas", "sim, 2 replicas"]
+    med = rows["real, 2 replicas"]
+    assert (med["ttft_p95_ms"], med["tpot_p95_ms"], med["attainment"], med["runs"]) == (
+        2800.0, 47.0, 0.83, 3)
+    assert "| sim vs real | | " in compare.table(rows)
+    assert "+2.0 pt" in compare.table(rows)  # 0.85 against the median 0.83
+    assert repeats.spread(rows, "real, 2 replicas")["attainment"] == pytest.approx(0.07)
+
+
+def test_differing_simulated_rows_are_refused() -> None:
+    other = [RUNS[0], {**RUNS[1], "sim, 2 replicas": _row(2400.0, 44.0, 0.85)}]
+    with pytest.raises(ValueError, match="2400"):
+        repeats.merge(other)
+    with pytest.raises(ValueError, match="no runs"):
+        repeats.median_row([])
+
+
+def test_table_command_reads_compare_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    paths = []
+    for k, run in enumerate(RUNS):
+        paths.append(tmp_path / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    assert main(["table", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert "real, 2 replicas, run 3" in out and "spread" in out
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"bad\.json"):
+        repeats.load([tmp_path / "bad.json"])
