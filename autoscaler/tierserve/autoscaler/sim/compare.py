@@ -20,19 +20,23 @@ COLUMNS = (
 )  # fmt: skip
 
 DEFAULT_SWEEPS: Mapping[str, Sequence[Mapping[str, Any]]] = {
-    # per-replica targets from 8 to 32 in-flight requests: the right one depends on the
-    # model and GPU (a 2x H100 70B replica batches far more than a 2x A100 one); steps of
-    # one where the frontier bends (10-16), so interpolating between settings never
-    # credits a baseline with a cost it would not reach at a finer setting
+    # per-replica targets from 0.5 to 32 in-flight requests: the right one depends on the
+    # model, the GPU and the traffic (a 2x H100 70B replica batches far more than a 2x
+    # A100 one; short answers behind long prompts need about one request per replica);
+    # steps of one where the conversation frontier bends (10-16), so interpolating
+    # between settings never credits a baseline with a cost it would not reach at a
+    # finer setting
     "hpa": [
         {"target": t, "scale_down_stabilization_s": w}
         for w in (300.0, 120.0, 60.0)
-        for t in (8.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 18.0, 20.0, 24.0, 32.0)
+        for t in (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0,
+                  18.0, 20.0, 24.0, 32.0)
     ],
     "kpa": [
         {"target": t, "scale_down_delay_s": d}
         for d in (0.0, 120.0, 300.0)
-        for t in (6.0, 8.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 20.0, 24.0, 32.0)
+        for t in (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0,
+                  20.0, 24.0, 32.0)
     ],
 }
 
