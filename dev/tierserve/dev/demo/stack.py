@@ -209,12 +209,21 @@ def stop_pidfile(pidfile: Path) -> bool:
 
 
 def stop_all(out: Path) -> list[str]:
-    """Stop every process this demo recorded under ``out/pids``; the names stopped."""
+    """Stop every process this demo recorded under ``out/pids``, then any engine left
+    running from its private ``out/local`` (a Triton server is its own process group, so
+    an operator killed before it stopped its servers leaves them); the names stopped."""
     pids = out / "pids"
     if not pids.is_dir():
         return []
     names = [*STOP_ORDER, *sorted({p.stem for p in pids.glob("*.pid")} - set(STOP_ORDER))]
-    return [n for n in names if (pids / f"{n}.pid").exists() and stop_pidfile(pids / f"{n}.pid")]
+    stopped = [n for n in names
+               if (pids / f"{n}.pid").exists() and stop_pidfile(pids / f"{n}.pid")]
+    left = [(pid, procs.start_time(pid)) for pid in pids_under(out / "local", "")]
+    for pid, started in left:
+        if started is not None and procs.start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    return stopped + ([f"{len(left)} engine processes"] if left else [])
 
 
 def write_state(out: Path, state: dict[str, object]) -> None:
