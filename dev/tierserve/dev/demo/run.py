@@ -228,7 +228,7 @@ def _finish(demo: Demo) -> None:
 
 def _print_kept(demo: Demo) -> None:
     assert demo.cluster is not None
-    lines = [f"export KUBECONFIG={demo.cluster.kubeconfig}",
+    lines = [*cluster.env_lines(demo.cluster.layout),  # KUBECONFIG, PATH with kubectl, helm
              *(f"{c.name}: {c.url} (pid file {c.pidfile}, log {c.log})"
                for c in demo.components)]
     if demo.prom_url:

@@ -13,7 +13,6 @@ import dataclasses
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import yaml
 from tierserve.dev.cluster import procs, prometheus
 from tierserve.dev.cluster.harness import ClusterHandle
 from tierserve.dev.demo import stack, watch
+from tierserve.dev.demo.checks import Traffic, checks, print_checks
 from tierserve.dev.demo.traffic import DemoPlan, DemoRecord, drive
 from tierserve.dev.waiting import wait_until
 
@@ -93,17 +93,6 @@ def _serves_routes(demo: Demo) -> bool:
     with urllib.request.urlopen(demo.component("router").url + "/v1/models", timeout=5) as r:
         served = {m["id"] for m in json.loads(r.read())["data"]}
     return set(ROUTES) <= served
-
-
-@dataclass
-class Traffic:
-    """One run of the plan: its records, replica points and wall-clock range."""
-
-    records: list[DemoRecord]
-    watcher: watch.Watcher
-    started_unix: float
-    started: float
-    burst: tuple[float, float]  # monotonic range of the burst phase
 
 
 async def _drive(demo: Demo, p: DemoPlan, watcher: watch.Watcher) -> list[DemoRecord]:
@@ -193,7 +182,8 @@ def run(demo: Demo, c: ClusterHandle) -> bool:
         report(demo.opts.out, c, t, prom)
     with demo.step(f"dashboard snapshots ({demo.opts.out}/dashboards/)"):
         snapshots(demo.opts.out / "dashboards", prom.url, t.started_unix - 30, ended + 5)
-    results = checks(c, t)
+    results = checks(t, watch.not_ready(c), SCALED)
+    print_checks(results)
     (demo.opts.out / "run.json").write_text(watch.dumps({
         "phases": phase_windows(p, t.started_unix), "ended": ended,
         "checks": {what: ok for what, (ok, _) in results.items()}}) + "\n")
@@ -219,29 +209,3 @@ def snapshots(out: Path, prom_url: str, start: float, end: float) -> None:
         raise RuntimeError(f"tierserve dashboards snapshot failed:\n{done.stderr[-3000:]}")
     for png in sorted(out.glob("*.png")):
         stack.log_line(str(png))
-
-
-def checks(c: ClusterHandle, t: Traffic) -> dict[str, tuple[bool, str]]:
-    """What the demo promises, each printed with ok/FAILED (and why not)."""
-    points = t.watcher.points.get(SCALED, [])
-    before = [pt.spec for pt in points if pt.t < t.burst[0]]
-    up = t.watcher.first(SCALED, lambda pt: pt.spec > 1, t.burst[0])
-    if before and before[-1] != 1:  # already scaled before the burst: not its doing
-        up = None
-    down = up and t.watcher.first(SCALED, lambda pt: pt.spec == 1, up.t)
-    failed = [r for r in t.records if not r.ok]
-    waiting = watch.not_ready(c)
-    results = {
-        "every LLMDeployment and LLMRoute Ready": (not waiting, "; ".join(waiting)),
-        f"no failed request ({len(t.records)} sent)": (
-            not failed, "; ".join(sorted({str(r.error) for r in failed})[:3])),
-        f"{SCALED} scaled up during the burst": (
-            up is not None and up.t <= t.burst[1],
-            f"replicas at the burst's start: {before[-1:]}, seen: "
-            f"{sorted({pt.spec for pt in points})}"),
-        f"{SCALED} scaled back down after it": (bool(down), ""),
-    }
-    print("\nchecks:")
-    for what, (ok, why) in results.items():
-        print(f"  {'ok    ' if ok else 'FAILED'} {what}{'' if ok or not why else ': ' + why}")
-    return results
