@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from argparse import ArgumentTypeError
 from collections import Counter
 from collections.abc import Sequence
 
@@ -93,3 +94,16 @@ def test_quantiles_hold_and_bad_knots_are_refused() -> None:
     assert max(draws) <= 1000
     with pytest.raises(ValueError, match="quantile knots"):
         Quantiles(((0.1, 1), (1.0, 10)))
+
+
+def test_tune_targets_flag_builds_the_sweeps() -> None:
+    from tierserve.autoscaler.sim.compare import target_sweeps
+    from tierserve.autoscaler.sim_cli import _targets
+
+    sweeps = target_sweeps(_targets("1,4"))
+    assert [k["target"] for k in sweeps["hpa"]] == [1.0, 4.0] * 3
+    assert {k["scale_down_delay_s"] for k in sweeps["kpa"]} == {0.0, 120.0, 300.0}
+    with pytest.raises(ArgumentTypeError, match="'1,x'"):
+        _targets("1,x")
+    with pytest.raises(ArgumentTypeError, match="positive"):
+        _targets("0,2")

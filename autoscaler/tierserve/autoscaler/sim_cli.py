@@ -20,7 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from tierserve.autoscaler.policy import POLICIES, parse_knobs
-from tierserve.autoscaler.sim.compare import DEFAULT_SWEEPS, SLO_SWEEP, compare, frontiers, table
+from tierserve.autoscaler.sim.compare import (
+    DEFAULT_SWEEPS,
+    SLO_SWEEP,
+    compare,
+    frontiers,
+    table,
+    target_sweeps,
+)
 from tierserve.autoscaler.sim.frontier import Frontier, bound_table, cost_table
 from tierserve.autoscaler.sim.runner import Run, Runner, Scenario
 from tierserve.autoscaler.sim.synthetic import SHAPES, synthetic
@@ -76,6 +83,11 @@ def register(subparsers: Any) -> None:
         help="with --compare: sweep the baselines' knobs; --no-tune uses the --hpa/--kpa "
         "knobs (or their defaults)",
     )  # fmt: skip
+    p.add_argument(
+        "--tune-targets", type=_targets, metavar="T1,T2,...",
+        help="with --compare: sweep the baselines over these per-replica targets only "
+        "(with each of their three scale-down settings) instead of the default 17 and 16",
+    )  # fmt: skip
     p.add_argument("--hpa", action="append", default=[], metavar="KNOB=VALUE",
                    help="with --compare --no-tune: an HPA baseline knob (repeatable)")
     p.add_argument("--kpa", action="append", default=[], metavar="KNOB=VALUE",
@@ -89,6 +101,18 @@ def register(subparsers: Any) -> None:
                    f"the plot extra ({PLOT_EXTRA})")
     add_log_level(p)
     p.set_defaults(func=main)
+
+
+def _targets(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"targets must be positive, got {text!r}")
+    return values
 
 
 def build_runner(args: argparse.Namespace) -> Runner:
@@ -128,7 +152,8 @@ def main(args: argparse.Namespace) -> int:
         knobs = parse_knobs(args.set, "--set")
         if args.compare:
             fixed = {n: [parse_knobs(getattr(args, n), f"--{n}")] for n in ("hpa", "kpa")}
-            sweeps = DEFAULT_SWEEPS if args.tune else fixed
+            tuned = target_sweeps(args.tune_targets) if args.tune_targets else DEFAULT_SWEEPS
+            sweeps = tuned if args.tune else fixed
             runs, swept = compare(runner, slo_knobs=knobs, sweeps=sweeps)
             if args.frontier:
                 fronts = frontiers(runner, swept, [{**knobs, **k} for k in SLO_SWEEP])

@@ -19,6 +19,17 @@ COLUMNS = (
     "tpot_p95_ms", "avg_replicas", "peak_replicas", "scale_events",
 )  # fmt: skip
 
+def target_sweeps(targets: Sequence[float]) -> dict[str, list[dict[str, Any]]]:
+    """The baselines' sweeps over ``targets`` (in-flight requests per replica), each with
+    its three scale-down settings (HPA's window, KPA's delay)."""
+    return {
+        "hpa": [{"target": t, "scale_down_stabilization_s": w}
+                for w in (300.0, 120.0, 60.0) for t in targets],
+        "kpa": [{"target": t, "scale_down_delay_s": d}
+                for d in (0.0, 120.0, 300.0) for t in targets],
+    }  # fmt: skip
+
+
 DEFAULT_SWEEPS: Mapping[str, Sequence[Mapping[str, Any]]] = {
     # per-replica targets from 0.5 to 32 in-flight requests: the right one depends on the
     # model, the GPU and the traffic (a 2x H100 70B replica batches far more than a 2x
