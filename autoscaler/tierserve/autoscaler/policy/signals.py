@@ -72,8 +72,12 @@ def granularity_safety(
     answer of ``n`` tokens averages its steps over ``n * tpot`` seconds, so long answers
     average a co-scheduled prefill away while short answers behind long prompts take it
     whole. The mean rates cannot tell a mean from a tail, hence the exponential shape.
+
+    An engine that runs one sequence at a time (``max_concurrency`` 1, llama.cpp here)
+    never decodes beside another request's prefill: its lumps queue (TTFT, which the
+    attainment feedback sees) but do not slow a decode, so the headroom is 0.
     """
-    if load <= 0:
+    if load <= 0 or capacity.max_concurrency <= 1:
         return 0.0
     work = (
         prompt_tokens / capacity.prefill_tokens_per_s
