@@ -105,21 +105,31 @@ class _Engine:
         return self.backend.state()
 
 
+# A replica being replaced (a redeploy: `serve.run` with a new replica count replaces
+# every replica) gets this long to finish the requests it holds before Ray kills it.
+# Ray's default, 20 s, is shorter than a request that queued behind others on a
+# one-sequence llama.cpp replica during a burst: those failed (ActorDiedError) on the
+# scale-up they caused. 120 s is the examples' route request timeout.
+GRACEFUL_SHUTDOWN_S = 120.0
+
 SimEngine = serve.deployment(
     name=SERVE_DEPLOYMENTS["simulated"],
-    max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0.1}
+    max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0.1},
+    graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
 )(_Engine)
 # llama.cpp serves one sequence at a time per replica; the rest wait in the replica's
 # queue (vllm:num_requests_waiting), not in Serve's, so the gauge shows them.
 LlamaCppEngine = serve.deployment(
-    name=SERVE_DEPLOYMENTS["llamacpp"], max_ongoing_requests=1024
+    name=SERVE_DEPLOYMENTS["llamacpp"], max_ongoing_requests=1024,
+    graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
 )(_Engine)
 
 _DEPLOYMENTS = {"simulated": SimEngine, "llamacpp": LlamaCppEngine}
 
 OpenAIIngress = serve.deployment(
     name="OpenAIIngress",
-    max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0.1}
+    max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0.1},
+    graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
 )(Ingress)
 
 

@@ -119,7 +119,10 @@ def autoscaler(out: Path, kubeconfig: Path, prom_url: str, port: int) -> Compone
               # the demo's clients are closed loops, not the random arrivals the burst
               # headroom is sized for; with it one steady client already takes SmolLM2
               # (at most 2 replicas) to 2, and the burst would show nothing
-              "--knob", "burst_z=0"]
+              "--knob", "burst_z=0",
+              # and the idle tail is the end of the traffic, not a lull in it: without
+              # this the count stays at 2 until the burst leaves the 5-minute window
+              "--knob", "down_safety_z=0"]
     return c
 
 
