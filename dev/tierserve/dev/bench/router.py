@@ -215,12 +215,19 @@ def _nonstream(args: argparse.Namespace, targets: list[str], tools: dict[str, st
 
 def _measure(args: argparse.Namespace, url: str, target: str, mode: str, *,
              rate: float = 0, concurrency: int = 0) -> dict[str, Any]:
-    """Wait for quiet, then one warmed-up measurement with per-core busy shares."""
+    """Wait for quiet, then one warmed-up measurement with per-core busy shares and the
+    target's own CPU time per request (warm-up included on both sides of the ratio):
+    the figure that other load on the machine disturbs least."""
     settled = _settle()
     ticks = _core_ticks()
+    pid = _PIDS.get(target)
+    cpu = _cpu_seconds(pid) if pid is not None else 0.0
     got = _load(args, url, target, mode, rate=rate, concurrency=concurrency)
     got["core_busy"] = _core_busy(ticks)
     got["settled"] = settled
+    served = got.get("achieved_rps", 0.0) * (args.warmup + args.duration)
+    if pid is not None and served > 0:
+        got["target_cpu_ms_per_req"] = (_cpu_seconds(pid) - cpu) * 1000 / served
     return got
 
 
@@ -256,6 +263,7 @@ def _row(args: argparse.Namespace, target: str, mode: str, got: dict[str, Any],
                            "backend": args.backend,
                            "cpus": args.placement.describe() if args.placement else "none",
                            "core_busy": got.get("core_busy"), "settled": got.get("settled"),
+                           "target_cpu_ms_per_req": _r(got.get("target_cpu_ms_per_req")),
                            "load1": round(os.getloadavg()[0], 2)}
     if mode == "nonstream":
         row["p999_ms"] = _r(got.get("p999_ms"))
