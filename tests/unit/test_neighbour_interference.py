@@ -115,6 +115,13 @@ def test_fit_recovers_step_slowdown_and_quiet_sigma() -> None:
     assert 0 < fit.mean_share < 1 and fit.quiet > 100
 
 
+def test_no_slowdown_in_the_data_keeps_the_closed_loop_fit() -> None:
+    requests = _synthetic(step=60.0, slowdown=0.0, sigma=0.3, n=300)
+    fit = fit_interference(requests, CPU, replicas=2)
+    assert fit.profile.neighbour_prefill_slowdown == 0.0
+    assert fit.profile == dataclasses.replace(CPU, neighbour_prefill_slowdown=0.0)
+
+
 def test_overlap_counts_other_requests_prefill_only() -> None:
     pre = CPU.step_ms(1, 50) / 1000
     a = Timed(0.0, 1.0, 3.0, 10, 21)  # decodes over [1, 3]

@@ -10,7 +10,8 @@ seeded Poisson arrivals of random-token prompts at a set utilisation of the repl
 comparison circular), measures for each request the share of its decode during which the
 other replicas were prefilling, and fits ``ITL = step x (1 + slowdown x share)`` by
 least squares; the host noise's ``sigma`` is refitted on the requests that overlapped no
-prefill, so the interference is not counted twice.
+prefill, so the interference is not counted twice. Where the slope is not positive there
+is no slowdown to fit, and the closed-loop profile is kept with the term at 0.
 
 A replica serves one sequence at a time, so any prefill that overlaps a request's decode
 ran on another replica: no replica assignment is needed. A prefill's interval is
@@ -147,15 +148,18 @@ def fit_interference(requests: Sequence[Timed], profile: LatencyProfile,
                          f"got {len(requests)}, overlap variance "
                          f"{statistics.pvariance(shares) if shares else 0:.2g}")
     slope, step = statistics.linear_regression(shares, itls)
-    if step <= 0:
-        raise ValueError(f"fitted a decode step of {step:.1f} ms: the data are not a "
-                         f"slowdown of a positive step")
-    quiet = [math.log(itl / step) for itl, f in zip(itls, shares, strict=True)
-             if f <= QUIET_SHARE]
-    sigma = statistics.pstdev(quiet) if len(quiet) >= 3 else profile.noise_sigma
-    fitted = dataclasses.replace(profile, step_ms_per_seq=round(step, 2),
-                                 neighbour_prefill_slowdown=round(max(slope, 0.0) / step, 3),
-                                 noise_sigma=round(sigma, 3))
     r2 = statistics.correlation(shares, itls) ** 2
+    quiet = [itl for itl, f in zip(itls, shares, strict=True) if f <= QUIET_SHARE]
+    if slope <= 0 or step <= 0:
+        # no slowdown to see: the intercept would only be this window's mean ITL, so
+        # the closed-loop fit of the step and the noise stands
+        return InterferenceFit(dataclasses.replace(profile, neighbour_prefill_slowdown=0.0),
+                               len(requests), len(quiet),
+                               round(statistics.fmean(shares), 3), round(r2, 3))
+    logs = [math.log(itl / step) for itl in quiet]
+    sigma = statistics.pstdev(logs) if len(logs) >= 3 else profile.noise_sigma
+    fitted = dataclasses.replace(profile, step_ms_per_seq=round(step, 2),
+                                 neighbour_prefill_slowdown=round(slope / step, 3),
+                                 noise_sigma=round(sigma, 3))
     return InterferenceFit(fitted, len(requests), len(quiet),
                            round(statistics.fmean(shares), 3), round(r2, 3))
