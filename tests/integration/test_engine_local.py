@@ -13,7 +13,9 @@ import openai
 import pytest
 
 from tierserve.dev.waiting import wait_until_async
+from tierserve.engine.engines import SERVE_DEPLOYMENTS
 from tierserve.engine.local import LocalRuntimes, LocalSpec, LocalStatus, free_port
+from tierserve.engine.local_runner import app_name
 from tierserve.engine.local_triton import TritonRunner
 from tierserve.engine.triton import TritonServer
 
@@ -78,12 +80,27 @@ async def test_triton_local_target(tmp_path: Path) -> None:
         os.kill(pid, 0)
 
 
+async def replica_pids(key: str, count: int) -> set[int]:
+    """The process ids of the engine replicas of ``key``'s Serve app, once ``count`` answer."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle(SERVE_DEPLOYMENTS["simulated"], app_name(key))
+    seen: set[int] = set()
+
+    async def all_seen() -> bool:
+        seen.update(await asyncio.gather(*(handle.pid.remote() for _ in range(8))))
+        return len(seen) >= count
+
+    await wait_until_async(all_seen, 60, f"{count} replica(s) answering")
+    return seen
+
+
 @pytest.mark.ray
 async def test_ray_serve_local_target(tmp_path: Path) -> None:
     local = LocalRuntimes(tmp_path, ray_http_port=free_port(), ray_num_cpus=2)
     key = "team-a/chat"
     try:
-        await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b"))
+        await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b", threads=1))
         status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 1,
                              "one ready replica")
         client = openai.AsyncOpenAI(base_url=f"{status.endpoint}/v1", api_key="x")
@@ -94,9 +111,20 @@ async def test_ray_serve_local_target(tmp_path: Path) -> None:
             text = await r.text()
         assert 'request_success_total{finished_reason="length",model_name="chat-8b"} 1.0' in text
 
-        await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b", replicas=2))
+        first = await replica_pids(key, 1)
+        await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b", replicas=2,
+                                     threads=1))
         status = await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 2,
                              "two ready replicas")
+        both = await replica_pids(key, 2)
+        # a new count adds a replica next to the serving one instead of replacing it (threads
+        # are fixed: a count that changed the capped thread count would be new settings)
+        assert first <= both
+        await local.apply(LocalSpec(key, "rayServe", PROFILE, "chat-8b", replicas=1,
+                                     threads=1))
+        await until(lambda: local.status(key), lambda s: s.ready and s.replicas == 1,
+                    "back to one replica")
+        assert await replica_pids(key, 1) <= both
 
         await local.delete(key)
         assert await local.status(key) is None

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +74,12 @@ class RayServeRunner:
         from tierserve.engine.serve_app import build_app
 
         args = engine_args_for(spec, self.settings.ray_num_cpus).model_dump(exclude_defaults=True)
-        app = build_app({**args, "served_name": spec.served_name, "num_replicas": spec.replicas,
-                         "num_cpus_per_replica": LOCAL_CPUS_PER_REPLICA})
+        args = {**args, "served_name": spec.served_name,
+                "num_cpus_per_replica": LOCAL_CPUS_PER_REPLICA}
+        # the same code and settings keep their version: a new replica count then adds or
+        # removes replicas in place instead of replacing them all
+        version = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+        app = build_app({**args, "num_replicas": spec.replicas, "code_version": version})
         name = app_name(spec.key)
         # serve.run blocks until the application is running: keep it off the loop.
         return asyncio.create_task(

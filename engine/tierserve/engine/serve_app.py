@@ -105,8 +105,8 @@ class _Engine:
         return self.backend.state()
 
 
-# A replica being replaced (a redeploy: `serve.run` with a new replica count replaces
-# every replica) gets this long to finish the requests it holds before Ray kills it.
+# A replica being replaced (a redeploy with new code or settings) or removed gets this
+# long to finish the requests it holds before Ray kills it.
 # Ray's default, 20 s, is shorter than a request that queued behind others on a
 # one-sequence llama.cpp replica during a burst: those failed (ActorDiedError) on the
 # scale-up they caused. 120 s is the examples' route request timeout.
@@ -139,8 +139,17 @@ def build_app(args: Mapping[str, Any]) -> serve.Application:
     ``args``: the engine's (:class:`~tierserve.engine.engines.EngineArgs`: ``engine``,
     ``profile`` or ``model``, ``threads``, ``context``, ``chat_template``, ``stop``,
     ``cold_start_s``), plus ``served_name`` (default: from the model), ``num_replicas``
-    (1), ``stream_batch_ms`` (0: a message per chunk) and, for llama.cpp,
-    ``num_cpus_per_replica`` (Ray's CPU reservation; default: ``threads`` or 1).
+    (1), ``stream_batch_ms`` (0: a message per chunk), for llama.cpp
+    ``num_cpus_per_replica`` (Ray's CPU reservation; default: ``threads`` or 1), and
+    ``code_version`` (see below).
+
+    ``code_version``: what ``serve.run`` (the local target) compares to tell a new
+    replica count from new code. Without it every ``serve.run`` gets a random version,
+    so changing only ``num_replicas`` replaced every replica (each reloading its model)
+    instead of adding or removing one. Serve removed ``version`` from the public
+    ``options()``; ``_internal`` still takes it. A config deploy (``serveConfigV2`` in a
+    RayService) ignores it: Serve versions those from the config, where a replica count
+    is already a lightweight update.
     """
     eargs = engine_args(args)
     served_name = str(args.get("served_name") or eargs.default_served_name())
@@ -149,5 +158,9 @@ def build_app(args: Mapping[str, Any]) -> serve.Application:
     cpus = float(args.get("num_cpus_per_replica") or eargs.cpus_per_replica())
     engine = _DEPLOYMENTS[eargs.engine].options(num_replicas=replicas,
                                                 ray_actor_options={"num_cpus": cpus})
+    ingress = OpenAIIngress
+    if version := args.get("code_version"):
+        engine = engine.options(version=str(version), _internal=True)
+        ingress = ingress.options(version=str(version), _internal=True)
     raw = eargs.model_dump(exclude_defaults=True)
-    return OpenAIIngress.bind(engine.bind(raw, batch_ms), served_name, eargs.max_model_len())
+    return ingress.bind(engine.bind(raw, batch_ms), served_name, eargs.max_model_len())
