@@ -116,10 +116,6 @@ def autoscaler(out: Path, kubeconfig: Path, prom_url: str, port: int) -> Compone
               # SmolLM2 has at most 2 replicas: 2 -> 1 is a step worth taking at once (the
               # default smallest step is 2, a smaller one only after 10 idle minutes)
               "--knob", "down_min_step=1",
-              # the demo's clients are closed loops, not the random arrivals the burst
-              # headroom is sized for; with it one steady client already takes SmolLM2
-              # (at most 2 replicas) to 2, and the burst would show nothing
-              "--knob", "burst_z=0",
               # and the idle tail is the end of the traffic, not a lull in it: without
               # this the count stays at 2 until the burst leaves the 5-minute window
               "--knob", "down_safety_z=0"]
