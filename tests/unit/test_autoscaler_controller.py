@@ -255,3 +255,16 @@ async def test_within_max_replicas_posts_no_event_and_a_hold_keeps_the_verdict()
     source.fail = True  # no metrics: the policy holds and says nothing about attainability
     await run_rounds(ctl, clock, 10)
     assert writer.events == [] and conditions(writer)[0]["status"] == "True"
+
+
+async def test_observe_only_reports_the_slo_and_leaves_the_count() -> None:
+    """autoscaling.enabled false: demand far above the count changes nothing, posts no
+    Event, and the observed SLO still goes to status.slo."""
+    clock, writer = FakeClock(), EventWriter(spec=2)
+    observed = TARGET.model_copy(update={"observe_only": True})
+    ctl = Controller([observed], FakeSource(load=30.0), writer, clock=clock, sleep=clock.sleep,
+                     interval_s=10, events=writer)
+    await run_rounds(ctl, clock, 6)
+    assert writer.spec == 2 and not writer.sets and not writer.events
+    assert writer.statuses and writer.statuses[-1]["ttftTargetMs"] == 2500
+    assert not conditions(writer)

@@ -77,8 +77,16 @@ def test_metrics_url() -> None:
     assert metrics_url("http://h:1") == "http://h:1/metrics"
 
 
+def test_disabled_autoscaling_is_observed_not_scaled() -> None:
+    obj = _obj()
+    obj["spec"]["autoscaling"] = {"enabled": False}
+    t = target_from_object(obj, DiscoveryOptions())
+    assert isinstance(t, ScaleTarget) and t.observe_only
+    enabled = target_from_object(_obj(), DiscoveryOptions())
+    assert isinstance(enabled, ScaleTarget) and not enabled.observe_only
+
+
 @pytest.mark.parametrize("change, reason", [
-    (lambda o: o["spec"].update(autoscaling={"enabled": False}), "enabled is false"),
     (lambda o: o["status"].pop("sizing"), "no sizing plan"),
     (lambda o: o["spec"]["slo"].pop("tpotP95Ms"), "invalid"),
 ])
@@ -120,7 +128,11 @@ def test_discovery_adds_updates_drops() -> None:
     d.upsert(changed)
     assert sink.targets[("team", "a")].limits.max_replicas == 5 and sink.adds == 3
     disabled = _obj("a", autoscaling={"enabled": False})
-    d.upsert(disabled)
+    d.upsert(disabled)  # still observed (status.slo), no longer scaled
+    assert sink.targets[("team", "a")].observe_only and sink.adds == 4
+    unsized = _obj("a")
+    unsized["status"].pop("sizing")
+    d.upsert(unsized)  # no sizing plan: nothing to size against, dropped
     assert ("team", "a") not in sink.targets and d.skipped[("team", "a")]
     d.delete("team", "b")
     assert sink.targets == {}

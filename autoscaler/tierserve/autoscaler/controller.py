@@ -54,6 +54,9 @@ class ScaleTarget(BaseModel):
     policy: str = "slo"
     knobs: Mapping[str, Any] = Field(default_factory=dict)
     endpoints: tuple[str, ...] = ()  # engine /metrics URLs, for the scrape source
+    # spec.autoscaling.enabled false: the count is the user's (kubectl scale, an HPA), but
+    # the observed SLO still goes to status.slo, so every deployment reports attainment
+    observe_only: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -178,11 +181,12 @@ class Controller:
         decision = tr.policy(ctx)
         tr.state = decision.state
         self._log(tr, decision, spec)
-        if decision.desired_replicas != spec and not decision.held:
-            await self.writer.set_scale(
-                t.namespace, t.name, decision.desired_replicas, decision.reason
-            )
-        await self._judge(tr, decision, now)
+        if not t.observe_only:
+            if decision.desired_replicas != spec and not decision.held:
+                await self.writer.set_scale(
+                    t.namespace, t.name, decision.desired_replicas, decision.reason
+                )
+            await self._judge(tr, decision, now)
         observed = self._observed(tr, decision)
         self.metrics.record(t.key, decision, spec, ready, observed.get("attainment"),
                             window_inputs(tuple(tr.window), now),

@@ -115,8 +115,6 @@ def target_from_object(obj: Mapping[str, Any], opts: DiscoveryOptions,
     status = obj.get("status") or {}
     try:
         spec = LLMDeploymentSpec.model_validate(obj.get("spec") or {})
-        if not spec.autoscaling.enabled:
-            return Skipped(ns, name, "spec.autoscaling.enabled is false")
         if not status.get("sizing"):
             return Skipped(ns, name, "no sizing plan in status yet")
         capacity = capacity_from_plan(SizingPlan.model_validate(status["sizing"]),
@@ -131,6 +129,7 @@ def target_from_object(obj: Mapping[str, Any], opts: DiscoveryOptions,
             policy=opts.policy,
             knobs=dict(opts.knobs or {}),
             endpoints=scrape_urls(ns, name, spec, status, slices or {}),
+            observe_only=not spec.autoscaling.enabled,
         )
     except (ValidationError, ValueError) as exc:
         return Skipped(ns, name, f"invalid for autoscaling: {exc}")
@@ -177,8 +176,8 @@ class Discovery:
         self.skipped.pop(result.key, None)
         before = self.known.get(result.key)
         if before != result:
-            log.info("%s %s/%s", "updating" if before is not None else "autoscaling",
-                     *result.key)
+            verb = "observing" if result.observe_only else "autoscaling"
+            log.info("%s %s/%s", "updating" if before is not None else verb, *result.key)
             if before is None or before.endpoints != result.endpoints:
                 log.debug("scrape URLs of %s/%s: %s", *result.key,
                           ", ".join(result.endpoints) or "none")

@@ -140,7 +140,8 @@ class Autoscaling(ApiModel):
     enabled: bool = Field(
         default=True,
         description="Whether the autoscaler manages spec.replicas. Default true; false "
-        "leaves the replica count to you (kubectl scale) or to an HPA/KEDA.")
+        "leaves the replica count to you (kubectl scale) or to an HPA/KEDA, and the "
+        "autoscaler still reports the observed SLO in status.slo.")
     scale_up_stabilization_seconds: int = Field(
         default=0, ge=0, le=3600,
         description="Window in seconds over which the lowest recommendation wins before "
