@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from tests.unit.transports import RecordingTransport
 from tierserve.routing import eager, server
 
 
@@ -86,20 +87,6 @@ async def test_cancelling_the_continuing_task_cancels_the_coroutine() -> None:
     assert seen == ["cancelled"] and ended == [None]
 
 
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
 
 async def test_the_server_runs_the_handler_inside_the_read_callback() -> None:
     """The handler's first step (for a stream: up to the upstream request's write) runs
@@ -114,7 +101,7 @@ async def test_the_server_runs_the_handler_inside_the_read_callback() -> None:
 
     srv = server.HttpServer(handler, body_limit=lambda: 1024, new_id=lambda: "id")
     conn = server.Conn(srv)
-    transport = _Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)
     conn.data_received(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                        b"Content-Length: 2\r\n\r\n{}")

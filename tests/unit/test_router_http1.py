@@ -8,26 +8,15 @@ import struct
 
 import pytest
 
+from tests.unit.transports import RecordingTransport
 from tierserve.routing import http1
 from tierserve.routing.pool import Pool
-
-
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written.append(bytes(data))
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_connection_reset_before_the_request_fails_the_send() -> None:
     lost: list[http1._Conn] = []
     conn = http1._Conn(lost.append)
-    transport = _Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)
     conn.connection_lost(ConnectionResetError())  # a dying server reset it after accept
     with pytest.raises(http1.ConnectFailed):

@@ -5,32 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.unit.transports import RecordingTransport
 from tierserve.routing import http1, server
 from tierserve.routing.respond import _Sink
-
-
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _chunk(data: bytes) -> bytes:
@@ -42,17 +19,17 @@ TOKEN = b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
 FINISH = b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
 
 
-async def _relaying() -> tuple[http1._Conn, server.Request, _Transport, _Sink,
+async def _relaying() -> tuple[http1._Conn, server.Request, RecordingTransport, _Sink,
                                asyncio.Task[None]]:
     """An upstream connection whose first chunk is in, piping into a client's sink."""
-    client = _Transport()
+    client = RecordingTransport()
     conn = server.Conn(server.HttpServer(_no_handler, body_limit=lambda: 1024,
                                          new_id=lambda: "id"))
     conn.connection_made(client)
     request = server.Request(conn, "POST", "/v1/chat/completions", {}, b"{}", None,
                              keep_alive=True, http10=False)
     upstream = http1._Conn(lambda _c: None)
-    upstream.connection_made(_Transport())
+    upstream.connection_made(RecordingTransport())
     upstream.send(b"POST / HTTP/1.1\r\n\r\n")
     upstream.data_received(HEAD + _chunk(TOKEN))
     first = await upstream.chunk()
