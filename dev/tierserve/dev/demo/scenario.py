@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 SCALED = "smollm2-ray"  # the deployment the burst scales (examples/ray-smollm2-cpu.yaml)
 # The A/B route's model twice for the tiered one's once: SmolLM2 (80% of `chat`) then
-# holds two of the burst's three clients most of the time, so requests queue on its one
+# holds most of the burst's clients most of the time, so requests queue on its one
 # replica; three models in the cycle also give `chat` every sticky user (with two,
 # `chat` would only see the even-numbered ones).
 ROUTES = ("chat", "qa", "chat")
