@@ -28,7 +28,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tierserve.autoscaler.sim.trace import Trace, TraceRequest
+from tierserve.autoscaler.sim.trace import Trace, TraceRequest, thinning
 
 RateFn = Callable[[float], float]  # requests per second at a time (seconds)
 
@@ -74,16 +74,9 @@ LONG_ANSWER = Quantiles(((0.0, 50), (0.1, 200), (0.5, 600), (0.9, 1400), (1.0, 2
 def arrivals(
     rate_at: RateFn, peak: float, duration_s: float, rng: random.Random
 ) -> list[float]:
-    """Non-homogeneous Poisson arrival times by thinning (Lewis & Shedler); ``rate_at``
-    must stay at or below ``peak``."""
-    out: list[float] = []
-    t = 0.0
-    while True:
-        t += rng.expovariate(peak)
-        if t >= duration_s:
-            return out
-        if rng.random() * peak <= rate_at(t):
-            out.append(t)
+    """All arrival times of :func:`~tierserve.autoscaler.sim.trace.thinning`, drawn
+    before any length (``build`` samples lengths after)."""
+    return list(thinning(rate_at, peak, duration_s, rng))
 
 
 def build(

@@ -17,7 +17,7 @@ import csv
 import json
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -168,6 +168,21 @@ def _shape(rng: random.Random, prompt_mean: int, output_mean: int) -> tuple[int,
     return prompt, output
 
 
+def thinning(
+    rate_at: Callable[[float], float], peak: float, duration_s: float, rng: random.Random
+) -> Iterator[float]:
+    """Non-homogeneous Poisson arrival times by thinning (Lewis & Shedler); ``rate_at``
+    must stay at or below ``peak``. Lazy: what the caller draws from ``rng`` between
+    arrivals is interleaved with the arrivals' own draws."""
+    t = 0.0
+    while True:
+        t += rng.expovariate(peak)
+        if t >= duration_s:
+            return
+        if rng.random() * peak <= rate_at(t):
+            yield t
+
+
 def _thinned(
     rate_at: Callable[[float], float],
     peak: float,
@@ -176,16 +191,9 @@ def _thinned(
     prompt_mean: int,
     output_mean: int,
 ) -> Trace:
-    """Non-homogeneous Poisson arrivals by thinning (Lewis & Shedler)."""
     rng = random.Random(seed)
-    out, t = [], 0.0
-    while True:
-        t += rng.expovariate(peak)
-        if t >= duration_s:
-            break
-        if rng.random() * peak <= rate_at(t):
-            out.append(TraceRequest(t, *_shape(rng, prompt_mean, output_mean)))
-    return tuple(out)
+    return tuple(TraceRequest(t, *_shape(rng, prompt_mean, output_mean))
+                 for t in thinning(rate_at, peak, duration_s, rng))
 
 
 def poisson_bursts(
