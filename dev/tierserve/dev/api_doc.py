@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tierserve.core.api.crd import all_crds
+from tierserve.dev.docfile import write_or_check
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT = ROOT / "docs" / "api.md"
@@ -152,13 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     except (MissingDescription, NoMarkers) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.check:
-        if current != text:
-            print(f"{args.out} is stale: run python -m tierserve.dev.api_doc", file=sys.stderr)
-            return 1
-        return 0
-    args.out.write_text(text)
-    return 0
+    return write_or_check(args.out, text, check=args.check,
+                          command="python -m tierserve.dev.api_doc")
 
 
 if __name__ == "__main__":

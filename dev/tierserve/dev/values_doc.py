@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from tierserve.dev.docfile import write_or_check
+
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "tierserve"
 OUT = ROOT / "docs" / "values.md"
@@ -166,15 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     except MissingDescription as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is stale: run python -m tierserve.dev.values_doc",
-                  file=sys.stderr)
-            return 1
-        return 0
-    args.out.write_text(text)
-    return 0
+    return write_or_check(args.out, text, check=args.check,
+                          command="python -m tierserve.dev.values_doc")
 
 
 if __name__ == "__main__":
