@@ -125,6 +125,14 @@ def plot_timeline(path: Path, records: Sequence[RequestRecord],
     for ax in axes:
         ax.legend(loc="upper right", fontsize=7)
     axes[2].set_xlabel("seconds since the load step began")
+    save_figure(fig, path, title)
+
+
+def save_figure(fig: Any, path: Path, title: str) -> None:
+    """Title, lay out and write ``fig`` as a PNG at ``path`` (its folder made), then
+    free it (pyplot keeps every open figure)."""
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from tierserve.dev.demo.figures import has_tpot, timings
 from tierserve.dev.demo.traffic import DemoRecord
-from tierserve.dev.live_timeline import ReplicaPoint, binned_p95
+from tierserve.dev.live_timeline import ReplicaPoint, binned_p95, save_figure
 
 BIN_S = 10.0
 ROUTE_COLOURS = 4  # matplotlib's C0.. for deployments, C4.. for routes
@@ -135,8 +135,4 @@ def plot_demo(path: Path, records: Sequence[DemoRecord],
         if ax.get_legend_handles_labels()[0]:  # an empty run has nothing to label
             ax.legend(loc="upper right", fontsize=7)
     axes[3].set_xlabel("seconds since the traffic began")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, title)
