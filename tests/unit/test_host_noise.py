@@ -20,7 +20,7 @@ from tierserve.core.latency import HostNoise
 from tierserve.core.profiles import get_profile
 from tierserve.dev.replay.calibrate import Observation, fit_noise
 
-QUIET = get_profile("smollm2-135m-cpu1")
+QUIET = dataclasses.replace(get_profile("smollm2-135m-cpu1"), neighbour_busy_slowdown=0.0)
 SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=40)
 
 

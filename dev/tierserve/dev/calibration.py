@@ -75,10 +75,16 @@ def run_closed_loop(
 
 
 def measure(profile: LatencyProfile, point: BenchmarkPoint) -> Measured:
-    """Run the closed loop that ``point`` describes."""
-    return run_closed_loop(
+    """Run the closed loop that ``point`` describes (beside busy neighbours: every step
+    slowed by the profile's factor with all of them busy)."""
+    m = run_closed_loop(
         profile, point.concurrency, point.prompt_tokens, point.output_tokens, point.rounds
     )
+    if not point.beside_busy:
+        return m
+    slow = profile.neighbour_factor(1, 1)
+    return dataclasses.replace(m, ttft_ms=m.ttft_ms * slow, itl_ms=m.itl_ms * slow,
+                               output_tok_s=m.output_tok_s / slow)
 
 
 def worst_error(profile: LatencyProfile, points: Sequence[BenchmarkPoint]) -> float:

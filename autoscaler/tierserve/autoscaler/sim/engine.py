@@ -78,7 +78,6 @@ class _Replica:
     busy: bool = False
     stopped_at: float | None = None
     outstanding: int = 0
-    prefill_until: float = -math.inf  # end of its current prefilling step, if any
 
 
 @dataclass
@@ -196,20 +195,17 @@ class Simulation:
     def _begin_step(self, rep: _Replica, t: float) -> None:
         rep.busy = True
         outcome = rep.core.step()
-        slow = self._neighbour_factor(rep, outcome.prefill_tokens, t)
+        slow = self._neighbour_factor(rep)
         end = t + outcome.duration_s * self.noise.factor(t) * slow
-        if outcome.prefill_tokens:
-            rep.prefill_until = end
         self._push(end, _STEP, (rep, outcome))
 
-    def _neighbour_factor(self, rep: _Replica, prefill_tokens: int, t: float) -> float:
-        """One host: the other serving replicas prefilling at ``t`` (a step ending at
-        ``t`` no longer is) slow a decode step starting then."""
-        if not self.profile.neighbour_prefill_slowdown:
+    def _neighbour_factor(self, rep: _Replica) -> float:
+        """One host: the other serving replicas busy when a step starts (in a step of
+        their own; a replica whose step ends now and has more work stays busy) slow it."""
+        if not self.profile.neighbour_busy_slowdown:
             return 1.0  # accelerators: skip the scan
         others = [r for r in self.replicas if r is not rep and r.ready and r.stopped_at is None]
-        prefilling = sum(1 for r in others if r.prefill_until > t)
-        return self.profile.neighbour_factor(prefill_tokens, len(others), prefilling)
+        return self.profile.neighbour_factor(len(others), sum(1 for r in others if r.busy))
 
     def _step_end(self, rep: _Replica, outcome: StepOutcome, t: float) -> None:
         iv, trace = self.iv, self.trace

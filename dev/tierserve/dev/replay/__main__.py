@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     defaults = OpenLoop()
     cal.add_argument("--open-loop-s", type=float, default=0.0,
                      help="then an open loop this long (needs --replicas >= 2): fits the "
-                     "neighbour-prefill slowdown and refits noise_sigma")
+                     "busy-neighbour slowdown and the alone step and prefill")
     cal.add_argument("--open-loop-utilisation", type=float, default=defaults.utilisation)
     cal.add_argument("--open-loop-seed", type=int, default=defaults.seed)
     cal.add_argument("--open-loop-prompts", type=int, nargs=2, default=defaults.prompts)

@@ -83,7 +83,8 @@ async def measure(base_url: str, model: str, prompts: Sequence[int], output: int
             stop.set()
             await asyncio.gather(*busy, return_exceptions=True)
     return [BenchmarkPoint(1, p, output, itl_ms=round(sum(itls[p]) / rounds, 2),
-                           ttft_ms=round(sum(ttfts[p]) / rounds, 1), rounds=rounds)
+                           ttft_ms=round(sum(ttfts[p]) / rounds, 1), rounds=rounds,
+                           beside_busy=neighbours > 0)
             for p in prompts]
 
 

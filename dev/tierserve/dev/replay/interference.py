@@ -1,22 +1,32 @@
-"""Fit the neighbour-prefill interference of the llama.cpp CPU profile from an open loop.
+"""Fit the busy-neighbour interference of the llama.cpp CPU profile from an open loop.
 
 The closed-loop calibration (:mod:`tierserve.dev.replay.calibrate`) sends one request at
-a time per replica, so every request decodes next to the same kind of neighbour. Under an
-open-loop load a request's decode overlaps a neighbour's prefill sometimes wholly,
-sometimes not at all, and the TPOT tail comes from the overlapped ones
+a time per replica while a client keeps every other replica busy, so every request runs
+next to a busy neighbour. Under an open-loop load a request's decode overlaps a busy
+neighbour sometimes wholly, sometimes not at all
 (:meth:`~tierserve.core.latency.LatencyProfile.neighbour_factor`). This phase sends
 seeded Poisson arrivals of random-token prompts at a set utilisation of the replicas
 (lengths and seed of its own, not the replay slice's: fitting to the slice would make the
 comparison circular), measures for each request the share of its decode during which the
-other replicas were prefilling, and fits ``ITL = step x (1 + slowdown x share)`` by
-least squares; the host noise's ``sigma`` is refitted on the requests that overlapped no
-prefill, so the interference is not counted twice. Where the slope is not positive there
-is no slowdown to fit, and the closed-loop profile is kept with the term at 0.
+other replicas were busy (prefilling or decoding a request of their own), and fits
+``ITL = step x (1 + slowdown x share)`` by least squares. The intercept is the decode
+step of a replica alone; the closed-loop prefill cost, measured beside a busy neighbour,
+is divided by ``1 + slowdown`` to give the prefill of a replica alone. The host noise
+stays the closed loop's: there the neighbour is always busy, so its spread is noise with
+the interference held constant (an earlier version refitted ``sigma`` on the open loop's
+requests beside no busy neighbour: 22 of 82, taken at the host's quietest moments, they
+gave 0.14 against the closed loop's 0.18, and the replay's TPOT tail came out short,
+docs/engine.md). Where the slope is not positive there is no slowdown
+to fit, and the closed-loop profile is kept with the term at 0.
 
-A replica serves one sequence at a time, so any prefill that overlaps a request's decode
-ran on another replica: no replica assignment is needed. A prefill's interval is
-estimated from its first token back by the profile's prefill time (not before it was
-sent; a queued request's start is not observed).
+(An earlier version regressed on the share of neighbours *prefilling*; on the quiet
+machine the busy share explained the ITLs twice as well, r2 0.37 against 0.19, and with
+both regressors the prefill share's coefficient turned negative.)
+
+A replica serves one sequence at a time, so any request that overlaps a request's
+decode ran on another replica: no replica assignment is needed. A request's busy span
+starts at its estimated prefill start (its first token less the profile's prefill time,
+not before it was sent) and ends at its last token.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from tierserve.core.latency import LatencyProfile
 from tierserve.dev.replay.client import Outcome
 
 QUIET_SHARE = 0.05  # a request whose decode overlapped at most this much counts as quiet
+MIN_T = 2.0  # a slowdown is fitted only when its slope is this many standard errors above 0
 
 
 @dataclass(frozen=True)
@@ -96,12 +107,12 @@ def timed(trace: Sequence[TraceRequest], outcomes: Sequence[Outcome]) -> list[Ti
 
 def overlap_shares(requests: Sequence[Timed], profile: LatencyProfile,
                    replicas: int) -> list[float]:
-    """Per request, the mean share of the other ``replicas - 1`` replicas that were
-    prefilling during its decode (0..1)."""
+    """Per request, the mean share of the other ``replicas - 1`` replicas that were busy
+    during its decode (0..1)."""
     others = replicas - 1
     if others < 1:
         raise ValueError(f"interference needs >= 2 replicas; got {replicas}")
-    spans = [(max(r.sent_s, r.first_s - profile.step_ms(1, r.prompt) / 1000), r.first_s)
+    spans = [(max(r.sent_s, r.first_s - profile.step_ms(1, r.prompt) / 1000), r.end_s)
              for r in requests]
     shares = []
     for i, r in enumerate(requests):
@@ -113,7 +124,7 @@ def overlap_shares(requests: Sequence[Timed], profile: LatencyProfile,
 
 def _covered(spans: Sequence[tuple[float, float]], cap: int) -> float:
     """Integral over time of the number of open spans, at most ``cap`` at a time (the
-    estimated spans of one replica's consecutive prefills may touch)."""
+    estimated spans of one replica's consecutive requests may touch)."""
     edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
     total, count, at = 0.0, 0, 0.0
     for t, step in edges:
@@ -132,15 +143,26 @@ class InterferenceFit:
 
     def __str__(self) -> str:
         p = self.profile
-        return (f"# open loop: {self.requests} requests, {self.quiet} without a neighbour's "
-                f"prefill, mean share {self.mean_share:.2f}, r2 {self.r2:.2f}: step "
-                f"{p.step_ms_per_seq} ms, neighbour_prefill_slowdown "
-                f"{p.neighbour_prefill_slowdown}, noise_sigma {p.noise_sigma}")
+        return (f"# open loop: {self.requests} requests, {self.quiet} beside no busy "
+                f"neighbour, mean share {self.mean_share:.2f}, r2 {self.r2:.2f}: step alone "
+                f"{p.step_ms_per_seq} ms, prefill alone {p.prefill_ms_per_token} ms/token, "
+                f"neighbour_busy_slowdown {p.neighbour_busy_slowdown}, noise_sigma "
+                f"{p.noise_sigma}")
+
+
+def _slope_error(xs: Sequence[float], ys: Sequence[float], slope: float,
+                 intercept: float) -> float:
+    """Standard error of a least-squares slope."""
+    mx = statistics.fmean(xs)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    rss = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    return math.sqrt(rss / (len(xs) - 2) / sxx)
 
 
 def fit_interference(requests: Sequence[Timed], profile: LatencyProfile,
                      replicas: int) -> InterferenceFit:
-    """``profile`` with the decode step, slowdown and noise sigma these requests show."""
+    """``profile`` (the closed-loop fit, beside a busy neighbour) with the alone decode
+    step and prefill, the slowdown and the noise sigma these requests show."""
     shares = overlap_shares(requests, profile, replicas)
     itls = [r.itl_ms for r in requests]
     if len(requests) < 10 or statistics.pvariance(shares) < 1e-4:
@@ -150,16 +172,16 @@ def fit_interference(requests: Sequence[Timed], profile: LatencyProfile,
     slope, step = statistics.linear_regression(shares, itls)
     r2 = statistics.correlation(shares, itls) ** 2
     quiet = [itl for itl, f in zip(itls, shares, strict=True) if f <= QUIET_SHARE]
-    if slope <= 0 or step <= 0:
-        # no slowdown to see: the intercept would only be this window's mean ITL, so
-        # the closed-loop fit of the step and the noise stands
-        return InterferenceFit(dataclasses.replace(profile, neighbour_prefill_slowdown=0.0),
+    if step <= 0 or slope <= MIN_T * _slope_error(shares, itls, slope, step):
+        # no slowdown to see (a slope within noise of 0): the intercept would only be
+        # this window's mean ITL, so the closed-loop fit of the step and the noise stands
+        return InterferenceFit(dataclasses.replace(profile, neighbour_busy_slowdown=0.0),
                                len(requests), len(quiet),
                                round(statistics.fmean(shares), 3), round(r2, 3))
-    logs = [math.log(itl / step) for itl in quiet]
-    sigma = statistics.pstdev(logs) if len(logs) >= 3 else profile.noise_sigma
+    slowdown = slope / step
     fitted = dataclasses.replace(profile, step_ms_per_seq=round(step, 2),
-                                 neighbour_prefill_slowdown=round(slope / step, 3),
-                                 noise_sigma=round(sigma, 3))
+                                 prefill_ms_per_token=round(
+                                     profile.prefill_ms_per_token / (1 + slowdown), 3),
+                                 neighbour_busy_slowdown=round(slowdown, 3))
     return InterferenceFit(fitted, len(requests), len(quiet),
                            round(statistics.fmean(shares), 3), round(r2, 3))
