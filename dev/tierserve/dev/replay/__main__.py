@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         cmp.add_argument(f"--{name.replace('_', '-')}", type=type(field.default),
                          default=field.default)
     cmp.add_argument("--replicas", type=int, default=2, help="fixed replica count")
-    cmp.add_argument("--runs", nargs="+", choices=("fixed", "slo"), default=["fixed"])
+    cmp.add_argument("--runs", nargs="+", choices=("fixed", "slo", "observe"), default=["fixed"],
+                     help="observe: the fixed count with the SLO controller scraping and "
+                     "deciding beside it, bounded to that count (never writes)")
     cmp.add_argument("--sim-only", action="store_true", help="skip the real replicas")
     cmp.add_argument("--slo-ttft-ms", type=float, default=2500.0)
     cmp.add_argument("--slo-tpot-ms", type=float, default=40.0)
@@ -138,15 +140,18 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
           f"written to {workdir / 'slice.jsonl'}")
     rows: dict[str, dict[str, Any]] = {}
     for run in args.runs:
-        label = (f"{args.replicas} replicas" if run == "fixed"
-                 else f"SLO policy 1..{args.replicas}")
+        label = {"fixed": f"{args.replicas} replicas",
+                 "observe": f"{args.replicas} replicas, controller observing",
+                 "slo": f"SLO policy 1..{args.replicas}"}[run]
         if not args.sim_only:
             rows[f"real, {label}"] = await _real(args, run, trace, runner, workdir, slo)
             print(json.dumps({f"real, {label}": rows[f"real, {label}"]}), flush=True)
-        knobs = ({"replicas": args.replicas} if run == "fixed"
-                 else {"interval_s": compare.INTERVAL_S})
+        # the simulator has no controller cost: an observing run simulates as fixed
+        knobs = ({"interval_s": compare.INTERVAL_S} if run == "slo"
+                 else {"replicas": args.replicas})
+        sim_kind = "slo" if run == "slo" else "fixed"
         seeds = args.sim_seeds if runner.profile.noise_sigma else 1
-        rows[f"sim, {label}"] = compare.sim_summary(runner, run, knobs, seeds)
+        rows[f"sim, {label}"] = compare.sim_summary(runner, sim_kind, knobs, seeds)
     print(compare.table(rows))
     print(json.dumps(rows, indent=1))
     if args.json:
@@ -160,7 +165,8 @@ async def _real(args: argparse.Namespace, run: str, trace: Trace, runner: Runner
     if run == "fixed":
         real = await compare.real_fixed(trace, args.replicas, workdir / "real-fixed", slo)
     else:
-        real = await compare.real_slo(trace, runner, workdir / "real-slo")
+        real = await compare.real_slo(trace, runner, workdir / f"real-{run}",
+                                      observe=args.replicas if run == "observe" else None)
     return {**real, "uptime_before": before, "uptime_after": uptime()}
 
 

@@ -77,12 +77,18 @@ async def real_fixed(trace: Trace, replicas: int, workdir: Path, slo: Slo) -> di
     return real_summary(outcomes, slo, {"avg_replicas": float(replicas), "scale_events": 0})
 
 
-async def real_slo(trace: Trace, runner: Runner, workdir: Path) -> dict[str, Any]:
-    """The SLO policy scaling real replicas from one, while the slice replays."""
+async def real_slo(trace: Trace, runner: Runner, workdir: Path,
+                   observe: int | None = None) -> dict[str, Any]:
+    """The SLO policy scaling real replicas from one, while the slice replays. With
+    ``observe``, that many replicas from the start and the controller bounded to them:
+    it scrapes and decides as in an SLO run but never writes, which tells the cost of
+    running it on these cores from the cost of scaling."""
     sc = runner.scenario
-    async with RealStack(workdir, 1) as stack, aiohttp.ClientSession() as session:
+    limits = sc.limits if observe is None else sc.limits.model_copy(
+        update={"min_replicas": observe, "max_replicas": observe})
+    async with RealStack(workdir, observe or 1) as stack, aiohttp.ClientSession() as session:
         target = ScaleTarget(namespace="replay", name=MODEL, slo=sc.slo, capacity=runner.capacity,
-                             limits=sc.limits, endpoints=(stack.metrics_url,))
+                             limits=limits, endpoints=(stack.metrics_url,))
         writer = LocalScaleWriter(stack)
         ctl = Controller([target], ScrapeSource(session), writer, clock=time.monotonic,
                          interval_s=INTERVAL_S, window_s=sc.window_s)
@@ -95,7 +101,7 @@ async def real_slo(trace: Trace, runner: Runner, workdir: Path) -> dict[str, Any
             stop.set()
             await control
         t_end = time.monotonic()
-    avg = _average_replicas(writer.writes, t0, t_end)
+    avg = float(observe) if observe else _average_replicas(writer.writes, t0, t_end)
     return real_summary(outcomes, sc.slo, {
         "avg_replicas": round(avg, 3), "scale_events": len(writer.writes),
         "writes": [(round(t - t0, 1), n, reason[:80]) for t, n, reason in writer.writes],
