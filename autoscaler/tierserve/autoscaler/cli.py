@@ -104,6 +104,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--usable-fraction", type=float, default=1.0,
                    help="flags mode: share of a replica's capacity to plan with "
                    "(default: %(default)s)")
+    p.add_argument("--decode-step-ms", type=float, default=None,
+                   help="flags mode: one decode step with one running sequence, ms; "
+                   "enables the TPOT-tail floor (prefill collisions) (default: off)")
     p.add_argument("--min-replicas", type=int, default=1,
                    help="flags mode: never fewer replicas (default: %(default)s)")
     p.add_argument("--max-replicas", type=int, default=16,
@@ -150,6 +153,7 @@ def load_targets(args: argparse.Namespace) -> list[ScaleTarget]:
                 decode_tokens_per_s=args.decode_tokens_per_s,
                 prefill_tokens_per_s=args.prefill_tokens_per_s,
                 usable_fraction=args.usable_fraction,
+                decode_step_ms=args.decode_step_ms,
             ),
             limits=Limits(
                 min_replicas=args.min_replicas,

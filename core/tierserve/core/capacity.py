@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tierserve.core.api.deployment import SizingPlan
 from tierserve.core.latency import LatencyProfile
+from tierserve.core.tpot_tail import PrefillMix
 
 # The operator sizes the batch whose step *reaches* the TPOT target; the policy treats its
 # capacity as what a replica serves at a mean TPOT comfortably under it, so it keeps this
@@ -52,6 +53,23 @@ class ReplicaCapacity(BaseModel):
     decode_tokens_per_s: float = Field(gt=0, description="marginal generated tokens/s")
     prefill_tokens_per_s: float = Field(gt=0, description="prompt tokens/s one replica prefills")
     usable_fraction: float = Field(default=1.0, gt=0, le=1.0)
+    decode_step_ms: float | None = Field(
+        default=None, gt=0,
+        description="one decode step at a small batch; None: unknown, no TPOT-tail floor",
+    )  # fmt: skip
+
+    def prefill_mix(self, prompt_tokens: float, output_tokens: float,
+                    tpot_ms: float) -> PrefillMix | None:
+        """The inputs of the TPOT-tail model (:mod:`tierserve.core.tpot_tail`) for this
+        replica and request mix; None where prompts cannot slow a decode: the step is
+        unknown, or the engine runs one sequence at a time (``max_concurrency`` 1,
+        llama.cpp here), so a prompt waits for the answer instead of sharing its steps."""
+        if self.decode_step_ms is None or self.max_concurrency <= 1:
+            return None
+        return PrefillMix(prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                          step_ms=self.decode_step_ms,
+                          prefill_ms_per_token=1000 / self.prefill_tokens_per_s,
+                          tpot_ms=tpot_ms)
 
 
 def batch_meeting_tpot(step_ms: Callable[[int], float], tpot_ms: float, *, max_seqs: int,
@@ -86,6 +104,7 @@ def capacity_from_plan(plan: SizingPlan, input_tokens: int) -> ReplicaCapacity:
         decode_tokens_per_s=max(1e-3, plan.tokens_per_second_per_replica * PLAN_UTILIZATION),
         prefill_tokens_per_s=prefill,
         usable_fraction=1.0,
+        decode_step_ms=plan.est_decode_step_ms,
     )
 
 
@@ -124,4 +143,5 @@ def capacity_from_profile(
         decode_tokens_per_s=1000 / per_token_ms,
         prefill_tokens_per_s=prefill,
         usable_fraction=usable,
+        decode_step_ms=profile.step_ms(1, 0),
     )

@@ -142,8 +142,8 @@ def _plan_for(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int)
     kv_budget = _check_fit(spec, gpu, model, tp)
     batch = _max_batch(spec, gpu, model, tp, kv_budget)
     w = spec.workload
+    one = _step_ms(model, gpu, tp, 1, w.input_tokens + w.output_tokens // 2)
     if batch < 1:
-        one = _step_ms(model, gpu, tp, 1, w.input_tokens + w.output_tokens // 2)
         raise SizingError(
             "SLOUnattainable",
             f"one decode step takes about {one:.1f} ms on {_units(gpu, tp)}, above the "
@@ -164,6 +164,7 @@ def _plan_for(spec: LLMDeploymentSpec, gpu: Accelerator, model: _Model, tp: int)
         kv_bytes_per_token=model.kv_bytes_per_token,
         max_batch_per_replica=batch,
         est_tpot_ms=round(step, 2),
+        est_decode_step_ms=round(one, 2),
         est_ttft_ms=round(ttft, 1),
         tokens_per_second_per_replica=round(tokens_per_s, 1),
         requests_per_second_per_replica=round(rps, 3),

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tierserve.autoscaler.policy import signals
 from tierserve.autoscaler.policy.common import finalize, hold, missing_or_stale
 from tierserve.autoscaler.types import Decision, MetricSample, PolicyContext
+from tierserve.core.tpot_tail import replicas_for_tpot_tail
 
 
 class SloPolicy(BaseModel):
@@ -85,6 +86,12 @@ class SloPolicy(BaseModel):
     down_safety_z: float | None = Field(
         default=1.0, ge=0, description="safety stock for scale-down (None: safety_z)"
     )
+    tail_budget: float | None = Field(
+        default=None, gt=0, le=1,
+        description="share of the error budget prefill collisions may take (TPOT-tail "
+        "floor, core.tpot_tail); None (default): no floor. Opt-in: it tracks the oracle "
+        "on prefill-heavy traffic but over-provisions long answers (docs/autoscaler.md)",
+    )  # fmt: skip
 
     def __call__(self, ctx: PolicyContext) -> Decision:
         stale = missing_or_stale(ctx)
@@ -100,13 +107,16 @@ class SloPolicy(BaseModel):
         grain = signals.granularity_safety(load, ctx.capacity, prompt, ratio,
                                            ctx.slo.tpot_p95_ms / 1000)
         base = load + self.burst_z * grain + self.safety_z * spread
-        raw = self._count(gain * base / self.target_utilization, ctx.state.current_replicas)
-        raw = self._band(raw, ctx.state.current_replicas, gain, load + self.burst_z * grain, spread)
+        tail = self._tail_floor(ctx, samples, load / level if level > 0 else 1.0, prompt, ratio)
+        raw = self._count(gain * max(base / self.target_utilization, tail),
+                          ctx.state.current_replicas)
+        raw = self._band(raw, ctx.state.current_replicas, gain, load + self.burst_z * grain,
+                         spread, tail)
         reason = (
             f"demand {level:.2f} replicas (forecast {forecast:.2f} in "
             f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min, "
-            f"spread {spread:.2f}, burst headroom {self.burst_z * grain:.2f}), gain {gain:.2f}, "
-            f"target util {self.target_utilization:.0%} -> {raw}"
+            f"spread {spread:.2f}, burst headroom {self.burst_z * grain:.2f}, TPOT-tail floor "
+            f"{tail}), gain {gain:.2f}, target util {self.target_utilization:.0%} -> {raw}"
         )
         if observed is not None:
             reason += f"; observed attainment {observed:.3f} vs {ctx.slo.target_attainment}"
@@ -138,13 +148,29 @@ class SloPolicy(BaseModel):
             return math.ceil(round(need * (1 + self.up_headroom), 6))
         return raw
 
-    def _band(self, raw: int, current: int, gain: float, load: float, spread: float) -> int:
+    def _tail_floor(self, ctx: PolicyContext, samples: tuple[MetricSample, ...],
+                    growth: float, prompt: float, ratio: float) -> int:
+        """Replicas that keep TPOT misses from prefill collisions within ``tail_budget``
+        of the error budget (:func:`tierserve.core.tpot_tail.replicas_for_tpot_tail`), at
+        the level window's request rate grown as the forecast grows the demand; 0 where
+        the model does not apply (no step cost known, one sequence at a time)."""
+        mix = ctx.capacity.prefill_mix(prompt, ratio, ctx.slo.tpot_p95_ms)
+        if self.tail_budget is None or mix is None:
+            return 0
+        recent = [s for s in samples if ctx.now - s.t <= self.level_window_s] or [samples[-1]]
+        rate = signals.mean([s.arrival_rate for s in recent]) * growth
+        budget = self.tail_budget * (1 - ctx.slo.target_attainment)
+        return replicas_for_tpot_tail(rate, mix, budget, cap=4 * ctx.limits.max_replicas)
+
+    def _band(self, raw: int, current: int, gain: float, load: float, spread: float,
+              tail: int) -> int:
         """Hysteresis: a scale-down must leave ``down_margin`` (and ``down_safety_z``
         std-devs) above the need, so the count does not go down only to come back up."""
         if raw >= current:
             return raw
         z = self.safety_z if self.down_safety_z is None else self.down_safety_z
-        keep = gain * (load + z * spread) * (1 + self.down_margin) / self.target_utilization
+        keep = (gain * max((load + z * spread) / self.target_utilization, tail)
+                * (1 + self.down_margin))
         count = max(raw, math.ceil(round(keep, 6)))
         if 0 < current - count < self.down_min_step:
             # a step smaller than usual (allowed once settled) keeps twice the band: a

@@ -33,6 +33,11 @@ class SizingPlan(StatusModel):
         "KV cache (for spec.workload's request shape).")
     est_tpot_ms: float = Field(
         description="Estimated time per output token at that batch, milliseconds.")
+    est_decode_step_ms: float | None = Field(
+        default=None,
+        description="Estimated decode step with one running sequence, milliseconds: the "
+        "least time per output token; the autoscaler's model of TPOT misses from prompts "
+        "prefilled beside an answer uses it.")
     est_ttft_ms: float = Field(
         description="Estimated time to first token for spec.workload.inputTokens, with no "
         "queueing, milliseconds.")
