@@ -112,11 +112,12 @@ class SloPolicy(BaseModel):
                           ctx.state.current_replicas)
         raw = self._band(raw, ctx.state.current_replicas, gain, load + self.burst_z * grain,
                          spread, tail)
+        floor = "" if self.tail_budget is None else f", TPOT-tail floor {tail}"
         reason = (
             f"demand {level:.2f} replicas (forecast {forecast:.2f} in "
             f"{ctx.limits.cold_start_s + self.interval_s:.0f}s, trend {trend * 60:+.2f}/min, "
-            f"spread {spread:.2f}, burst headroom {self.burst_z * grain:.2f}, TPOT-tail floor "
-            f"{tail}), gain {gain:.2f}, target util {self.target_utilization:.0%} -> {raw}"
+            f"spread {spread:.2f}, burst headroom {self.burst_z * grain:.2f}{floor}), "
+            f"gain {gain:.2f}, target util {self.target_utilization:.0%} -> {raw}"
         )
         if observed is not None:
             reason += f"; observed attainment {observed:.3f} vs {ctx.slo.target_attainment}"
