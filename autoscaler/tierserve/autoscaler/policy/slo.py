@@ -155,10 +155,12 @@ class SloPolicy(BaseModel):
         of the error budget (:func:`tierserve.core.tpot_tail.replicas_for_tpot_tail`), at
         the level window's request rate grown as the forecast grows the demand; 0 where
         the model does not apply (no step cost known, one sequence at a time)."""
-        mix = ctx.capacity.prefill_mix(prompt, ratio, ctx.slo.tpot_p95_ms)
-        if self.tail_budget is None or mix is None:
+        if self.tail_budget is None:
             return 0
-        recent = [s for s in samples if ctx.now - s.t <= self.level_window_s] or [samples[-1]]
+        mix = ctx.capacity.prefill_mix(prompt, ratio, ctx.slo.tpot_p95_ms)
+        if mix is None:
+            return 0
+        recent = self._level_samples(samples, ctx.now)
         rate = signals.mean([s.arrival_rate for s in recent]) * growth
         budget = self.tail_budget * (1 - ctx.slo.target_attainment)
         return replicas_for_tpot_tail(rate, mix, budget, cap=4 * ctx.limits.max_replicas)
@@ -205,7 +207,7 @@ class SloPolicy(BaseModel):
         self, samples: tuple[MetricSample, ...], ctx: PolicyContext, ratio: float
     ) -> tuple[float, float, float]:
         now = ctx.now
-        recent = [s for s in samples if now - s.t <= self.level_window_s] or [samples[-1]]
+        recent = self._level_samples(samples, now)
         level = signals.mean([signals.demand(s, ctx.capacity, ratio) for s in recent])
         trend_samples = [s for s in samples if now - s.t <= self.trend_window_s]
         ts = [s.t for s in trend_samples]
@@ -217,6 +219,11 @@ class SloPolicy(BaseModel):
         # only extrapolate upwards: a falling trend is handled by the down window
         forecast = level + max(0.0, trend) * horizon * self.trend_damping
         return level, forecast, trend
+
+    def _level_samples(self, samples: tuple[MetricSample, ...],
+                       now: float) -> list[MetricSample]:
+        """The level window's samples (the newest alone when none falls inside it)."""
+        return [s for s in samples if now - s.t <= self.level_window_s] or [samples[-1]]
 
     def _spread(self, samples: tuple[MetricSample, ...], ctx: PolicyContext, ratio: float) -> float:
         """Std-dev of demand around its linear trend, averaged per level window over the

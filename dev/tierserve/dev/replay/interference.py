@@ -16,8 +16,8 @@ stays the closed loop's: there the neighbour is always busy, so its spread is no
 the interference held constant (an earlier version refitted ``sigma`` on the open loop's
 requests beside no busy neighbour: 22 of 82, taken at the host's quietest moments, they
 gave 0.14 against the closed loop's 0.18, and the replay's TPOT tail came out short,
-docs/engine.md). Where the slope is not positive there is no slowdown
-to fit, and the closed-loop profile is kept with the term at 0.
+docs/engine.md). Where the slope is not at least two standard errors above 0 there is
+no slowdown to fit, and the closed-loop profile is kept with the term at 0.
 
 (An earlier version regressed on the share of neighbours *prefilling*; on the quiet
 machine the busy share explained the ITLs twice as well, r2 0.37 against 0.19, and with
@@ -162,7 +162,7 @@ def _slope_error(xs: Sequence[float], ys: Sequence[float], slope: float,
 def fit_interference(requests: Sequence[Timed], profile: LatencyProfile,
                      replicas: int) -> InterferenceFit:
     """``profile`` (the closed-loop fit, beside a busy neighbour) with the alone decode
-    step and prefill, the slowdown and the noise sigma these requests show."""
+    step and prefill and the slowdown these requests show (its noise sigma kept)."""
     shares = overlap_shares(requests, profile, replicas)
     itls = [r.itl_ms for r in requests]
     if len(requests) < 10 or statistics.pvariance(shares) < 1e-4:
