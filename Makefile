@@ -21,14 +21,27 @@ MYPY_TARGETS := $(addprefix -p tierserve.,$(COMPONENTS)) $(addprefix -p ,$(TEST_
 # llama-cpp-python ships as a source distribution that compiles llama.cpp (minutes): its
 # wheel is built once into WHEELS and installed from there, so a warm machine never
 # rebuilds. Keep the version equal to the `llamacpp` extra's pin in pyproject.toml.
-WHEELS ?= $(HOME)/.cache/tierserve/wheels
+# llama.cpp's default build is -march=native: on a machine whose CPU reports AMX but
+# whose hypervisor does not grant the AMX tile state, that wheel dies of SIGILL
+# (`tilezero`) on its first matrix multiply, and a cached native wheel is not portable
+# to another CPU either. So on x86-64 it is built for x86-64-v3 (AVX2, FMA, F16C), which
+# every x86 server of the last decade runs, with the same flags as the engine image
+# (images/engine-llamacpp/Dockerfile), and the cache is keyed by that flavour.
+WHEELS ?= $(HOME)/.cache/tierserve/wheels/$(LLAMA_CPP_FLAVOUR)
 LLAMA_CPP_VERSION := 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CPP_FLAVOUR := x86-64-v3
+LLAMA_CPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+else
+LLAMA_CPP_FLAVOUR := native
+LLAMA_CPP_CMAKE_ARGS :=
+endif
 
 $(STAMP): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
-		CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip wheel --no-deps \
+		CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(BIN)/pip wheel --no-deps --no-cache-dir \
 			llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELS)
 	$(BIN)/pip install --quiet --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[dev]' -e ./dev
