@@ -65,9 +65,11 @@ def _parser() -> argparse.ArgumentParser:
         cmp.add_argument(f"--{name.replace('_', '-')}", type=type(field.default),
                          default=field.default)
     cmp.add_argument("--replicas", type=int, default=2, help="fixed replica count")
-    cmp.add_argument("--runs", nargs="+", choices=("fixed", "slo", "observe"), default=["fixed"],
+    cmp.add_argument("--runs", nargs="+", choices=("fixed", "slo", "observe", "prescaled"),
+                     default=["fixed"],
                      help="observe: the fixed count with the SLO controller scraping and "
-                     "deciding beside it, bounded to that count (never writes)")
+                     "deciding beside it, bounded to that count (never writes); prescaled: "
+                     "the fixed count, started at 1 and scaled in place before the replay")
     cmp.add_argument("--sim-only", action="store_true", help="skip the real replicas")
     cmp.add_argument("--slo-ttft-ms", type=float, default=2500.0)
     cmp.add_argument("--slo-tpot-ms", type=float, default=40.0)
@@ -142,10 +144,11 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
     for run in args.runs:
         label = {"fixed": f"{args.replicas} replicas",
                  "observe": f"{args.replicas} replicas, controller observing",
+                 "prescaled": f"{args.replicas} replicas, scaled in place from 1",
                  "slo": f"SLO policy 1..{args.replicas}"}[run]
         if not args.sim_only:
             rows[f"real, {label}"] = await _real(args, run, trace, runner, workdir, slo)
-            print(json.dumps({f"real, {label}": rows[f"real, {label}"]}), flush=True)
+            print(json.dumps({f"real, {label}": _brief(rows[f"real, {label}"])}), flush=True)
         # the simulator has no controller cost: an observing run simulates as fixed
         knobs = ({"interval_s": compare.INTERVAL_S} if run == "slo"
                  else {"replicas": args.replicas})
@@ -153,17 +156,23 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
         seeds = args.sim_seeds if runner.profile.noise_sigma else 1
         rows[f"sim, {label}"] = compare.sim_summary(runner, sim_kind, knobs, seeds)
     print(compare.table(rows))
-    print(json.dumps(rows, indent=1))
+    print(json.dumps({k: _brief(v) for k, v in rows.items()}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
 
 
+def _brief(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its per-request outcomes (the ``--json`` file keeps them)."""
+    return {k: v for k, v in row.items() if k != "outcomes"}
+
+
 async def _real(args: argparse.Namespace, run: str, trace: Trace, runner: Runner,
                 workdir: Path, slo: Slo) -> dict[str, Any]:
     before = uptime()
-    if run == "fixed":
-        real = await compare.real_fixed(trace, args.replicas, workdir / "real-fixed", slo)
+    if run in ("fixed", "prescaled"):
+        real = await compare.real_fixed(trace, args.replicas, workdir / f"real-{run}", slo,
+                                        scaled_from=1 if run == "prescaled" else None)
     else:
         real = await compare.real_slo(trace, runner, workdir / f"real-{run}",
                                       observe=args.replicas if run == "observe" else None)

@@ -28,6 +28,7 @@ from tierserve.autoscaler.sim.trace import Trace
 from tierserve.autoscaler.sources import ScrapeSource
 from tierserve.autoscaler.types import Slo
 from tierserve.dev.replay.client import Outcome, replay
+from tierserve.dev.replay.cpu import CpuSampler
 from tierserve.dev.replay.stack import MODEL, LocalScaleWriter, RealStack
 
 INTERVAL_S = 2.0
@@ -48,10 +49,20 @@ def summary(ttft_s: Sequence[float], tpot_s: Sequence[float], slo: Slo,
 
 
 def real_summary(outcomes: Sequence[Outcome], slo: Slo, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary, plus each request's (due, first token, end, tokens) for a look at
+    where in the run the misses are."""
     failed = [o.error for o in outcomes if o.error]
     return summary([o.ttft_s for o in outcomes], [o.tpot_s for o in outcomes], slo,
                    {"failed": len(failed), **({"errors": failed[:3]} if failed else {}),
-                    **extra})
+                    **extra, "outcomes": [[round(o.due_s, 3), round(o.first_s, 3),
+                                           round(o.end_s, 3), o.tokens] for o in outcomes]})
+
+
+async def _replay(stack: RealStack, trace: Trace) -> tuple[list[Outcome], dict[str, Any]]:
+    """The replay, and the CPU seconds each role of the stack used during it."""
+    async with CpuSampler() as cpu:
+        outcomes = await replay(stack.base_url, MODEL, trace)
+    return outcomes, {"cpu_s": cpu.roles()}
 
 
 def sim_summary(runner: Runner, policy: str, knobs: Mapping[str, Any],
@@ -71,10 +82,18 @@ def sim_summary(runner: Runner, policy: str, knobs: Mapping[str, Any],
                                           for k in (*KEYS, "avg_replicas")}}
 
 
-async def real_fixed(trace: Trace, replicas: int, workdir: Path, slo: Slo) -> dict[str, Any]:
-    async with RealStack(workdir, replicas) as stack:
-        outcomes = await replay(stack.base_url, MODEL, trace)
-    return real_summary(outcomes, slo, {"avg_replicas": float(replicas), "scale_events": 0})
+async def real_fixed(trace: Trace, replicas: int, workdir: Path, slo: Slo,
+                     scaled_from: int | None = None) -> dict[str, Any]:
+    """``replicas`` from the start; with ``scaled_from``, started with that many and
+    scaled in place (the Serve application re-applied) before the replay, as the SLO
+    policy scales, to tell how the replicas came up from when."""
+    async with RealStack(workdir, scaled_from or replicas) as stack:
+        if scaled_from:
+            await stack.scale(replicas)
+            await stack.wait_ready(replicas, 300)
+        outcomes, cpu = await _replay(stack, trace)
+    return real_summary(outcomes, slo, {"avg_replicas": float(replicas), "scale_events": 0,
+                                        **cpu})
 
 
 async def real_slo(trace: Trace, runner: Runner, workdir: Path,
@@ -96,7 +115,7 @@ async def real_slo(trace: Trace, runner: Runner, workdir: Path,
         control = asyncio.create_task(ctl.run(stop))
         t0 = time.monotonic()
         try:
-            outcomes = await replay(stack.base_url, MODEL, trace)
+            outcomes, cpu = await _replay(stack, trace)
         finally:
             stop.set()
             await control
@@ -106,7 +125,7 @@ async def real_slo(trace: Trace, runner: Runner, workdir: Path,
         "avg_replicas": round(avg, 3), "scale_events": len(writer.writes),
         "writes": [(round(t - t0, 1), n, reason[:80]) for t, n, reason in writer.writes],
         # when the controller saw the running replica count change (its cold start)
-        "running": [(round(t - t0, 1), n) for t, n in writer.running]})
+        "running": [(round(t - t0, 1), n) for t, n in writer.running], **cpu})
 
 
 def _average_replicas(writes: Sequence[tuple[float, int, str]], t0: float, t1: float) -> float:
