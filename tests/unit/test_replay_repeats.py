@@ -56,3 +56,17 @@ def test_table_command_reads_compare_json(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "bad.json").write_text("[]")
     with pytest.raises(ValueError, match=r"bad\.json"):
         repeats.load([tmp_path / "bad.json"])
+
+
+def test_table_takes_the_simulated_rows_from_one_file_when_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = []
+    for k, run in enumerate(RUNS):
+        paths.append(tmp_path / f"run{k}.json")
+        # each real run written beside a differing simulated row: merged, it is refused
+        paths[-1].write_text(json.dumps({**run, "sim, 2 replicas": _row(2400.0 + k, 44.0,
+                                                                          0.85)}))
+    sim = tmp_path / "sim.json"
+    sim.write_text(json.dumps({"sim, 2 replicas": _row(2500.0, 44.0, 0.90)}))
+    assert main(["table", "--sim-from", str(sim), *map(str, paths)]) == 0
+    assert "+7.0 pt" in capsys.readouterr().out  # 0.90 against the real median 0.83

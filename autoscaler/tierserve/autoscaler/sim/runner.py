@@ -42,6 +42,12 @@ class Scenario(BaseModel):
         default=None, ge=0, description="None: the oracle's first bucket (a warm start)"
     )
     oracle_bucket_s: float = Field(default=60.0, gt=0)
+    replica_start_s: float | None = Field(
+        default=None, ge=0,
+        description="how long a new replica really takes to serve, when it differs from "
+        "the cold start the policy is told (limits.cold_start_s, also the default): a "
+        "simulation of measured replicas uses the measured start",
+    )
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,12 @@ class Run:
 class Runner:
     """Holds what every policy run shares: the trace, the profile, the oracle schedule."""
 
-    def __init__(self, trace: Trace, scenario: Scenario) -> None:
+    def __init__(self, trace: Trace, scenario: Scenario,
+                 profile: LatencyProfile | None = None) -> None:
+        """``profile``: one not in the catalogue (a fit of this machine, say); without
+        it the scenario's named one."""
         self.trace, self.scenario = trace, scenario
-        self.profile: LatencyProfile = get_sim_profile(scenario.profile)
+        self.profile: LatencyProfile = profile or get_sim_profile(scenario.profile)
         prompt = sum(r.prompt_tokens for r in trace) / len(trace)
         output = sum(r.output_tokens for r in trace) / len(trace)
         self.capacity = capacity_from_profile(
@@ -111,7 +120,7 @@ class Runner:
         """One policy run (``noise_seed``: the host-noise draw, for noisy profiles)."""
         knobs = dict(knobs or {})
         interval = float(knobs.pop("interval_s", DEFAULT_INTERVAL_S.get(name, 10.0)))
-        cold: float | None = None
+        cold: float | None = self.scenario.replica_start_s
         initial: int | None = None
         if name == "oracle":
             sched = self.oracle()

@@ -58,9 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--open-loop-seed", type=int, default=defaults.seed)
     cal.add_argument("--open-loop-prompts", type=int, nargs=2, default=defaults.prompts)
     cal.add_argument("--open-loop-outputs", type=int, nargs=2, default=defaults.outputs)
+    cal.add_argument("--save", type=Path, help="write the fitted profile here (JSON), for "
+                     "compare --profile-file")
     cmp = sub.add_parser("compare", help="replay a slice on real replicas and in the simulator")
     cmp.add_argument("--trace", required=True)
     cmp.add_argument("--profile", default="smollm2-135m-cpu1")
+    cmp.add_argument("--profile-file", type=Path,
+                     help="a profile calibrate --save wrote (this machine's fit); "
+                     "overrides --profile")
     for name, field in SliceSpec.model_fields.items():
         cmp.add_argument(f"--{name.replace('_', '-')}", type=type(field.default),
                          default=field.default)
@@ -75,12 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--slo-tpot-ms", type=float, default=40.0)
     cmp.add_argument("--target-attainment", type=float, default=0.9)
     cmp.add_argument("--cold-start-s", type=float, default=5.0)
+    cmp.add_argument("--replica-start-s", type=float,
+                     help="how long a new real replica takes to serve (the SLO runs' "
+                     "'running' minus 'writes' times), for the simulated one; default: "
+                     "--cold-start-s, which stays the policy's assumption")
     cmp.add_argument("--scale-down-window-s", type=float, default=30.0)
     cmp.add_argument("--sim-seeds", type=int, default=9,
                      help="host-noise draws per simulated run (noisy profiles): the median")
     cmp.add_argument("--json", type=Path, help="also write the rows as JSON here")
     tab = sub.add_parser("table", help="several compare --json files: sim vs the real median")
     tab.add_argument("files", type=Path, nargs="+")
+    tab.add_argument("--sim-from", type=Path,
+                     help="take the simulated rows from this compare --json file only (a "
+                     "--sim-only run with another profile or replica start); the real "
+                     "files' own simulated rows are ignored")
     for q in (cal, cmp):
         q.add_argument("--workdir", type=Path, help="state directory (default: a temporary one)")
     return p
@@ -109,6 +122,8 @@ async def _calibrate(args: argparse.Namespace, workdir: Path) -> int:
         if loop is not None:
             fitted = await _open_loop(stack.base_url, loop, fitted, args.replicas, workdir)
             print(fitted)
+        if args.save:
+            compare.save_profile(fitted, args.save)
     return 0
 
 
@@ -136,8 +151,10 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
               target_attainment=args.target_attainment)
     limits = Limits(min_replicas=1, max_replicas=args.replicas, cold_start_s=args.cold_start_s,
                     scale_down_stabilization_s=args.scale_down_window_s)
+    profile = compare.load_profile(args.profile_file) if args.profile_file else None
     runner = compare.make_runner(trace, Scenario(profile=args.profile, slo=slo, limits=limits,
-                                                 initial_replicas=1))
+                                                 initial_replicas=1,
+                                                 replica_start_s=args.replica_start_s), profile)
     print(f"# slice: {len(trace)} requests over {trace[-1].arrival_s:.0f} s ({spec}); "
           f"written to {workdir / 'slice.jsonl'}")
     rows: dict[str, dict[str, Any]] = {}
@@ -180,7 +197,11 @@ async def _real(args: argparse.Namespace, run: str, trace: Trace, runner: Runner
 
 
 def _table(args: argparse.Namespace) -> int:
-    rows = repeats.merge(repeats.load(args.files))
+    runs = repeats.load(args.files)
+    if args.sim_from:
+        runs = [{k: v for k, v in run.items() if k.startswith("real")} for run in runs]
+        runs += repeats.load([args.sim_from])
+    rows = repeats.merge(runs)
     print(compare.table(rows))
     for name, row in rows.items():
         if ", run " in name:

@@ -12,6 +12,8 @@ every 2 s on 2 s samples too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
 import statistics
 import time
@@ -27,6 +29,7 @@ from tierserve.autoscaler.sim.runner import Runner, Scenario
 from tierserve.autoscaler.sim.trace import Trace
 from tierserve.autoscaler.sources import ScrapeSource
 from tierserve.autoscaler.types import Slo
+from tierserve.core.latency import LatencyProfile
 from tierserve.dev.replay.client import Outcome, replay
 from tierserve.dev.replay.cpu import CpuSampler
 from tierserve.dev.replay.stack import MODEL, LocalScaleWriter, RealStack
@@ -138,8 +141,21 @@ def _average_replicas(writes: Sequence[tuple[float, int, str]], t0: float, t1: f
     return total / (t1 - t0) if t1 > t0 else float(count)
 
 
-def make_runner(trace: Trace, scenario: Scenario) -> Runner:
-    return Runner(trace, scenario)
+def make_runner(trace: Trace, scenario: Scenario,
+                profile: LatencyProfile | None = None) -> Runner:
+    return Runner(trace, scenario, profile)
+
+
+def save_profile(profile: LatencyProfile, path: Path) -> None:
+    """A fitted profile as JSON, for ``compare --profile-file`` on the same machine."""
+    path.write_text(json.dumps(dataclasses.asdict(profile), indent=1))
+
+
+def load_profile(path: Path) -> LatencyProfile:
+    try:
+        return LatencyProfile(**json.loads(path.read_text()))
+    except (OSError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a saved latency profile ({exc})") from exc
 
 
 def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
