@@ -3,7 +3,7 @@ engine misses its SLO and stays quiet for one that meets it, as Prometheus' own
 ``/api/v1/alerts`` reports them.
 
 Real parts: two simulated engines (``tierserve engine``) with the same SLO, a slow
-profile (``smollm2-135m-cpu1``: about 22 ms per output token, against a 15 ms TPOT target)
+profile (``smollm2-135m-cpu1``: about 24 ms per output token, against a 15 ms TPOT target)
 for ``chat-slow`` and a fast one (``llama-3.1-8b-h100``: about 5 ms) for ``chat-fast``;
 Debian's Prometheus scraping them every second with the shipped rule files of
 ``dashboards/rules/`` unchanged. The SLO targets come from the operator's own

