@@ -89,7 +89,8 @@ async def real_fixed(trace: Trace, replicas: int, workdir: Path, slo: Slo,
                      scaled_from: int | None = None) -> dict[str, Any]:
     """``replicas`` from the start; with ``scaled_from``, started with that many and
     scaled in place (the Serve application re-applied) before the replay, as the SLO
-    policy scales, to tell how the replicas came up from when."""
+    policy scales: a replica added in place against replicas started together, without
+    the start-up queue of a scale-up under load."""
     async with RealStack(workdir, scaled_from or replicas) as stack:
         if scaled_from:
             await stack.scale(replicas)
