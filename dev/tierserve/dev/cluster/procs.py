@@ -35,7 +35,9 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def _stat(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` from field 3 (state) on: index 1 is the ppid, 11 and 12 the
+    user and system ticks, 19 the start time; None when the process is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -45,12 +47,12 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def start_time(pid: int) -> str | None:
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return fields[19] if fields else None
 
 
 def _running(pid: int, started: str | None) -> bool:
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     if fields is None or fields[0] in ("Z", "X"):
         return False
     return started is None or fields[19] == started

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tierserve.dev.cluster.procs import stat_fields
+
 PROC = Path("/proc")
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
@@ -32,31 +34,30 @@ class ProcSample:
 
 
 def _read(pid: int) -> ProcSample | None:
+    fields = stat_fields(pid)
+    if fields is None:  # gone since listed
+        return None
     try:
-        stat = (PROC / str(pid) / "stat").read_text()
         cmd = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(
             errors="replace")
-    except OSError:  # gone since listed
+    except OSError:
         return None
-    # the command name (field 2) is in parentheses and may hold spaces: split after it
-    rest = stat[stat.rindex(")") + 2:].split()
-    ppid, utime, stime = int(rest[1]), int(rest[11]), int(rest[12])
+    ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
     return ProcSample(pid, ppid, (utime + stime) * TICK_S, role_of(cmd))
 
 
 def role_of(cmdline: str) -> str:
     """``ray::ServeReplica:replay--smollm2:LlamaCppEngine`` -> ``LlamaCppEngine``; a
-    Ray worker by its actor's class; otherwise the program (``python -m X`` by ``X``)."""
+    Ray worker by its actor's class; ``python -m X`` by ``X`` (the CLI with its
+    subcommand); otherwise the program's name."""
     words = cmdline.split()
     if not words:
         return "?"
-    first = words[0]
-    if first.startswith("ray::"):
-        return first.rsplit(":", 1)[-1] or first
+    if words[0].startswith("ray::"):
+        return words[0].rsplit(":", 1)[-1] or words[0]
     if len(words) > 2 and words[1] == "-m":
-        return f"{words[2]} {words[3]}" if words[2] == "tierserve.cli.main" and len(
-            words) > 3 else words[2]
-    return Path(first).name
+        return " ".join(words[2:4]) if words[2] == "tierserve.cli.main" else words[2]
+    return Path(words[0]).name
 
 
 def descendants(root: int) -> list[ProcSample]:
@@ -84,9 +85,11 @@ class CpuSampler:
     _last: dict[int, ProcSample] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
-    def sample(self) -> None:
+    def sample(self, baseline: bool = False) -> None:
+        """Record every live descendant. A process first seen in the baseline counts
+        from what it had used by then, one born later from 0."""
         for s in descendants(self.root):
-            self._first.setdefault(s.pid, s.cpu_s if self._task is None else 0.0)
+            self._first.setdefault(s.pid, s.cpu_s if baseline else 0.0)
             self._last[s.pid] = s
 
     async def _loop(self) -> None:
@@ -95,7 +98,7 @@ class CpuSampler:
             await asyncio.to_thread(self.sample)
 
     async def __aenter__(self) -> CpuSampler:
-        self.sample()  # the baseline: what existed before is counted from here
+        self.sample(baseline=True)
         self._task = asyncio.create_task(self._loop())
         return self
 
