@@ -186,3 +186,20 @@ def test_timer_splits_a_chunk_interval_over_its_tokens() -> None:
     assert metrics.itl._sum.get() == pytest.approx(0.4)
     assert metrics.tpot._sum.get() == pytest.approx(0.1)
     assert timer.generated == 5
+
+
+def test_timer_counts_tokens_when_vllm_does_not_at_the_end() -> None:
+    """The prompt with the first token (its prefill ran), generated tokens as they
+    arrive: a request still decoding already shows in the rates the autoscaler reads."""
+    metrics = EngineMetrics("m")
+    timer = RequestTimer(metrics, clock=lambda: 1.0)
+    timer.tokens(1, prompt_tokens=7)
+    timer.tokens(2, prompt_tokens=7)
+    assert metrics.prompt_tokens._value.get() == 7
+    assert metrics.generation_tokens._value.get() == 3
+    timer.finished("stop", 7)
+    assert metrics.prompt_tokens._value.get() == 7  # counted once
+    assert metrics.generation_tokens._value.get() == 3
+    silent = RequestTimer(metrics, clock=lambda: 1.0)
+    silent.finished("length", 5)  # ended before a first token: counted at the end
+    assert metrics.prompt_tokens._value.get() == 12

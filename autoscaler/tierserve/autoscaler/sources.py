@@ -5,7 +5,9 @@ exposes into :class:`MetricSample` values and nothing more.
 
 * :class:`ScrapeSource` fetches every engine's vLLM ``/metrics`` and differences it with
   the previous scrape (:mod:`vllm_metrics`). Engines that fail to answer are left out of
-  the sample; when none answers there is no sample, and the policy holds once stale.
+  the sample; when none answers there is no sample, and the policy holds once stale. The
+  first scrape is only the baseline (no sample): the first sample comes one interval
+  later, with the rates over it, as the simulator's first sample does.
 * :class:`PrometheusSource` asks Prometheus for the same quantities with PromQL over the
   controller interval. The sample time is the newest *scrape* timestamp Prometheus has
   for the deployment's gauges (``timestamp(...)``), not the query time, so a Prometheus
@@ -58,10 +60,12 @@ class ScrapeSource:
             if prev is not None:
                 dts.append(now - prev[0])
             self._prev[url] = (now, snap)
-        if not pairs:
+        if not dts:
+            # nothing to difference yet (the first scrape, or only engines never seen
+            # before): rates over no interval are not a measurement, and a sample saying
+            # "0 requests per second" would halve the demand level of the next rounds
             return None
-        dt = max(dts) if dts else 0.0
-        return to_sample(now, dt, pairs)
+        return to_sample(now, max(dts), pairs)
 
 
 class PromQueries(BaseModel):

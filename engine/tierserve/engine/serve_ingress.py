@@ -123,7 +123,8 @@ class Ingress:
         if isinstance(done, Refused):
             return JSONResponse(done.body, status_code=done.status)
         for at, chunk in zip(done.arrivals, done.chunks, strict=True):
-            timer.tokens(len(chunk.tokens), at=timer.start + at)
+            timer.tokens(len(chunk.tokens), at=timer.start + at,
+                         prompt_tokens=done.prompt_tokens)
         timer.finished(finish_reason(list(done.chunks)), done.prompt_tokens)
         return JSONResponse(full_response(req, rid, done.prompt_tokens, done.chunks))
 
@@ -148,7 +149,7 @@ class Ingress:
         try:
             async for chunk in items:
                 assert isinstance(chunk, Chunk)
-                timer.tokens(len(chunk.tokens))
+                timer.tokens(len(chunk.tokens), prompt_tokens=prompt_tokens)
                 yield _sse(stream_chunk(req, rid, chunk, first, offset))
                 first, offset = False, offset + len(chunk.text)
                 finish = chunk.finish_reason or finish

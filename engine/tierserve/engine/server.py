@@ -122,7 +122,7 @@ class EngineServer:
             chunks: list[Chunk] = []
             async with contextlib.aclosing(self.backend.generate(prep)) as gen:
                 async for chunk in gen:
-                    timer.tokens(len(chunk.tokens))
+                    timer.tokens(len(chunk.tokens), prompt_tokens=prep.prompt_tokens)
                     chunks.append(chunk)
             timer.finished(finish_reason(chunks), prep.prompt_tokens)
             return web.json_response(full_response(prep.req, rid, prep.prompt_tokens, chunks))
@@ -140,7 +140,7 @@ class EngineServer:
         try:
             async with contextlib.aclosing(self.backend.generate(prep)) as gen:
                 async for chunk in gen:
-                    timer.tokens(len(chunk.tokens))
+                    timer.tokens(len(chunk.tokens), prompt_tokens=prep.prompt_tokens)
                     first = not resp.prepared
                     if first:
                         await resp.prepare(request)

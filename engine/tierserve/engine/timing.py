@@ -3,9 +3,12 @@
 :class:`RequestTimer` observes one request as its tokens reach the server:
 ``vllm:time_to_first_token_seconds`` at the first token,
 ``vllm:inter_token_latency_seconds`` once per later token (as vLLM does; tokens that
-arrive together share the interval evenly), and at the end the end-to-end latency, the
-token counters and ``vllm:time_per_output_token_seconds``, which here stays the
-request's mean inter-token interval (observed once per request). It records into any
+arrive together share the interval evenly), and at the end the end-to-end latency and
+``vllm:time_per_output_token_seconds``, which here stays the request's mean inter-token
+interval (observed once per request). The token counters move when vLLM's do: the
+prompt with the first token (its prefill has run), generated tokens as they arrive. A
+rate of prompt tokens counted at the end instead would lag the arriving work by each
+request's lifetime, and the SLO autoscaler reads that rate as demand. It records into any
 :class:`RequestMetrics`: the prometheus_client families of
 :class:`~tierserve.engine.metrics.EngineMetrics`, or Triton's custom metrics
 (:mod:`~tierserve.engine.triton_metrics`). Standard library only, so the Triton
@@ -65,34 +68,44 @@ class RequestTimer:
         self.first: float | None = None
         self.last = self.start
         self.generated = 0
+        self.prompt_counted = False
 
-    def tokens(self, n: int, at: float | None = None) -> None:
-        """``n`` tokens arrived now (or at ``at``, on this timer's clock)."""
+    def tokens(self, n: int, at: float | None = None, *, prompt_tokens: int = 0) -> None:
+        """``n`` tokens arrived now (or at ``at``, on this timer's clock); the request's
+        ``prompt_tokens`` are counted with its first token (later calls ignore them)."""
         if n <= 0:
             return
         now = self.clock() if at is None else at
+        m = self.metrics
         if self.first is None:
             self.first = now
-            if self.metrics is not None:
-                self.metrics.ttft.observe(now - self.start)
             gaps = [0.0] * (n - 1)  # tokens that came with the first one
+            if m is not None:
+                m.ttft.observe(now - self.start)
+                self._count_prompt(prompt_tokens)
         else:
             gaps = [(now - self.last) / n] * n
-        if self.metrics is not None:
+        if m is not None:
             for gap in gaps:
-                self.metrics.itl.observe(gap)
+                m.itl.observe(gap)
+            m.generation_tokens.inc(n)
         self.last = now
         self.generated += n
 
+    def _count_prompt(self, prompt_tokens: int) -> None:
+        if self.metrics is not None and not self.prompt_counted:
+            self.metrics.prompt_tokens.inc(prompt_tokens)
+            self.prompt_counted = True
+
     def finished(self, reason: str, prompt_tokens: int) -> None:
-        """The request ran to its end (counters, e2e and the mean TPOT)."""
+        """The request ran to its end: e2e, the mean TPOT, and the prompt if no token
+        counted it (a request that ended before its first token)."""
         m = self.metrics
         if m is None:
             return
         end = self.clock()
         first = self.first if self.first is not None else end
-        m.prompt_tokens.inc(prompt_tokens)
-        m.generation_tokens.inc(self.generated)
+        self._count_prompt(prompt_tokens)
         m.e2e.observe(end - self.start)
         if self.generated > 1:
             m.tpot.observe((self.last - first) / (self.generated - 1))

@@ -210,7 +210,7 @@ class TritonPythonModel:
                 if reply.sender.is_cancelled():
                     return
                 generated += len(chunk.tokens)
-                timer.tokens(len(chunk.tokens))
+                timer.tokens(len(chunk.tokens), prompt_tokens=prep.prompt_tokens)
                 done_chunks.append(chunk)
                 last = chunk.finish_reason is not None
                 if last:  # recorded before the client can see the end (and scrape)
