@@ -5,8 +5,12 @@ deployment gets more requests in flight, as in the simulator). Its prompt is exa
 ``prompt_tokens`` token ids (a completions prompt given as ids), seeded per request and
 different from the first token on, so llama.cpp's reuse of the previous request's
 common prefix does not skip prefill (the simulator models none); ``ignore_eos`` makes the
-output exactly ``output_tokens`` long. TTFT and TPOT are measured as the simulator
-defines them: first token minus due time; (end - first token) / (tokens - 1).
+output exactly ``output_tokens`` long. TTFT and TPOT are measured as the simulator and
+the engine's ``vllm:time_per_output_token_seconds`` define them: first token minus due
+time; (last token - first token) / (tokens - 1). The last token is the last chunk with
+a choice, not the end of the stream: the usage chunk, ``[DONE]`` and the close behind it
+cross ingress, proxy and router once more (about 10 ms here), which taken as decode time
+inflated the TPOT of a two-token answer by half and made short answers the TPOT tail.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class Outcome:
 
     due_s: float  # arrival, relative to the replay's start
     first_s: float
-    end_s: float
+    end_s: float  # the last token's arrival (not the stream's close)
     tokens: int
     error: str = ""
 
@@ -55,7 +59,7 @@ async def send_one(session: aiohttp.ClientSession, url: str, model: str, req: Tr
     body = {"model": model, "prompt": prompt_ids(index, req.prompt_tokens, seed),
             "max_tokens": req.output_tokens, "temperature": 0, "ignore_eos": True,
             "stream": True, "stream_options": {"include_usage": True}}
-    first, tokens = math.nan, 0
+    first, last, tokens = math.nan, math.nan, 0
     async with session.post(url, json=body) as resp:
         if resp.status != 200:
             text = (await resp.text())[:200]
@@ -65,11 +69,13 @@ async def send_one(session: aiohttp.ClientSession, url: str, model: str, req: Tr
             if not line.startswith("data:") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[5:])
-            if chunk.get("choices") and math.isnan(first):
-                first = time.monotonic() - t0
+            if chunk.get("choices"):
+                last = time.monotonic() - t0
+                if math.isnan(first):
+                    first = last
             if chunk.get("usage"):
                 tokens = int(chunk["usage"]["completion_tokens"])
-    return Outcome(req.arrival_s, first, time.monotonic() - t0, tokens)
+    return Outcome(req.arrival_s, first, last, tokens)
 
 
 async def replay(base_url: str, model: str, trace: Sequence[TraceRequest], *,
