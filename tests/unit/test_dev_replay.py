@@ -4,8 +4,11 @@ live timeline's figures and plot, and the one-sequence CPU profile's fit."""
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
+import aiohttp
 import pytest
 
 from tierserve.autoscaler.sim.trace import TraceRequest, load_trace
@@ -18,7 +21,7 @@ from tierserve.dev.live_timeline import (
     phase_figures,
     plot_timeline,
 )
-from tierserve.dev.replay import compare
+from tierserve.dev.replay import client, compare
 from tierserve.dev.replay.calibrate import START, fit_profile
 from tierserve.dev.replay.client import Outcome, prompt_ids
 from tierserve.dev.replay.slicing import SliceSpec, slice_trace, write_jsonl
@@ -111,3 +114,58 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     plot_timeline(out, RECORDS, points, t0=0.0, load=(0.0, 13.0), ttft_slo_ms=500,
                   tpot_slo_ms=100, title="t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Clock:
+    """time.monotonic for the client: the stream moves it one second per line."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+class _Stream:
+    """An SSE body as the router sends it: two token chunks, the usage chunk, [DONE],
+    one line per second of ``clock``."""
+
+    status = 200
+
+    def __init__(self, clock: _Clock) -> None:
+        self.clock = clock
+        token = '{"choices": [{"text": "a"}]}'
+        usage = '{"choices": [], "usage": {"completion_tokens": 2}}'
+        self.content = self._lines([f"data: {token}", f"data: {token}", f"data: {usage}",
+                                    "data: [DONE]"])
+
+    async def _lines(self, lines: list[str]) -> AsyncIterator[bytes]:
+        for line in lines:
+            self.clock.t += 1.0
+            yield (line + "\n").encode()
+
+    async def __aenter__(self) -> _Stream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Session:
+    def __init__(self, clock: _Clock) -> None:
+        self.clock = clock
+
+    def post(self, url: str, json: object) -> _Stream:
+        return _Stream(self.clock)
+
+
+async def test_a_request_ends_at_its_last_token_not_at_the_streams_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(client, "time", clock)
+    out = await client.send_one(cast(aiohttp.ClientSession, _Session(clock)), "u", "m",
+                                TraceRequest(0.0, 4, 2), 0, 0, 0.0)
+    # the tokens arrive at 1 and 2 s; the usage chunk and [DONE] at 3 and 4 s
+    assert (out.first_s, out.end_s, out.tokens) == (1.0, 2.0, 2)
+    assert out.tpot_s == 1.0

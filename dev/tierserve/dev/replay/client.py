@@ -9,8 +9,8 @@ output exactly ``output_tokens`` long. TTFT and TPOT are measured as the simulat
 the engine's ``vllm:time_per_output_token_seconds`` define them: first token minus due
 time; (last token - first token) / (tokens - 1). The last token is the last chunk with
 a choice, not the end of the stream: the usage chunk, ``[DONE]`` and the close behind it
-cross ingress, proxy and router once more (about 10 ms here), which taken as decode time
-inflated the TPOT of a two-token answer by half and made short answers the TPOT tail.
+cross ingress, proxy and router once more (5-15 ms here), which taken as decode time
+inflated a two-token answer's TPOT by up to half and made short answers the TPOT tail.
 """
 
 from __future__ import annotations
