@@ -85,6 +85,25 @@ def test_no_busy_neighbour_no_slowdown() -> None:
     assert _run(0.5, apart).finish_s == _run(0.0, apart).finish_s
 
 
+def _scaling_up(slowdown: float) -> SimResult:
+    """One replica decoding A while the policy adds a second at 0.2 s that is still
+    starting when A ends (a cold start of 100 s)."""
+    profile = dataclasses.replace(CPU, neighbour_busy_slowdown=slowdown)
+    cap = capacity_from_profile(profile, SLO.tpot_p95_ms, prompt_tokens=64, output_tokens=24)
+    lim = Limits(min_replicas=1, max_replicas=2, cold_start_s=100)
+    settings = SimSettings(slo=SLO, limits=lim, capacity=cap, initial_replicas=1,
+                           interval_s=0.2, sample_s=0.2)
+    return Simulation((DECODER,), profile, settings, FixedPolicy(replicas=2)).run()
+
+
+def test_a_starting_replica_loads_the_host_like_a_busy_neighbour() -> None:
+    quiet, loaded = _scaling_up(0.0), _scaling_up(0.5)
+    step = CPU.step_ms(1, 0) / 1000
+    assert quiet.changes and quiet.changes[0][0] == pytest.approx(0.2)
+    expected = 0.2 + (quiet.finish_s[0] - 0.2) * 1.5
+    assert loaded.finish_s[0] == pytest.approx(expected, abs=1.5 * step)
+
+
 def _synthetic(step: float, slowdown: float, sigma: float, n: int) -> list[Timed]:
     """Requests on two replicas, each decoding while the other is busy for a random
     share of it (a neighbour sent at the decode's start whose one-token decode ends at
