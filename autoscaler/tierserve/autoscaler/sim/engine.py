@@ -205,7 +205,8 @@ class Simulation:
         still starting counts as busy: on shared CPU cores its start (a worker's imports,
         the model load) takes the cores the serving replicas use (measured, docs/engine.md
         sixth check: a replica serving alone while a second started decoded at 25.9 ms a
-        token, where alone it takes 19.3 and beside a busy neighbour 23.5)."""
+        token, where this machine's fitted profile gives 19.3 alone, 23.5 beside a busy
+        neighbour)."""
         if not self.profile.neighbour_busy_slowdown:
             return 1.0  # accelerators: skip the scan
         others = [r for r in self.replicas if r is not rep and r.stopped_at is None]
