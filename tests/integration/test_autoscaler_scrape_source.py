@@ -19,7 +19,10 @@ from tierserve.engine.metrics import EngineMetrics
 from tierserve.engine.timing import RequestTimer
 
 
-async def _serve(metrics: EngineMetrics) -> AsyncIterator[str]:
+@pytest.fixture
+async def engine() -> AsyncIterator[tuple[EngineMetrics, str]]:
+    metrics = EngineMetrics("m")
+
     async def handler(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain")
 
@@ -27,20 +30,11 @@ async def _serve(metrics: EngineMetrics) -> AsyncIterator[str]:
     app.router.add_get("/metrics", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     try:
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}/metrics"
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield metrics, f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[tuple[EngineMetrics, str]]:
-    metrics = EngineMetrics("m")
-    async for url in _serve(metrics):
-        yield metrics, url
 
 
 def _target(url: str) -> ScaleTarget:
