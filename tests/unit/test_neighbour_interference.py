@@ -45,8 +45,22 @@ def test_factor_is_the_share_of_busy_neighbours() -> None:
     assert p.neighbour_factor(3, 1) == pytest.approx(1.2)
     assert p.neighbour_factor(3, 0) == 1.0
     assert p.neighbour_factor(0, 0) == 1.0  # alone on the host
-    with pytest.raises(ValueError, match="3 busy neighbours out of 2"):
+    with pytest.raises(ValueError, match="3 busy and 0 starting neighbours out of 2"):
         p.neighbour_factor(2, 3)
+    with pytest.raises(ValueError, match="1 busy and 2 starting neighbours out of 2"):
+        p.neighbour_factor(2, 1, 2)
+
+
+def test_a_starting_neighbour_slows_by_its_own_term_when_measured() -> None:
+    busy_only = dataclasses.replace(CPU, neighbour_busy_slowdown=0.2)
+    assert busy_only.neighbour_factor(1, 0, 1) == pytest.approx(1.2)  # unmeasured: as busy
+    measured = dataclasses.replace(busy_only, neighbour_starting_slowdown=0.5)
+    assert measured.neighbour_factor(1, 0, 1) == pytest.approx(1.5)
+    assert measured.neighbour_factor(2, 1, 1) == pytest.approx(1.35)
+    assert measured.neighbour_factor(2, 1, 0) == pytest.approx(1.1)
+    # no interference on the host (an accelerator): a starting replica costs nothing
+    assert dataclasses.replace(CPU, neighbour_starting_slowdown=0.5).neighbour_factor(
+        1, 0, 1) == 1.0
 
 
 def test_only_measured_cpu_profiles_have_interference() -> None:
@@ -85,10 +99,11 @@ def test_no_busy_neighbour_no_slowdown() -> None:
     assert _run(0.5, apart).finish_s == _run(0.0, apart).finish_s
 
 
-def _scaling_up(slowdown: float) -> SimResult:
+def _scaling_up(slowdown: float, starting: float | None = None) -> SimResult:
     """One replica decoding A while the policy adds a second at 0.2 s that is still
     starting when A ends (a cold start of 100 s)."""
-    profile = dataclasses.replace(CPU, neighbour_busy_slowdown=slowdown)
+    profile = dataclasses.replace(CPU, neighbour_busy_slowdown=slowdown,
+                                  neighbour_starting_slowdown=starting)
     cap = capacity_from_profile(profile, SLO.tpot_p95_ms, prompt_tokens=64, output_tokens=24)
     lim = Limits(min_replicas=1, max_replicas=2, cold_start_s=100)
     settings = SimSettings(slo=SLO, limits=lim, capacity=cap, initial_replicas=1,
@@ -102,6 +117,9 @@ def test_a_starting_replica_loads_the_host_like_a_busy_neighbour() -> None:
     assert quiet.changes and quiet.changes[0][0] == pytest.approx(0.2)
     expected = 0.2 + (quiet.finish_s[0] - 0.2) * 1.5
     assert loaded.finish_s[0] == pytest.approx(expected, abs=1.5 * step)
+    measured = _scaling_up(0.5, starting=0.25)  # the start phase's own term wins
+    expected = 0.2 + (quiet.finish_s[0] - 0.2) * 1.25
+    assert measured.finish_s[0] == pytest.approx(expected, abs=1.5 * step)
 
 
 def _synthetic(step: float, slowdown: float, sigma: float, n: int) -> list[Timed]:

@@ -70,3 +70,19 @@ def test_table_takes_the_simulated_rows_from_one_file_when_asked(
     sim.write_text(json.dumps({"sim, 2 replicas": _row(2500.0, 44.0, 0.90)}))
     assert main(["table", "--sim-from", str(sim), *map(str, paths)]) == 0
     assert "+7.0 pt" in capsys.readouterr().out  # 0.90 against the real median 0.83
+
+
+def test_probed_runs_are_compared_twin_by_twin_median_to_median() -> None:
+    def twin(ttft: float, speed: float) -> dict[str, Any]:
+        return {**_row(ttft, 44.0, 0.85), "host_speed": {"prefill": speed, "step": speed}}
+
+    runs = [{"real, 2 replicas": _row(t, 42.0, 0.87), "sim, 2 replicas": twin(s, k)}
+            for t, s, k in ((2800.0, 2700.0, 1.0), (3400.0, 3300.0, 1.2),
+                            (2600.0, 2400.0, 0.9))]
+    rows = repeats.merge(runs)
+    assert list(rows)[-4:] == ["sim, 2 replicas, run 1", "sim, 2 replicas, run 2",
+                               "sim, 2 replicas, run 3", "sim, 2 replicas"]
+    assert rows["sim, 2 replicas"]["ttft_p95_ms"] == 2700.0
+    assert "-3.6%" in compare.table(rows)  # 2700 against the real median 2800
+    with pytest.raises(ValueError, match="some runs probed"):
+        repeats.merge([*runs, RUNS[0]])

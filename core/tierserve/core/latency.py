@@ -63,6 +63,11 @@ class LatencyProfile:
     # accelerators, whose replicas do not share compute; fitted for engines on shared
     # CPU cores, where the step costs above are then those of a replica alone.
     neighbour_busy_slowdown: float = 0.0
+    # A replica still starting on the same host (a worker's imports, the model load)
+    # slows the serving ones too, by this x the share of the other replicas starting.
+    # None: it counts as a busy neighbour. Measured by the calibration's start phase
+    # (tierserve.dev.replay.startup), which scales a replica up beside a serving one.
+    neighbour_starting_slowdown: float | None = None
 
     def step_ms(self, running: int, prefill_tokens: int) -> float:
         """Duration of one engine step with ``running`` sequences and a prefill chunk."""
@@ -70,17 +75,22 @@ class LatencyProfile:
         decode = self.step_base_ms + self.step_ms_per_seq * n + self.step_ms_per_seq2 * n * n
         return decode + self.prefill_ms_per_token * prefill_tokens
 
-    def neighbour_factor(self, others: int, others_busy: int) -> float:
+    def neighbour_factor(self, others: int, others_busy: int, others_starting: int = 0) -> float:
         """Slowdown of a step while ``others_busy`` of the host's ``others`` other
-        serving replicas (idle ones included) are in a step of their own. Prefill and
-        decode steps alike: on this project's 2-vCPU machine a busy neighbour slowed
-        decode by about a third (the open-loop fit, docs/engine.md) and the closed-loop
-        prefill cost is measured beside a busy neighbour, so both scale the same way."""
-        if not (0 <= others_busy <= others):
-            raise ValueError(f"{others_busy} busy neighbours out of {others}")
+        replicas (idle and starting ones included) are in a step of their own and
+        ``others_starting`` are still starting. Prefill and decode steps alike: on this
+        project's 2-vCPU machine a busy neighbour slowed decode by about a third (the
+        open-loop fit, docs/engine.md) and the closed-loop prefill cost is measured beside
+        a busy neighbour, so both scale the same way."""
+        if min(others_busy, others_starting) < 0 or others_busy + others_starting > others:
+            raise ValueError(f"{others_busy} busy and {others_starting} starting neighbours "
+                             f"out of {others}")
         if not others or not self.neighbour_busy_slowdown:
-            return 1.0
-        return 1.0 + self.neighbour_busy_slowdown * others_busy / others
+            return 1.0  # no interference on this host (accelerators)
+        starting = (self.neighbour_busy_slowdown if self.neighbour_starting_slowdown is None
+                    else self.neighbour_starting_slowdown)
+        return 1.0 + (self.neighbour_busy_slowdown * others_busy
+                      + starting * others_starting) / others
 
 
 class HostNoise:

@@ -201,17 +201,17 @@ class Simulation:
 
     def _neighbour_factor(self, rep: _Replica) -> float:
         """One host: the other replicas busy when a step starts (in a step of their own;
-        a replica whose step ends now and has more work stays busy) slow it. A replica
-        still starting counts as busy: on shared CPU cores its start (a worker's imports,
-        the model load) takes the cores the serving replicas use (measured, docs/engine.md
-        sixth check: a replica serving alone while a second started decoded at 25.9 ms a
-        token, where this machine's fitted profile gives 19.3 alone, 23.5 beside a busy
-        neighbour)."""
+        a replica whose step ends now and has more work stays busy) slow it, and so do
+        those still starting: on shared CPU cores a start (a worker's imports, the model
+        load) takes the cores the serving replicas use (measured, docs/engine.md sixth and
+        seventh checks: a replica serving alone while a second started decoded at 25.9 ms
+        a token, where this machine's fitted profile gives 19.3 alone)."""
         if not self.profile.neighbour_busy_slowdown:
             return 1.0  # accelerators: skip the scan
         others = [r for r in self.replicas if r is not rep and r.stopped_at is None]
-        busy = sum(1 for r in others if r.busy or not r.ready)
-        return self.profile.neighbour_factor(len(others), busy)
+        busy = sum(1 for r in others if r.ready and r.busy)
+        starting = sum(1 for r in others if not r.ready)
+        return self.profile.neighbour_factor(len(others), busy, starting)
 
     def _step_end(self, rep: _Replica, outcome: StepOutcome, t: float) -> None:
         iv, trace = self.iv, self.trace

@@ -2,7 +2,8 @@
 real replicas with ``tierserve sim`` on a slice of a trace.
 
     python -m tierserve.dev.replay calibrate [--prompts 16 128 384] [--output 64] \\
-        [--replicas 2 --open-loop-s 150 --open-loop-utilisation 0.6 --open-loop-seed 5]
+        [--replicas 2 --open-loop-s 150 --open-loop-utilisation 0.6 --open-loop-seed 5] \\
+        [--start-cycles 3]
     python -m tierserve.dev.replay compare --trace ../shared/traces/azure-llm-2023-conv.csv \\
         [--profile smollm2-135m-cpu1] [--replicas 2] [--runs fixed slo] [--json FILE]
     python -m tierserve.dev.replay table run1.json run2.json ...   # sim vs the real median
@@ -30,9 +31,10 @@ from tierserve.autoscaler.sim.runner import Runner, Scenario
 from tierserve.autoscaler.sim.trace import Trace, TraceError, load_trace
 from tierserve.autoscaler.types import Limits, Slo
 from tierserve.core.latency import LatencyProfile
-from tierserve.dev.replay import calibrate, compare, repeats
+from tierserve.dev.replay import calibrate, compare, repeats, startup
 from tierserve.dev.replay.client import replay
 from tierserve.dev.replay.interference import OpenLoop, fit_interference, timed
+from tierserve.dev.replay.probe import HostSpeed
 from tierserve.dev.replay.slicing import SliceSpec, slice_trace, write_jsonl
 from tierserve.dev.replay.stack import MODEL, RealStack
 
@@ -58,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--open-loop-seed", type=int, default=defaults.seed)
     cal.add_argument("--open-loop-prompts", type=int, nargs=2, default=defaults.prompts)
     cal.add_argument("--open-loop-outputs", type=int, nargs=2, default=defaults.outputs)
+    cal.add_argument("--start-cycles", type=int, default=0,
+                     help="then this many scale-ups 1 -> 2 under a closed loop: fits what a "
+                     "starting replica costs the serving one and times the start")
     cal.add_argument("--save", type=Path, help="write the fitted profile here (JSON), for "
                      "compare --profile-file")
     cmp = sub.add_parser("compare", help="replay a slice on real replicas and in the simulator")
@@ -76,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
                      "deciding beside it, bounded to that count (never writes); prescaled: "
                      "the fixed count, started at 1 and scaled in place before the replay")
     cmp.add_argument("--sim-only", action="store_true", help="skip the real replicas")
+    cmp.add_argument("--probe-rounds", type=int, default=0,
+                     help="probe the host's speed with this many alone requests before each "
+                     "real replay; that run's simulated twin then uses the profile at the "
+                     "probed speed")
     cmp.add_argument("--slo-ttft-ms", type=float, default=2500.0)
     cmp.add_argument("--slo-tpot-ms", type=float, default=40.0)
     cmp.add_argument("--target-attainment", type=float, default=0.9)
@@ -122,6 +131,11 @@ async def _calibrate(args: argparse.Namespace, workdir: Path) -> int:
         if loop is not None:
             fitted = await _open_loop(stack.base_url, loop, fitted, args.replicas, workdir)
             print(fitted)
+        if args.start_cycles:
+            start = await startup.measure_start(
+                stack, startup.StartPhase(cycles=args.start_cycles), fitted)
+            print(start, flush=True)
+            fitted = start.profile
         if args.save:
             compare.save_profile(fitted, args.save)
     return 0
@@ -171,7 +185,11 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
                  else {"replicas": args.replicas})
         sim_kind = "slo" if run == "slo" else "fixed"
         seeds = args.sim_seeds if runner.profile.noise_sigma else 1
-        rows[f"sim, {label}"] = compare.sim_summary(runner, sim_kind, knobs, seeds)
+        speed = rows.get(f"real, {label}", {}).get("host_speed")
+        twin = runner if speed is None else compare.make_runner(
+            trace, runner.scenario, HostSpeed(**speed).scaled(runner.profile))
+        rows[f"sim, {label}"] = {**compare.sim_summary(twin, sim_kind, knobs, seeds),
+                                 **({"host_speed": speed} if speed else {})}
     print(compare.table(rows))
     print(json.dumps({k: _brief(v) for k, v in rows.items()}, indent=1))
     if args.json:
@@ -189,10 +207,13 @@ async def _real(args: argparse.Namespace, run: str, trace: Trace, runner: Runner
     before = uptime()
     if run in ("fixed", "prescaled"):
         real = await compare.real_fixed(trace, args.replicas, workdir / f"real-{run}", slo,
-                                        scaled_from=1 if run == "prescaled" else None)
+                                        scaled_from=1 if run == "prescaled" else None,
+                                        probe_profile=runner.profile,
+                                        probe_rounds=args.probe_rounds)
     else:
         real = await compare.real_slo(trace, runner, workdir / f"real-{run}",
-                                      observe=args.replicas if run == "observe" else None)
+                                      observe=args.replicas if run == "observe" else None,
+                                      probe_rounds=args.probe_rounds)
     return {**real, "uptime_before": before, "uptime_after": uptime()}
 
 

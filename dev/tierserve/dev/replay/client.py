@@ -55,7 +55,10 @@ def prompt_ids(index: int, n: int, seed: int) -> list[int]:
 
 
 async def send_one(session: aiohttp.ClientSession, url: str, model: str, req: TraceRequest,
-               index: int, seed: int, t0: float) -> Outcome:
+                   index: int, seed: int, t0: float,
+                   token_times: list[float] | None = None) -> Outcome:
+    """One streamed request; each chunk with a choice (a token) is also timed into
+    ``token_times`` when given."""
     body = {"model": model, "prompt": prompt_ids(index, req.prompt_tokens, seed),
             "max_tokens": req.output_tokens, "temperature": 0, "ignore_eos": True,
             "stream": True, "stream_options": {"include_usage": True}}
@@ -71,6 +74,8 @@ async def send_one(session: aiohttp.ClientSession, url: str, model: str, req: Tr
             chunk = json.loads(line[5:])
             if chunk.get("choices"):
                 last = time.monotonic() - t0
+                if token_times is not None:
+                    token_times.append(last)
                 if math.isnan(first):
                     first = last
             if chunk.get("usage"):

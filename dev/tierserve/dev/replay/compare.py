@@ -32,6 +32,7 @@ from tierserve.autoscaler.types import Slo
 from tierserve.core.latency import LatencyProfile
 from tierserve.dev.replay.client import Outcome, replay
 from tierserve.dev.replay.cpu import CpuSampler
+from tierserve.dev.replay.probe import probe
 from tierserve.dev.replay.stack import MODEL, LocalScaleWriter, RealStack
 
 INTERVAL_S = 2.0
@@ -68,6 +69,15 @@ async def _replay(stack: RealStack, trace: Trace) -> tuple[list[Outcome], dict[s
     return outcomes, {"cpu_s": cpu.roles()}
 
 
+async def _probe(stack: RealStack, profile: LatencyProfile | None, rounds: int) -> dict[str, Any]:
+    """``{"host_speed": ...}`` from a probe of ``rounds`` requests (none without a
+    profile or rounds): see :mod:`tierserve.dev.replay.probe`."""
+    if profile is None or rounds < 1:
+        return {}
+    speed = await probe(stack.base_url, MODEL, profile, rounds)
+    return {"host_speed": dataclasses.asdict(speed)}
+
+
 def sim_summary(runner: Runner, policy: str, knobs: Mapping[str, Any],
                 seeds: int = 1) -> dict[str, Any]:
     """The simulated run; with a noisy profile, the median of each figure over ``seeds``
@@ -86,30 +96,35 @@ def sim_summary(runner: Runner, policy: str, knobs: Mapping[str, Any],
 
 
 async def real_fixed(trace: Trace, replicas: int, workdir: Path, slo: Slo,
-                     scaled_from: int | None = None) -> dict[str, Any]:
+                     scaled_from: int | None = None, probe_profile: LatencyProfile | None = None,
+                     probe_rounds: int = 0) -> dict[str, Any]:
     """``replicas`` from the start; with ``scaled_from``, started with that many and
     scaled in place (the Serve application re-applied) before the replay, as the SLO
     policy scales: a replica added in place against replicas started together, without
-    the start-up queue of a scale-up under load."""
+    the start-up queue of a scale-up under load. With ``probe_rounds``, a probe of the
+    host's speed against ``probe_profile`` first."""
     async with RealStack(workdir, scaled_from or replicas) as stack:
         if scaled_from:
             await stack.scale(replicas)
             await stack.wait_ready(replicas, 300)
+        speed = await _probe(stack, probe_profile, probe_rounds)
         outcomes, cpu = await _replay(stack, trace)
     return real_summary(outcomes, slo, {"avg_replicas": float(replicas), "scale_events": 0,
-                                        **cpu})
+                                        **cpu, **speed})
 
 
 async def real_slo(trace: Trace, runner: Runner, workdir: Path,
-                   observe: int | None = None) -> dict[str, Any]:
+                   observe: int | None = None, probe_rounds: int = 0) -> dict[str, Any]:
     """The SLO policy scaling real replicas from one, while the slice replays. With
     ``observe``, that many replicas from the start and the controller bounded to them:
     it scrapes and decides as in an SLO run but never writes, which tells the cost of
-    running it on these cores from the cost of scaling."""
+    running it on these cores from the cost of scaling. With ``probe_rounds``, a probe of
+    the host's speed against the runner's profile first, before the controller starts."""
     sc = runner.scenario
     limits = sc.limits if observe is None else sc.limits.model_copy(
         update={"min_replicas": observe, "max_replicas": observe})
     async with RealStack(workdir, observe or 1) as stack, aiohttp.ClientSession() as session:
+        speed = await _probe(stack, runner.profile, probe_rounds)
         target = ScaleTarget(namespace="replay", name=MODEL, slo=sc.slo, capacity=runner.capacity,
                              limits=limits, endpoints=(stack.metrics_url,))
         writer = LocalScaleWriter(stack)
@@ -129,7 +144,7 @@ async def real_slo(trace: Trace, runner: Runner, workdir: Path,
         "avg_replicas": round(avg, 3), "scale_events": len(writer.writes),
         "writes": [(round(t - t0, 1), n, reason[:80]) for t, n, reason in writer.writes],
         # when the controller saw the running replica count change (its cold start)
-        "running": [(round(t - t0, 1), n) for t, n in writer.running], **cpu})
+        "running": [(round(t - t0, 1), n) for t, n in writer.running], **cpu, **speed})
 
 
 def _average_replicas(writes: Sequence[tuple[float, int, str]], t0: float, t1: float) -> float:

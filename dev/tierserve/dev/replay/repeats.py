@@ -24,27 +24,43 @@ Rows = dict[str, dict[str, Any]]
 def merge(runs: Sequence[Mapping[str, Mapping[str, Any]]]) -> Rows:
     """One table from several ``compare`` outputs: each real row once per run (``run k``)
     then the median of those runs under the plain name, and each simulated row once
-    (they are deterministic given their seeds; differing ones are refused)."""
+    (they are deterministic given their seeds; differing ones are refused) -- unless
+    every simulated row of that name is a run's own twin, simulated at the host speed
+    that run's probe measured (``host_speed``): those are kept per run and their median
+    goes under the plain name, beside the real median."""
     real: dict[str, list[Mapping[str, Any]]] = {}
+    twins: dict[str, list[Mapping[str, Any]]] = {}
     sim: Rows = {}
     for run in runs:
         for name, row in run.items():
             if name.startswith("real"):
                 real.setdefault(name, []).append(row)
+            elif "host_speed" in row:
+                twins.setdefault(name, []).append(row)
             elif name in sim and _figures(sim[name]) != _figures(row):
                 raise ValueError(f"{name!r} differs between runs: {_figures(sim[name])} "
                                  f"vs {_figures(row)} (another profile or slice?)")
             else:
                 sim[name] = dict(row)
+    if mixed := set(twins) & set(sim):
+        raise ValueError(f"{sorted(mixed)}: some runs probed the host and some did not")
     out: Rows = {}
     for name, rows in real.items():
-        for k, row in enumerate(rows, 1):
-            out[f"{name}, run {k}"] = dict(row)
-        out[name] = median_row(rows)
+        out.update(_with_median(name, rows))
         sim_name = name.replace("real", "sim", 1)
-        if sim_name in sim:
+        if sim_name in twins:
+            out.update(_with_median(sim_name, twins.pop(sim_name)))
+        elif sim_name in sim:
             out[sim_name] = sim.pop(sim_name)
+    for name, rows in twins.items():
+        out.update(_with_median(name, rows))
     return {**out, **sim}
+
+
+def _with_median(name: str, rows: Sequence[Mapping[str, Any]]) -> Rows:
+    out = {f"{name}, run {k}": dict(row) for k, row in enumerate(rows, 1)}
+    out[name] = median_row(rows)
+    return out
 
 
 def median_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
