@@ -29,3 +29,12 @@ def test_speed_is_measured_over_modelled_and_scales_prefill_and_step_apart() -> 
 def test_a_point_without_a_ttft_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a TTFT"):
         HostSpeed.of(BenchmarkPoint(1, 64, 32, itl_ms=20.0), CPU)
+
+
+def test_against_a_reference_probe_the_fit_error_cancels() -> None:
+    # the fit's alone step reads 10% high: both probes see it, their ratio does not
+    at_fit = HostSpeed(prefill=1.0, step=0.9, ttft_ms=540.0, itl_ms=18.0)
+    now = HostSpeed(prefill=1.05, step=0.99, ttft_ms=567.0, itl_ms=19.8)
+    rel = now.relative_to(at_fit)
+    assert (rel.prefill, rel.step) == (1.05, 1.1)
+    assert (rel.ttft_ms, rel.itl_ms) == (567.0, 19.8)  # the raw figures stay this run's

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tierserve.core.profiles import get_profile
 from tierserve.dev.replay import compare, repeats
 from tierserve.dev.replay.__main__ import main
 
@@ -86,3 +87,33 @@ def test_probed_runs_are_compared_twin_by_twin_median_to_median() -> None:
     assert "-3.6%" in compare.table(rows)  # 2700 against the real median 2800
     with pytest.raises(ValueError, match="some runs probed"):
         repeats.merge([*runs, RUNS[0]])
+
+
+def test_twins_are_resimulated_beside_the_earlier_real_rows(tmp_path: Path) -> None:
+    from tierserve.autoscaler.sim.trace import TraceRequest
+    from tierserve.dev.replay.slicing import write_jsonl
+
+    trace = write_jsonl(tuple(TraceRequest(60.0 + i, 400, 40) for i in range(30)),
+                        tmp_path / "t.jsonl")
+    profile = tmp_path / "p.json"
+    compare.save_profile(get_profile("smollm2-135m-cpu1"), profile)
+    ref = {"prefill": 1.0, "step": 1.0, "ttft_ms": 500.0, "itl_ms": 20.0}
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+
+    def twin(speed: float) -> dict[str, Any]:
+        real = {**_row(2800.0, 42.0, 0.87), "host_speed": {**ref, "step": speed,
+                                                           "prefill": speed}}
+        (tmp_path / "earlier.json").write_text(json.dumps({"real, 2 replicas": real}))
+        out = tmp_path / "twin.json"
+        assert main(["compare", "--trace", str(trace), "--start-s", "0", "--sim-only",
+                     "--runs", "fixed",
+                     "--profile-file", str(profile), "--real-from",
+                     str(tmp_path / "earlier.json"), "--probe-reference",
+                     str(tmp_path / "ref.json"), "--json", str(out)]) == 0
+        rows: dict[str, dict[str, Any]] = json.loads(out.read_text())
+        assert rows["real, 2 replicas"] == real  # kept as it was
+        assert rows["sim, 2 replicas"]["host_speed"]["step"] == speed
+        return rows["sim, 2 replicas"]
+
+    # a slower host, a slower twin: the speed is the earlier run's probe against ref
+    assert twin(1.3)["tpot_p50_ms"] > twin(1.0)["tpot_p50_ms"]

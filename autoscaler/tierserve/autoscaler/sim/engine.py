@@ -172,7 +172,6 @@ class Simulation:
     def _arrive(self, idx: int, t: float) -> None:
         req = self.trace[idx]
         self.iv.arrivals += 1
-        self.iv.prompt_tokens += req.prompt_tokens
         if not self._dispatch(idx, t):
             self.held.append(idx)
 
@@ -219,6 +218,7 @@ class Simulation:
         for rid in outcome.first_token_ids:
             idx = int(rid)
             self.first[idx] = t
+            iv.prompt_tokens += trace[idx].prompt_tokens  # counted once prefilled, as vLLM
             ttft = t - trace[idx].arrival_s
             iv.ttft[bisect_left(TTFT_BUCKETS_S, ttft)] += 1
         for rid in outcome.finished_ids:

@@ -34,7 +34,7 @@ from tierserve.core.latency import LatencyProfile
 from tierserve.dev.replay import calibrate, compare, repeats, startup
 from tierserve.dev.replay.client import replay
 from tierserve.dev.replay.interference import OpenLoop, fit_interference, timed
-from tierserve.dev.replay.probe import HostSpeed
+from tierserve.dev.replay.probe import HostSpeed, probe
 from tierserve.dev.replay.slicing import SliceSpec, slice_trace, write_jsonl
 from tierserve.dev.replay.stack import MODEL, RealStack
 
@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="probe the host's speed with this many alone requests before each "
                      "real replay; that run's simulated twin then uses the profile at the "
                      "probed speed")
+    cmp.add_argument("--real-from", type=Path,
+                     help="with --sim-only: the real rows of an earlier compare --json, kept "
+                     "in this one's output beside twins simulated anew (after a change to "
+                     "the simulator)")
+    cmp.add_argument("--probe-reference", type=Path,
+                     help="a probe taken right after the calibration (probe --save): each "
+                     "run's speed is then taken against it, not against the profile")
     cmp.add_argument("--slo-ttft-ms", type=float, default=2500.0)
     cmp.add_argument("--slo-tpot-ms", type=float, default=40.0)
     cmp.add_argument("--target-attainment", type=float, default=0.9)
@@ -97,13 +104,18 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--sim-seeds", type=int, default=9,
                      help="host-noise draws per simulated run (noisy profiles): the median")
     cmp.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    prb = sub.add_parser("probe", help="the host's alone prefill and step against a profile "
+                         "(run right after calibrate, for compare --probe-reference)")
+    prb.add_argument("--profile-file", type=Path, required=True)
+    prb.add_argument("--rounds", type=int, default=20)
+    prb.add_argument("--save", type=Path, required=True)
     tab = sub.add_parser("table", help="several compare --json files: sim vs the real median")
     tab.add_argument("files", type=Path, nargs="+")
     tab.add_argument("--sim-from", type=Path,
                      help="take the simulated rows from this compare --json file only (a "
                      "--sim-only run with another profile or replica start); the real "
                      "files' own simulated rows are ignored")
-    for q in (cal, cmp):
+    for q in (cal, cmp, prb):
         q.add_argument("--workdir", type=Path, help="state directory (default: a temporary one)")
     return p
 
@@ -171,6 +183,7 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
                                                  replica_start_s=args.replica_start_s), profile)
     print(f"# slice: {len(trace)} requests over {trace[-1].arrival_s:.0f} s ({spec}); "
           f"written to {workdir / 'slice.jsonl'}")
+    earlier = json.loads(args.real_from.read_text()) if args.real_from else {}
     rows: dict[str, dict[str, Any]] = {}
     for run in args.runs:
         label = {"fixed": f"{args.replicas} replicas",
@@ -180,12 +193,14 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
         if not args.sim_only:
             rows[f"real, {label}"] = await _real(args, run, trace, runner, workdir, slo)
             print(json.dumps({f"real, {label}": _brief(rows[f"real, {label}"])}), flush=True)
+        elif f"real, {label}" in earlier:
+            rows[f"real, {label}"] = earlier[f"real, {label}"]
         # the simulator has no controller cost: an observing run simulates as fixed
         knobs = ({"interval_s": compare.INTERVAL_S} if run == "slo"
                  else {"replicas": args.replicas})
         sim_kind = "slo" if run == "slo" else "fixed"
         seeds = args.sim_seeds if runner.profile.noise_sigma else 1
-        speed = rows.get(f"real, {label}", {}).get("host_speed")
+        speed = _speed(rows.get(f"real, {label}", {}), args.probe_reference)
         twin = runner if speed is None else compare.make_runner(
             trace, runner.scenario, HostSpeed(**speed).scaled(runner.profile))
         rows[f"sim, {label}"] = {**compare.sim_summary(twin, sim_kind, knobs, seeds),
@@ -194,6 +209,26 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
     print(json.dumps({k: _brief(v) for k, v in rows.items()}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def _speed(real: dict[str, Any], reference: Path | None) -> dict[str, Any] | None:
+    """The host speed a real run's twin is simulated at: its probe against the profile,
+    or against the reference probe when there is one."""
+    if "host_speed" not in real:
+        return None
+    speed = HostSpeed(**real["host_speed"])
+    if reference is not None:
+        speed = speed.relative_to(HostSpeed(**json.loads(reference.read_text())))
+    return dataclasses.asdict(speed)
+
+
+async def _probe(args: argparse.Namespace, workdir: Path) -> int:
+    profile = compare.load_profile(args.profile_file)
+    async with RealStack(workdir, 2) as stack:
+        speed = await probe(stack.base_url, MODEL, profile, args.rounds)
+    print(speed)
+    args.save.write_text(json.dumps(dataclasses.asdict(speed)))
     return 0
 
 
@@ -241,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.cmd == "calibrate":
                 return asyncio.run(_calibrate(args, workdir))
+            if args.cmd == "probe":
+                return asyncio.run(_probe(args, workdir))
             return asyncio.run(_compare(args, workdir))
         except (TraceError, ValueError) as exc:
             print(f"replay: {exc}", file=sys.stderr)

@@ -41,6 +41,13 @@ class HostSpeed:
         return cls(round(point.ttft_ms / profile.step_ms(1, point.prompt_tokens), 4),
                    round(point.itl_ms / profile.step_ms(1, 0), 4), point.ttft_ms, point.itl_ms)
 
+    def relative_to(self, reference: HostSpeed) -> HostSpeed:
+        """This probe against one taken beside the calibration: the host's change since
+        the fit, free of the fit's own error at the probe's point (the open-loop fit's
+        alone step is an intercept, a few percent off a step measured alone)."""
+        return HostSpeed(round(self.prefill / reference.prefill, 4),
+                         round(self.step / reference.step, 4), self.ttft_ms, self.itl_ms)
+
     def scaled(self, profile: LatencyProfile) -> LatencyProfile:
         """``profile`` at this host's speed (its interference and noise kept)."""
         return dataclasses.replace(
