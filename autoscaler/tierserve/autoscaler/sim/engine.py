@@ -170,8 +170,7 @@ class Simulation:
 
     # -- requests -----------------------------------------------------------------
     def _arrive(self, idx: int, t: float) -> None:
-        req = self.trace[idx]
-        self.iv.arrivals += 1
+        self.iv.arrivals += 1  # its prompt counts once prefilled (_step_end), as vLLM's
         if not self._dispatch(idx, t):
             self.held.append(idx)
 
