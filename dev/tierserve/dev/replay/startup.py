@@ -7,7 +7,7 @@ same two cores. Each cycle of this phase: the stack at one replica, one closed-l
 client of fixed long-answer requests on it (the calibration's own lengths, not the replay
 slice's: fitting to the slice would make the comparison circular); ``baseline_s`` with
 the replica alone, then the scale to two, the loop running on, until the second replica
-is ready (polled every ``poll_s``: the start time is known to that resolution). Every
+is ready (polled every 0.5 s: the start time is known to that resolution). Every
 token is timed: the serving replica's mean gap between consecutive tokens during the
 start over its mean gap alone, less one, is the profile's
 ``neighbour_starting_slowdown`` (one other replica, starting: the whole share). A start
@@ -44,7 +44,6 @@ class StartPhase:
     settle_s: float = 3.0
     prompt: int = 32
     output: int = 160
-    poll_s: float = 0.5
     clients: int = 1  # closed-loop clients: more than one keep a queue at the replica
     limit_s: float = 120.0  # a start that takes longer than this fails the phase
 
@@ -129,16 +128,6 @@ async def _loop(session: aiohttp.ClientSession, url: str, phase: StartPhase, t0:
         i += 1
 
 
-async def _ready_at(stack: RealStack, replicas: int, phase: StartPhase, t0: float) -> float:
-    deadline = time.monotonic() + phase.limit_s
-    while time.monotonic() < deadline:
-        st = await stack.current()
-        if st.ready and st.replicas == replicas:
-            return time.monotonic() - t0
-        await asyncio.sleep(phase.poll_s)
-    raise TimeoutError(f"{replicas} replicas not ready within {phase.limit_s} s")
-
-
 async def _cycle(stack: RealStack, session: aiohttp.ClientSession, phase: StartPhase) -> StartCycle:
     await stack.scale(1)
     await stack.wait_ready(1, phase.limit_s)
@@ -151,7 +140,8 @@ async def _cycle(stack: RealStack, session: aiohttp.ClientSession, phase: StartP
         await asyncio.sleep(phase.baseline_s)
         scaled = time.monotonic() - t0
         await stack.scale(2)
-        ready = await _ready_at(stack, 2, phase, t0)
+        await stack.wait_ready(2, phase.limit_s)  # polled every 0.5 s: the resolution
+        ready = time.monotonic() - t0
     finally:
         stop.set()
         await asyncio.gather(*loops)
