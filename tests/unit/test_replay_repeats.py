@@ -117,3 +117,22 @@ def test_twins_are_resimulated_beside_the_earlier_real_rows(tmp_path: Path) -> N
 
     # a slower host, a slower twin: the speed is the earlier run's probe against ref
     assert twin(1.3)["tpot_p50_ms"] > twin(1.0)["tpot_p50_ms"]
+
+
+def test_bad_twin_inputs_are_refused_with_the_file(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from tierserve.autoscaler.sim.trace import TraceRequest
+    from tierserve.dev.replay.slicing import write_jsonl
+
+    trace = write_jsonl(tuple(TraceRequest(float(i), 400, 40) for i in range(10)),
+                        tmp_path / "t.jsonl")
+    (tmp_path / "earlier.json").write_text(json.dumps({"real, 2 replicas": {
+        **_row(2800.0, 42.0, 0.87), "host_speed": {"prefill": 1.0, "step": 1.0,
+                                                   "ttft_ms": 500.0, "itl_ms": 20.0}}}))
+    (tmp_path / "ref.json").write_text(json.dumps({"prefill": 1.0}))
+    base = ["compare", "--trace", str(trace), "--start-s", "0", "--runs", "fixed",
+            "--real-from", str(tmp_path / "earlier.json")]
+    assert main(base) == 2  # without --sim-only
+    assert "--real-from goes with --sim-only" in capsys.readouterr().err
+    assert main([*base, "--sim-only", "--probe-reference", str(tmp_path / "ref.json")]) == 2
+    assert "ref.json: not a saved probe" in capsys.readouterr().err

@@ -6,6 +6,7 @@ real replicas with ``tierserve sim`` on a slice of a trace.
         [--start-cycles 3]
     python -m tierserve.dev.replay compare --trace ../shared/traces/azure-llm-2023-conv.csv \\
         [--profile smollm2-135m-cpu1] [--replicas 2] [--runs fixed slo] [--json FILE]
+    python -m tierserve.dev.replay probe --profile-file p.json --save ref.json   # after calibrate
     python -m tierserve.dev.replay table run1.json run2.json ...   # sim vs the real median
 
 Both start their own Ray (2 CPUs, no dashboard) and router on 127.0.0.1 and stop them.
@@ -170,6 +171,8 @@ async def _open_loop(base_url: str, loop: OpenLoop, fitted: LatencyProfile, repl
 
 
 async def _compare(args: argparse.Namespace, workdir: Path) -> int:
+    if args.real_from and not args.sim_only:
+        raise ValueError("--real-from goes with --sim-only (the real rows come from the file)")
     spec = SliceSpec(**{k: getattr(args, k) for k in SliceSpec.model_fields})
     trace = slice_trace(load_trace(args.trace), spec)
     write_jsonl(trace, workdir / "slice.jsonl")
@@ -219,7 +222,11 @@ def _speed(real: dict[str, Any], reference: Path | None) -> dict[str, Any] | Non
         return None
     speed = HostSpeed(**real["host_speed"])
     if reference is not None:
-        speed = speed.relative_to(HostSpeed(**json.loads(reference.read_text())))
+        try:
+            ref = HostSpeed(**json.loads(reference.read_text()))
+        except (OSError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{reference}: not a saved probe ({exc})") from exc
+        speed = speed.relative_to(ref)
     return dataclasses.asdict(speed)
 
 
