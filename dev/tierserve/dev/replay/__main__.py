@@ -187,6 +187,7 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
     print(f"# slice: {len(trace)} requests over {trace[-1].arrival_s:.0f} s ({spec}); "
           f"written to {workdir / 'slice.jsonl'}")
     earlier = json.loads(args.real_from.read_text()) if args.real_from else {}
+    reference = _load_speed(args.probe_reference) if args.probe_reference else None
     rows: dict[str, dict[str, Any]] = {}
     for run in args.runs:
         label = {"fixed": f"{args.replicas} replicas",
@@ -203,7 +204,7 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
                  else {"replicas": args.replicas})
         sim_kind = "slo" if run == "slo" else "fixed"
         seeds = args.sim_seeds if runner.profile.noise_sigma else 1
-        speed = _speed(rows.get(f"real, {label}", {}), args.probe_reference)
+        speed = _speed(rows.get(f"real, {label}", {}), reference)
         twin = runner if speed is None else compare.make_runner(
             trace, runner.scenario, HostSpeed(**speed).scaled(runner.profile))
         rows[f"sim, {label}"] = {**compare.sim_summary(twin, sim_kind, knobs, seeds),
@@ -215,19 +216,20 @@ async def _compare(args: argparse.Namespace, workdir: Path) -> int:
     return 0
 
 
-def _speed(real: dict[str, Any], reference: Path | None) -> dict[str, Any] | None:
+def _load_speed(path: Path) -> HostSpeed:
+    try:
+        return HostSpeed(**json.loads(path.read_text()))
+    except (OSError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a saved probe ({exc})") from exc
+
+
+def _speed(real: dict[str, Any], reference: HostSpeed | None) -> dict[str, Any] | None:
     """The host speed a real run's twin is simulated at: its probe against the profile,
     or against the reference probe when there is one."""
     if "host_speed" not in real:
         return None
     speed = HostSpeed(**real["host_speed"])
-    if reference is not None:
-        try:
-            ref = HostSpeed(**json.loads(reference.read_text()))
-        except (OSError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{reference}: not a saved probe ({exc})") from exc
-        speed = speed.relative_to(ref)
-    return dataclasses.asdict(speed)
+    return dataclasses.asdict(speed if reference is None else speed.relative_to(reference))
 
 
 async def _probe(args: argparse.Namespace, workdir: Path) -> int:

@@ -37,7 +37,7 @@ class HostSpeed:
     @classmethod
     def of(cls, point: BenchmarkPoint, profile: LatencyProfile) -> HostSpeed:
         if point.ttft_ms is None or point.itl_ms is None:
-            raise ValueError(f"a probe point needs a TTFT; got {point}")
+            raise ValueError(f"a probe point needs a TTFT and an ITL; got {point}")
         return cls(round(point.ttft_ms / profile.step_ms(1, point.prompt_tokens), 4),
                    round(point.itl_ms / profile.step_ms(1, 0), 4), point.ttft_ms, point.itl_ms)
 
