@@ -148,6 +148,9 @@ def test_every_promql_query_returns_data(engine: str, router: str,
         assert sample.waiting >= sample.held
         assert sample.ttft is not None and sample.ttft.total > 0
         assert sample.tpot is not None and sample.tpot.total > 0
+        # answers of 32 tokens: the length histogram's buckets and its sum
+        assert sample.gen_tokens is not None and sample.gen_tokens.total > 0
+        assert sample.finished_tokens_rate > 0
 
     asyncio.run(run())
     wait_until(lambda: prom.query(f"sum(vllm:request_success_total{{{sel}}})") != [], 10,

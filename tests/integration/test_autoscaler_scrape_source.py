@@ -63,3 +63,23 @@ async def test_first_scrape_is_a_baseline_then_rates_over_the_interval(
     assert sample.prompt_token_rate == 30.0 and sample.gen_token_rate == 2.0
     assert sample.running == 1 and sample.waiting == 2
     assert sample.arrival_rate == 1.5  # nothing finished, in flight grew by 3 over 2 s
+
+
+async def test_answer_lengths_and_their_mean_come_through_the_scrape(
+    engine: tuple[EngineMetrics, str],
+) -> None:
+    metrics, url = engine
+    target = _target(url)
+    async with aiohttp.ClientSession() as session:
+        source = ScrapeSource(session)
+        assert await source.collect(target, 100.0) is None
+        for n in (3, 40, 40):  # three answers, finished in the interval
+            timer = RequestTimer(metrics, clock=lambda: 100.0)
+            timer.tokens(n, prompt_tokens=10)
+            timer.finished("stop", prompt_tokens=10)
+        sample = await source.collect(target, 102.0)
+    assert sample is not None and sample.gen_tokens is not None
+    # vLLM's 1-2-5 buckets: 3 in (2, 5], both 40s in (20, 50]
+    by_bound = dict(zip(sample.gen_tokens.bounds, sample.gen_tokens.counts, strict=False))
+    assert by_bound[5] == 1 and by_bound[50] == 2 and sample.gen_tokens.total == 3
+    assert sample.finish_rate == 1.5 and sample.finished_tokens_rate == 41.5  # 83 tokens / 2 s

@@ -16,15 +16,24 @@ from dataclasses import replace as dc_replace
 import pytest
 
 from tests.unit.test_autoscaler_support import LIMITS, sample
-from tierserve.autoscaler.policy import SloPolicy
+from tierserve.autoscaler.policy import SloPolicy, signals
 from tierserve.autoscaler.sim.runner import Runner, Scenario
 from tierserve.autoscaler.sim.synthetic import synthetic
-from tierserve.autoscaler.types import Limits, MetricsWindow, PolicyContext, ScalerState, Slo
+from tierserve.autoscaler.types import (
+    GEN_TOKEN_BUCKETS,
+    Histogram,
+    Limits,
+    MetricsWindow,
+    PolicyContext,
+    ScalerState,
+    Slo,
+)
 from tierserve.core.api.deployment_status import SizingPlan
 from tierserve.core.capacity import ReplicaCapacity, capacity_from_plan
 from tierserve.core.tpot_tail import (
     PrefillMix,
     _compound_tail,
+    quantile_midpoints,
     replicas_for_tpot_tail,
     tpot_miss_share,
 )
@@ -134,3 +143,37 @@ def test_the_per_minute_check_pairs_the_oracle_with_the_floor() -> None:
     rows = per_minute(runner, budget=0.5)
     assert [b for b, *_ in rows] == list(range(5))
     assert all(per_min > 0 and oracle >= 1 and floor >= 1 for _, per_min, oracle, floor in rows)
+
+
+# --- the observed answer-length shape (vllm:request_generation_tokens) -------------------
+
+def test_observed_answers_replace_the_exponential_shape() -> None:
+    # same mean (20 tokens), no short answers: the short ones are those a prefill breaks
+    even = dc_replace(SHORT, answer_quantiles=quantile_midpoints(lambda q: 20.0))
+    assert SHORT.answers() != even.answers() and len(even.answers()) == len(SHORT.answers())
+    assert tpot_miss_share(5.0, 6, even) < tpot_miss_share(5.0, 6, SHORT)
+    # and the exponential the module assumes, given as observations, is the default
+    expo = dc_replace(SHORT, answer_quantiles=SHORT.answers())
+    assert tpot_miss_share(5.0, 6, expo) == tpot_miss_share(5.0, 6, SHORT)
+
+
+def test_answer_quantiles_read_the_window_histograms() -> None:
+    bounds = GEN_TOKEN_BUCKETS
+    hist = Histogram(bounds, (*(30 if b == 50 else 0 for b in bounds), 0))
+    base = sample(10.0, load=0.1, replicas=2)
+    assert signals.answer_quantiles([base]) is None  # no histogram
+    one = dc_replace(base, gen_tokens=hist)
+    assert signals.answer_quantiles([one]) is None  # 30 answers: below MIN_ANSWERS
+    points = signals.answer_quantiles([one, one])
+    assert points is not None and all(20 < p <= 50 for p in points)
+    assert list(points) == sorted(points)
+
+
+def test_the_floor_uses_the_observed_shape() -> None:
+    ctx = _prefill_heavy_ctx(BATCHING)
+    # all answers in (20, 50]: the same window with that histogram needs fewer replicas
+    hist = Histogram(GEN_TOKEN_BUCKETS, (*(10 if b == 50 else 0 for b in GEN_TOKEN_BUCKETS), 0))
+    shaped = tuple(dc_replace(s, gen_tokens=hist) for s in ctx.window.samples)
+    with_shape = dc_replace(ctx, window=MetricsWindow(shaped))
+    policy = SloPolicy(tail_budget=0.5, burst_z=0)
+    assert policy(with_shape).desired_replicas < policy(ctx).desired_replicas

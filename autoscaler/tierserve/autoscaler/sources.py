@@ -88,6 +88,8 @@ class PromQueries(BaseModel):
     )
     ttft: str = "sum by (le) (increase(vllm:time_to_first_token_seconds_bucket{{{sel}}}[{w}s]))"
     tpot: str = "sum by (le) (increase(vllm:time_per_output_token_seconds_bucket{{{sel}}}[{w}s]))"
+    answers: str = "sum by (le) (increase(vllm:request_generation_tokens_bucket{{{sel}}}[{w}s]))"
+    answer_tokens: str = "sum(rate(vllm:request_generation_tokens_sum{{{sel}}}[{w}s]))"
     router_queued: str = (
         'sum(tierserve_router_queue_depth{{deployment="{dep}"}})'
         ' + sum(tierserve_router_held_requests{{deployment="{dep}"}})'
@@ -138,7 +140,8 @@ class PrometheusSource:
         q = self._q
         sel = q.selector.format(ns=target.namespace, name=target.name)
         names = ("running", "waiting", "kv", "scraped_at", "finished", "prompt", "generated",
-                 "inflight_deriv", "ttft", "tpot", "router_queued")  # fmt: skip
+                 "inflight_deriv", "ttft", "tpot", "answers", "answer_tokens",
+                 "router_queued")  # fmt: skip
         dep = f"{target.namespace}/{target.name}"
         texts = [getattr(q, n).format(sel=sel, w=int(self._w), dep=dep) for n in names]
         res = dict(
@@ -165,5 +168,7 @@ class PrometheusSource:
             ttft=_histogram(res["ttft"]),
             tpot=_histogram(res["tpot"]),
             finish_rate=finished,
+            finished_tokens_rate=_scalar(res["answer_tokens"]),
+            gen_tokens=_histogram(res["answers"]),
             held=max(0, round(_scalar(res["router_queued"]))),
         )

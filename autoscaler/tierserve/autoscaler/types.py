@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tierserve.core.capacity import ReplicaCapacity
+from tierserve.core.vllm_names import GENERATION_TOKENS_BUCKETS
 
 # vLLM's histogram buckets (seconds), so simulated and scraped histograms line up.
 TTFT_BUCKETS_S: tuple[float, ...] = (
@@ -27,6 +28,7 @@ TPOT_BUCKETS_S: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
     1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
 )  # fmt: skip
+GEN_TOKEN_BUCKETS = GENERATION_TOKENS_BUCKETS  # answers, as the engines bucket them
 
 
 class _Config(BaseModel):
@@ -155,6 +157,9 @@ class MetricSample:
     # completions and their output tokens (vLLM: request_generation_tokens count/sum)
     finish_rate: float = 0.0
     finished_tokens_rate: float = 0.0
+    # output tokens of the requests that finished (vLLM: request_generation_tokens
+    # buckets; None when the source has none)
+    gen_tokens: Histogram | None = None
 
     @property
     def running(self) -> int:

@@ -122,14 +122,13 @@ def _engine_deltas(cur: EngineSnapshot, prev: EngineSnapshot | None) -> dict[str
     }
 
 
-def _engine_hists(
-    cur: EngineSnapshot, prev: EngineSnapshot | None
-) -> tuple[Histogram | None, Histogram | None]:
+def _engine_hists(cur: EngineSnapshot, prev: EngineSnapshot | None) -> list[Histogram | None]:
+    """TTFT, TPOT and answer-length histogram deltas of one engine."""
     out: list[Histogram | None] = []
-    for name in (TTFT, _first_present(cur, TPOT)):
+    for name in (TTFT, _first_present(cur, TPOT), GEN_HIST):
         before = None if prev is None else prev.buckets.get(name, {})
         out.append(_hist_delta(cur.buckets.get(name, {}), before))
-    return out[0], out[1]
+    return out
 
 
 def to_sample(
@@ -158,4 +157,5 @@ def to_sample(
         held=held,
         finish_rate=per_s.get("fin", 0.0),
         finished_tokens_rate=per_s.get("fin_tok", 0.0),
+        gen_tokens=_merged([h[2] for h in hists]),
     )

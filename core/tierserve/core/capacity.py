@@ -58,18 +58,19 @@ class ReplicaCapacity(BaseModel):
         description="one decode step at a small batch; None: unknown, no TPOT-tail floor",
     )  # fmt: skip
 
-    def prefill_mix(self, prompt_tokens: float, output_tokens: float,
-                    tpot_ms: float) -> PrefillMix | None:
+    def prefill_mix(self, prompt_tokens: float, output_tokens: float, tpot_ms: float,
+                    answer_quantiles: tuple[float, ...] | None = None) -> PrefillMix | None:
         """The inputs of the TPOT-tail model (:mod:`tierserve.core.tpot_tail`) for this
         replica and request mix; None where prompts cannot slow a decode: the step is
         unknown, or the engine runs one sequence at a time (``max_concurrency`` 1,
-        llama.cpp here), so a prompt waits for the answer instead of sharing its steps."""
+        llama.cpp here), so a prompt waits for the answer instead of sharing its steps.
+        ``answer_quantiles``: the observed answer lengths (:class:`PrefillMix`)."""
         if self.decode_step_ms is None or self.max_concurrency <= 1:
             return None
         return PrefillMix(prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                           step_ms=self.decode_step_ms,
                           prefill_ms_per_token=1000 / self.prefill_tokens_per_s,
-                          tpot_ms=tpot_ms)
+                          tpot_ms=tpot_ms, answer_quantiles=answer_quantiles)
 
 
 def batch_meeting_tpot(step_ms: Callable[[int], float], tpot_ms: float, *, max_seqs: int,

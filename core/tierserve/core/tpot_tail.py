@@ -22,10 +22,14 @@ Model (:func:`tpot_miss_share`), for ``rate`` requests a second over ``n`` repli
 * an answer of ``m`` tokens is exposed for its decode stretched by the replica's prefill
   share ``u`` (``(m - 1) * step / (1 - u)``) plus one mean prompt's prefill (a prompt
   already prefilling when it starts);
-* prompt and answer lengths are exponential with the window's means (the metrics give
-  means, not shapes, and the exponential is what a mean alone implies), so the exposed
-  prompt tokens are a compound Poisson sum of exponentials, whose tail is exact (a
-  Poisson mixture of Erlang tails).
+* answer lengths are the observed distribution when the caller has one (equal-mass
+  quantiles of vLLM's ``request_generation_tokens`` histogram, ``answer_quantiles``),
+  else exponential with the mean (what a mean alone implies; it puts 4% of answers
+  under 10 tokens where chat traffic has almost none, and those short answers are the
+  ones a prefill breaks, so the shape matters);
+* prompt lengths are exponential with the window's mean, so the exposed prompt tokens
+  are a compound Poisson sum of exponentials, whose tail is exact (a Poisson mixture
+  of Erlang tails).
 
 The module is pure: no clock, no I/O. ``tests/unit/test_tpot_tail.py`` checks it
 against a Monte Carlo of the same model and its monotonicity.
@@ -34,6 +38,7 @@ against a Monte Carlo of the same model and its monotonicity.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 OUTPUT_QUANTILES = 24  # answer lengths integrated over this many equal-mass quantiles
@@ -50,6 +55,17 @@ class PrefillMix:
     step_ms: float  # a decode step beside no prefill
     prefill_ms_per_token: float
     tpot_ms: float  # the TPOT target
+    # answer lengths at OUTPUT_QUANTILES equal-mass quantile midpoints (observed); None:
+    # exponential with ``output_tokens`` as mean
+    answer_quantiles: tuple[float, ...] | None = None
+
+    def answers(self) -> tuple[float, ...]:
+        """Answer lengths at equal-mass quantile midpoints, observed or exponential."""
+        if self.answer_quantiles:
+            return self.answer_quantiles
+        excess = max(0.0, self.output_tokens - 1)
+        return tuple(1 + excess * -math.log1p(-(i + 0.5) / OUTPUT_QUANTILES)
+                     for i in range(OUTPUT_QUANTILES))
 
     def slack_tokens(self, m: float) -> float:
         """Prompt tokens an answer of ``m`` tokens can decode beside and still meet TPOT."""
@@ -101,16 +117,20 @@ def tpot_miss_share(rate: float, replicas: int, mix: PrefillMix) -> float:
     # in service fill the other replicas, and then one in ``replicas``
     joins = rate * _poisson_at_least(rate * service_s, replicas - 1) / replicas
     u = min(MAX_PREFILL_SHARE, rate / replicas * prefill_ms / 1000)
+    answers = mix.answers()
     total = 0.0
-    for i in range(OUTPUT_QUANTILES):
-        # answers: 1 + exponential with the mean's excess, at equal-mass quantile midpoints
-        q = (i + 0.5) / OUTPUT_QUANTILES
-        m = 1 + max(0.0, mix.output_tokens - 1) * -math.log1p(-q)
+    for m in answers:
         if m < 2:
             continue  # one token has no TPOT
         exposed_s = ((m - 1) * mix.step_ms / (1 - u) + prefill_ms) / 1000
         total += _compound_tail(joins * exposed_s, mix.slack_tokens(m) / mix.prompt_tokens)
-    return total / OUTPUT_QUANTILES
+    return total / len(answers)
+
+
+def quantile_midpoints(quantile: Callable[[float], float]) -> tuple[float, ...]:
+    """A distribution's ``OUTPUT_QUANTILES`` equal-mass quantile midpoints (the points
+    :attr:`PrefillMix.answer_quantiles` takes), from its quantile function."""
+    return tuple(quantile((i + 0.5) / OUTPUT_QUANTILES) for i in range(OUTPUT_QUANTILES))
 
 
 def replicas_for_tpot_tail(rate: float, mix: PrefillMix, budget: float, cap: int) -> int:

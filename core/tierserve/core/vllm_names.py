@@ -23,7 +23,12 @@ E2E = "vllm:e2e_request_latency_seconds"
 PROMPT_TOKENS = "vllm:prompt_tokens"
 GENERATION_TOKENS = "vllm:generation_tokens"
 REQUEST_SUCCESS = "vllm:request_success"
-GENERATION_TOKENS_HIST = "vllm:request_generation_tokens"
+GENERATION_TOKENS_HIST = "vllm:request_generation_tokens"  # per finished request
+# its buckets: vLLM's 1-2-5 series up to the model length (20,000 covers the models
+# here; longer answers land in +Inf). The SLO autoscaler reads the answer-length shape
+GENERATION_TOKENS_BUCKETS: tuple[float, ...] = (
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000,
+)  # fmt: skip
 
 
 def counter_sample(family: str) -> str:

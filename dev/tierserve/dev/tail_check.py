@@ -5,7 +5,9 @@
 For every minute of a trace: the oracle's replica count (``Runner.oracle()``, instant
 scaling, the target met in that minute) and the count
 :func:`tierserve.core.tpot_tail.replicas_for_tpot_tail` gives from that minute's own
-request rate and mean prompt and answer lengths, at ``--budget`` of the error budget.
+request rate, mean prompt length and answer lengths (their quantiles, as the policy
+reads them off the engines' answer-length histograms; ``--exponential``: the
+exponential of their mean), at ``--budget`` of the error budget.
 Prints the sums over the run and the median ratio (docs/autoscaler.md).
 """
 
@@ -18,10 +20,18 @@ from collections.abc import Sequence
 from tierserve.autoscaler.sim.runner import Runner, Scenario
 from tierserve.autoscaler.sim.synthetic import SHAPES, synthetic
 from tierserve.autoscaler.types import Limits, Slo
-from tierserve.core.tpot_tail import replicas_for_tpot_tail
+from tierserve.core.tpot_tail import quantile_midpoints, replicas_for_tpot_tail
 
 
-def per_minute(runner: Runner, budget: float) -> list[tuple[int, float, int, int]]:
+def _answers(lengths: Sequence[int]) -> tuple[float, ...]:
+    """The minute's answer lengths at the tail model's quantile points."""
+    ordered = sorted(lengths)
+    return quantile_midpoints(lambda q: float(ordered[min(len(ordered) - 1,
+                                                          int(q * len(ordered)))]))
+
+
+def per_minute(runner: Runner, budget: float,
+               exponential: bool = False) -> list[tuple[int, float, int, int]]:
     """(minute, requests per minute, oracle count, floor) for every minute with traffic."""
     sched, trace, slo = runner.oracle(), runner.trace, runner.scenario.slo
     rows = []
@@ -32,7 +42,9 @@ def per_minute(runner: Runner, budget: float) -> list[tuple[int, float, int, int
             continue
         mix = runner.capacity.prefill_mix(statistics.fmean(r.prompt_tokens for r in reqs),
                                           statistics.fmean(r.output_tokens for r in reqs),
-                                          slo.tpot_p95_ms)
+                                          slo.tpot_p95_ms,
+                                          None if exponential else
+                                          _answers([r.output_tokens for r in reqs]))
         if mix is None:
             raise ValueError(f"profile {runner.profile.name!r} has no TPOT-tail model "
                              "(one sequence at a time)")
@@ -51,11 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--slo-tpot-ms", type=float, default=40.0)
     p.add_argument("--budget", type=float, default=0.5, help="share of the error budget")
     p.add_argument("--rows", action="store_true", help="print every minute")
+    p.add_argument("--exponential", action="store_true",
+                   help="answer lengths exponential with the minute's mean (the model "
+                        "without the observed shape)")
     args = p.parse_args(argv)
     scenario = Scenario(profile=args.profile, slo=Slo(ttft_p95_ms=2500,
                                                       tpot_p95_ms=args.slo_tpot_ms),
                         limits=Limits(max_replicas=32, cold_start_s=60))
-    rows = per_minute(Runner(synthetic(args.synthetic, seed=args.seed), scenario), args.budget)
+    rows = per_minute(Runner(synthetic(args.synthetic, seed=args.seed), scenario), args.budget,
+                      args.exponential)
     if args.rows:
         print("minute  requests/min  oracle  floor")
         for b, per_min, oracle, floor in rows:

@@ -59,6 +59,10 @@ class EngineMetrics:
             names.E2E, "End-to-end request latency.", labels,
             buckets=E2E_BUCKETS, registry=r,
         ).labels(model_name)  # fmt: skip
+        self.answer_tokens = Histogram(
+            names.GENERATION_TOKENS_HIST, "Generated tokens per finished request.",
+            labels, buckets=names.GENERATION_TOKENS_BUCKETS, registry=r,
+        ).labels(model_name)  # fmt: skip
         self.prompt_tokens = Counter(
             names.PROMPT_TOKENS, "Prefilled prompt tokens.", labels, registry=r
         ).labels(model_name)

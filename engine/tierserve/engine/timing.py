@@ -4,9 +4,11 @@
 ``vllm:time_to_first_token_seconds`` at the first token,
 ``vllm:inter_token_latency_seconds`` once per later token (as vLLM does; tokens that
 arrive together share the interval evenly), and at the end the end-to-end latency and
-``vllm:time_per_output_token_seconds``, which here stays the request's mean inter-token
-interval (observed once per request). The token counters move when vLLM's do: the
-prompt with the first token (its prefill has run), generated tokens as they arrive. A
+``vllm:time_per_output_token_seconds``, which here stays the request's mean
+inter-token interval (observed once per request), and ``vllm:request_generation_tokens``,
+the answer's length (the SLO autoscaler reads the shape of that distribution). The
+token counters move when vLLM's do: the prompt with the first token (its prefill has
+run), generated tokens as they arrive. A
 rate of prompt tokens counted at the end instead would lag the arriving work by each
 request's lifetime, and the SLO autoscaler reads that rate as demand. It records into any
 :class:`RequestMetrics`: the prometheus_client families of
@@ -54,6 +56,8 @@ class RequestMetrics(Protocol):
     def prompt_tokens(self) -> _Counts: ...
     @property
     def generation_tokens(self) -> _Counts: ...
+    @property
+    def answer_tokens(self) -> _Observes: ...
     def request_succeeded(self, reason: str) -> None: ...
 
 
@@ -107,6 +111,7 @@ class RequestTimer:
         first = self.first if self.first is not None else end
         self._count_prompt(prompt_tokens)
         m.e2e.observe(end - self.start)
+        m.answer_tokens.observe(self.generated)
         if self.generated > 1:
             m.tpot.observe((self.last - first) / (self.generated - 1))
         m.request_succeeded(reason)

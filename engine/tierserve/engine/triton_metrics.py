@@ -65,6 +65,9 @@ class TritonEngineMetrics:
             labels))
         self.e2e = _Histogram(self._hist(names.E2E, "End-to-end request latency.",
                                          E2E_BUCKETS, labels))
+        self.answer_tokens = _Histogram(self._hist(
+            names.GENERATION_TOKENS_HIST, "Generated tokens per finished request.",
+            names.GENERATION_TOKENS_BUCKETS, labels))
         self.prompt_tokens = _Counter(self._counter(names.PROMPT_TOKENS,
                                                     "Prefilled prompt tokens.", labels))
         self.generation_tokens = _Counter(self._counter(names.GENERATION_TOKENS,

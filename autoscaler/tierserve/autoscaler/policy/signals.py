@@ -15,6 +15,9 @@ from tierserve.autoscaler.types import (
     merge_histograms,
 )
 from tierserve.core.capacity import ReplicaCapacity
+from tierserve.core.tpot_tail import quantile_midpoints
+
+MIN_ANSWERS = 50  # finished requests below which an answer-length shape is noise
 
 
 def output_ratio(samples: Sequence[MetricSample], default: float) -> float:
@@ -30,6 +33,17 @@ def output_ratio(samples: Sequence[MetricSample], default: float) -> float:
         # per finished request over the window is the same mean in steady state
         tokens = sum(s.gen_token_rate for s in samples)
     return tokens / finished if tokens > 0 else default
+
+
+def answer_quantiles(samples: Sequence[MetricSample]) -> tuple[float, ...] | None:
+    """Answer lengths of the requests that finished in the window, at the tail model's
+    quantile points (from the ``request_generation_tokens`` histograms); None without
+    the histogram or with fewer than ``MIN_ANSWERS`` answers (the model then takes the
+    exponential a mean implies)."""
+    merged = merge_histograms([s.gen_tokens for s in samples if s.gen_tokens is not None])
+    if merged is None or merged.total < MIN_ANSWERS:
+        return None
+    return quantile_midpoints(merged.quantile)
 
 
 def demand(sample: MetricSample, capacity: ReplicaCapacity, out_ratio: float) -> float:

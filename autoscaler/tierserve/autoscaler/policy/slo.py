@@ -90,7 +90,8 @@ class SloPolicy(BaseModel):
         default=None, gt=0, le=1,
         description="share of the error budget prefill collisions may take (TPOT-tail "
         "floor, core.tpot_tail); None (default): no floor. Opt-in: it tracks the oracle "
-        "on prefill-heavy traffic but over-provisions long answers (docs/autoscaler.md)",
+        "on prefill-heavy traffic but asks about twice the need on conversation-like "
+        "lengths (docs/autoscaler.md)",
     )  # fmt: skip
 
     def __call__(self, ctx: PolicyContext) -> Decision:
@@ -107,7 +108,7 @@ class SloPolicy(BaseModel):
         grain = signals.granularity_safety(load, ctx.capacity, prompt, ratio,
                                            ctx.slo.tpot_p95_ms / 1000)
         base = load + self.burst_z * grain + self.safety_z * spread
-        tail = self._tail_floor(ctx, samples, load / level if level > 0 else 1.0, prompt, ratio)
+        tail = self._tail_floor(ctx, samples, prompt, ratio)
         raw = self._count(gain * max(base / self.target_utilization, tail),
                           ctx.state.current_replicas)
         raw = self._band(raw, ctx.state.current_replicas, gain, load + self.burst_z * grain,
@@ -150,18 +151,22 @@ class SloPolicy(BaseModel):
         return raw
 
     def _tail_floor(self, ctx: PolicyContext, samples: tuple[MetricSample, ...],
-                    growth: float, prompt: float, ratio: float) -> int:
+                    prompt: float, ratio: float) -> int:
         """Replicas that keep TPOT misses from prefill collisions within ``tail_budget``
         of the error budget (:func:`tierserve.core.tpot_tail.replicas_for_tpot_tail`), at
-        the level window's request rate grown as the forecast grows the demand; 0 where
-        the model does not apply (no step cost known, one sequence at a time)."""
+        the level window's request rate and the window's answer-length shape; 0 where
+        the model does not apply (no step cost known, one sequence at a time). The rate
+        is not grown by the forecast: that asked for 15 replicas where a burst's minute
+        needs 10, and cost 5-6% more GPU-hours on every trace for no attainment
+        (docs/autoscaler.md)."""
         if self.tail_budget is None:
             return 0
-        mix = ctx.capacity.prefill_mix(prompt, ratio, ctx.slo.tpot_p95_ms)
+        mix = ctx.capacity.prefill_mix(prompt, ratio, ctx.slo.tpot_p95_ms,
+                                       signals.answer_quantiles(samples))
         if mix is None:
             return 0
         recent = self._level_samples(samples, ctx.now)
-        rate = signals.mean([s.arrival_rate for s in recent]) * growth
+        rate = signals.mean([s.arrival_rate for s in recent])
         budget = self.tail_budget * (1 - ctx.slo.target_attainment)
         return replicas_for_tpot_tail(rate, mix, budget, cap=4 * ctx.limits.max_replicas)
 

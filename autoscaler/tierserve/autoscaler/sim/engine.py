@@ -29,6 +29,7 @@ from typing import cast
 from tierserve.autoscaler.sim.results import SimResult, TimelinePoint
 from tierserve.autoscaler.sim.trace import TraceRequest
 from tierserve.autoscaler.types import (
+    GEN_TOKEN_BUCKETS,
     TPOT_BUCKETS_S,
     TTFT_BUCKETS_S,
     Decision,
@@ -91,6 +92,7 @@ class _Interval:
     finished_tokens: int = 0
     ttft: list[int] = field(default_factory=lambda: [0] * (len(TTFT_BUCKETS_S) + 1))
     tpot: list[int] = field(default_factory=lambda: [0] * (len(TPOT_BUCKETS_S) + 1))
+    answers: list[int] = field(default_factory=lambda: [0] * (len(GEN_TOKEN_BUCKETS) + 1))
 
 
 class Simulation:
@@ -228,6 +230,7 @@ class Simulation:
             iv.tpot[bisect_left(TPOT_BUCKETS_S, tpot)] += 1
             iv.finished += 1
             iv.finished_tokens += out
+            iv.answers[bisect_left(GEN_TOKEN_BUCKETS, out)] += 1
             rep.outstanding -= 1
             self.done += 1
         if rep.core.has_work():
@@ -288,6 +291,7 @@ class Simulation:
             held=len(self.held),
             finish_rate=iv.finished / dt,
             finished_tokens_rate=iv.finished_tokens / dt,
+            gen_tokens=Histogram(GEN_TOKEN_BUCKETS, tuple(iv.answers)),
         )
         self.iv = _Interval()
         self.window.append(sample)
