@@ -20,8 +20,8 @@ Model (:func:`tpot_miss_share`), for ``rate`` requests a second over ``n`` repli
   answer's replica takes a new request only when the other requests fill the other
   ``n - 1`` replicas, and then with chance ``1/n``;
 * an answer of ``m`` tokens is exposed for its decode stretched by the replica's prefill
-  share ``u`` (``(m - 1) * step / (1 - u)``) plus one mean prompt's prefill (a prompt
-  already prefilling when it starts);
+  share ``u`` (``(m - 1) * step / (1 - u)``), plus ``IN_PROGRESS_PREFILL`` mean prompts'
+  prefill already under way when it starts (0: fitted, see the constant);
 * answer lengths are the observed distribution when the caller has one (equal-mass
   quantiles of vLLM's ``request_generation_tokens`` histogram, ``answer_quantiles``),
   else exponential with the mean (what a mean alone implies; it puts 4% of answers
@@ -44,6 +44,14 @@ from dataclasses import dataclass
 OUTPUT_QUANTILES = 24  # answer lengths integrated over this many equal-mass quantiles
 NORMAL_ABOVE = 60.0  # exposed arrivals above which the sum's tail is taken as normal
 MAX_PREFILL_SHARE = 0.95  # a replica prefilling more than this is saturated anyway
+# Mean prompts' prefill counted as already under way beside an answer when it starts.
+# Little's law with memoryless prompts says 1; measured per minute against the oracle
+# (``python -m tierserve.dev.tail_check``), 1 puts the floor at 1.20x / 1.67x / 1.91x
+# the oracle's replica-minutes on prefill-heavy / flash-crowd / diurnal traffic and 0 at
+# 1.04x / 1.04x / 1.17x. A likely reason: a prompt that arrives while the answer's own
+# prompt prefills shares those chunked steps and is done before the answer's first
+# token, so little of it overlaps the decode. Fitted, not derived (docs/autoscaler.md).
+IN_PROGRESS_PREFILL = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,8 @@ def tpot_miss_share(rate: float, replicas: int, mix: PrefillMix) -> float:
     for m in answers:
         if m < 2:
             continue  # one token has no TPOT
-        exposed_s = ((m - 1) * mix.step_ms / (1 - u) + prefill_ms) / 1000
+        exposed_s = ((m - 1) * mix.step_ms / (1 - u)
+                     + IN_PROGRESS_PREFILL * prefill_ms) / 1000
         total += _compound_tail(joins * exposed_s, mix.slack_tokens(m) / mix.prompt_tokens)
     return total / len(answers)
 
